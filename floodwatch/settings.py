@@ -1,0 +1,285 @@
+"""The one settings model: a TOML file plus ``FLOODWATCH_*`` environment variables.
+
+Precedence, highest first: keyword arguments to :func:`load_settings`,
+environment variables (``FLOODWATCH_MQTT__URL``: nested with ``__``), a
+``.env`` file in the working directory (for secrets), then the TOML file
+(``config/lamphaya.toml`` unless ``FLOODWATCH_CONFIG`` names another).
+
+The station and zone registry lives in the same TOML file, so one model
+describes a site completely. Settings are built by a function at start-up,
+never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from floodwatch.errors import ConfigError
+from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "lamphaya.toml"
+LINE_PRODUCTION_API = "https://api.line.me"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarningLevels(_Section):
+    """Warning levels in metres above mean sea level; must rise strictly."""
+
+    watch_m: float
+    warning_m: float
+    evacuate_m: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WarningLevels":
+        if not (self.watch_m < self.warning_m < self.evacuate_m):
+            raise ValueError(
+                f"warning levels must rise: watch {self.watch_m} < warning {self.warning_m}"
+                f" < evacuate {self.evacuate_m}"
+            )
+        return self
+
+    def threshold_m(self, level: AlertLevel) -> float:
+        return {
+            AlertLevel.WATCH: self.watch_m,
+            AlertLevel.WARNING: self.warning_m,
+            AlertLevel.EVACUATE: self.evacuate_m,
+        }[level]
+
+    def as_tuple(self) -> tuple[float, float, float]:
+        return (self.watch_m, self.warning_m, self.evacuate_m)
+
+
+class ZoneConfig(_Section):
+    """A village (หมู่) residents pick when they subscribe."""
+
+    id: ZoneId
+    name_th: str
+    name_en: str
+    centre_lat: float | None = None
+    centre_lon: float | None = None
+
+
+class StationConfig(_Section):
+    """One gauge: where it is, how to convert its raw signal, when to warn."""
+
+    id: StationId
+    name_th: str
+    name_en: str
+    kind: Literal["water_level", "rain"]
+    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket"]
+    zone: ZoneId
+    lat: float
+    lon: float
+    location_approximate: bool = True
+    # Level stations: the sensor face's elevation above mean sea level, so
+    # level_m = mount_height_m - distance_m. Surveyed values are not public.
+    mount_height_m: float | None = None
+    datum_approximate: bool = True
+    levels: WarningLevels | None = None
+    low_water_m: float | None = Field(default=None, description="drought / intake alert level, m MSL")
+    # Physically possible range of the level (sensor and site), m MSL.
+    min_level_m: float = -3.0
+    max_level_m: float = 8.0
+    # Rain gauges: millimetres per bucket tip.
+    mm_per_tip: float = 0.2
+    # Level stations: the rain gauge whose rain drives this gauge's forecast.
+    rain_station: StationId | None = None
+    publish_interval_s: float = 600.0
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "StationConfig":
+        if self.kind == "water_level":
+            if self.levels is None:
+                raise ValueError(f"water-level station {self.id!r} needs [stations.levels]")
+            if self.sensor in ("ultrasonic", "radar") and self.mount_height_m is None:
+                raise ValueError(
+                    f"station {self.id!r} has a {self.sensor} sensor; set mount_height_m "
+                    "(sensor face above mean sea level) to convert distance_m to a level"
+                )
+        return self
+
+
+class SiteConfig(_Section):
+    id: str = "lamphaya"
+    name_th: str = "เทศบาลตำบลลำพญา"
+    name_en: str = "Lam Phaya Subdistrict Municipality"
+    timezone: str = "Asia/Bangkok"
+
+
+class MqttSettings(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = "floodwatch-ingest"
+    topic_prefix: str = "floodwatch"
+    shared_group: str | None = Field(
+        default=None, description="join $share/<group>/... so several ingest workers split the load"
+    )
+    session_expiry_s: int = 86_400
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///var/floodwatch.db"
+    influx_token: SecretStr | None = None
+    influx_org: str = "floodwatch"
+    influx_bucket: str = "floodwatch"
+    batch_size: int = 500
+    batch_interval_s: float = 0.05
+    retention_days: int = 400
+
+
+class LineSettings(_Section):
+    api_base_url: str = LINE_PRODUCTION_API
+    channel_access_token: SecretStr | None = None
+    channel_secret: SecretStr | None = None
+    timeout_s: float = 10.0
+
+
+class ForecastSettings(_Section):
+    interval_s: float = 600.0
+    horizon_h: float = 72.0
+    step_s: float = 600.0
+    history_days: float = 30.0
+    exceed_probability: float = Field(
+        default=0.8, description="forecast chance of reaching a level that raises an alert"
+    )
+    lead_h: float = Field(default=3.0, description="how far ahead a forecast may raise an alert")
+
+
+class AlertSettings(_Section):
+    state_url: str = "sqlite:///var/alerts.db"
+    hysteresis_m: float = 0.05
+    clear_after_s: float = 3 * 3600.0
+    cooldown_s: float = 3600.0
+    reminder_s: float = 6 * 3600.0
+    rise_rate_cm_per_h: float = 20.0
+
+
+class PageSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    """Everything a floodwatch process needs to know about its site and its edges."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLOODWATCH_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+    )
+
+    config_file: Path = DEFAULT_CONFIG_FILE
+    site: SiteConfig = SiteConfig()
+    mqtt: MqttSettings = MqttSettings()
+    store: StoreSettings = StoreSettings()
+    line: LineSettings = LineSettings()
+    forecast: ForecastSettings = ForecastSettings()
+    alerts: AlertSettings = AlertSettings()
+    page: PageSettings = PageSettings()
+    zones: list[ZoneConfig] = []
+    stations: list[StationConfig] = []
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _config_file_from(init_settings)
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @model_validator(mode="after")
+    def _registry_consistent(self) -> "Settings":
+        zone_ids = [z.id for z in self.zones]
+        if len(set(zone_ids)) != len(zone_ids):
+            raise ValueError("zone ids must be unique in the registry")
+        station_ids = [s.id for s in self.stations]
+        if len(set(station_ids)) != len(station_ids):
+            raise ValueError("station ids must be unique in the registry")
+        known = set(zone_ids)
+        for station in self.stations:
+            if station.zone not in known:
+                raise ValueError(
+                    f"station {station.id!r} names zone {station.zone!r}, which is not under [[zones]]"
+                )
+            if station.rain_station is not None and station.rain_station not in station_ids:
+                raise ValueError(
+                    f"station {station.id!r} names rain_station {station.rain_station!r}, "
+                    "which is not a station in the registry"
+                )
+        return self
+
+    # Registry look-ups used by every stage.
+    def station(self, station_id: str) -> StationConfig:
+        for s in self.stations:
+            if s.id == station_id:
+                return s
+        raise ConfigError(
+            f"station {station_id!r} is not in {self.config_file}; add it under [[stations]] "
+            "or check the node's topic"
+        )
+
+    def zone(self, zone_id: str) -> ZoneConfig:
+        for z in self.zones:
+            if z.id == zone_id:
+                return z
+        raise ConfigError(f"zone {zone_id!r} is not in {self.config_file}; add it under [[zones]]")
+
+    @property
+    def level_stations(self) -> list[StationConfig]:
+        return [s for s in self.stations if s.kind == "water_level"]
+
+    @property
+    def rain_stations(self) -> list[StationConfig]:
+        return [s for s in self.stations if s.kind == "rain"]
+
+
+def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path:
+    explicit = init_settings().get("config_file") if callable(init_settings) else None
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("FLOODWATCH_CONFIG_FILE") or os.environ.get("FLOODWATCH_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_FILE
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings at start-up; raise :class:`ConfigError` with the fix on bad input."""
+    config_file = Path(overrides.get("config_file") or _config_file_from(lambda: {}))  # type: ignore[arg-type]
+    if not config_file.is_file():
+        raise ConfigError(
+            f"config file {config_file} does not exist; point FLOODWATCH_CONFIG at a site's TOML "
+            "file (see config/lamphaya.toml)"
+        )
+    overrides.setdefault("config_file", config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"settings in {config_file} or FLOODWATCH_* are invalid:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,1 @@
+"""The time-series store: one small interface, SQLite by default, InfluxDB when configured."""

@@ -1,0 +1,120 @@
+"""One supervisor that starts every stage in data-flow order and stops them in reverse.
+
+Used by ``floodwatch serve`` (a municipality's production process) and by
+``floodwatch demo`` (which adds a broker, simulated nodes and a LINE
+stand-in around it). Stages are wired by callbacks so data flows one way:
+ingest -> store -> forecast -> alerts -> LINE and the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+import alerts
+import gauge_page
+import ingest
+import store as store_module
+from floodwatch.clock import Clock
+from floodwatch.settings import Settings
+from floodwatch.vocabulary import Reading, StationId
+from scheduler import ForecastJob, IssuedForecast, PeriodicWork
+
+log = logging.getLogger(__name__)
+
+
+def _reading_event(r: Reading) -> dict[str, Any]:
+    return {
+        "station_id": r.station_id,
+        "ts_s": r.ts_s,
+        "water_level_m": r.water_level_m,
+        "rain_mm": r.rain_mm,
+        "battery_v": r.battery_v,
+        "rssi_dbm": r.rssi_dbm,
+        "qc_flag": int(r.qc_flag),
+    }
+
+
+@dataclass
+class System:
+    settings: Settings
+    clock: Clock
+    serve_page: bool = True
+    _stoppers: list[tuple[str, Any]] = field(default_factory=list)
+
+    def start(self) -> "System":
+        settings, clock = self.settings, self.clock
+        self.store = store_module.open_store(settings)
+        self._stoppers.append(("store", self.store.close))
+        self.hub = gauge_page.EventHub()
+        self.alerts = alerts.AlertService(settings, clock)
+        self.alerts.start()
+        self._stoppers.append(("alerts", self.alerts.close))
+        self.forecaster = ForecastJob(settings, self.store, clock, on_forecast=self._forecast_issued)
+        self.ingest = ingest.IngestService(
+            settings, self.store, clock, on_stored=self._readings_stored, on_status=self._status_changed
+        )
+        self.periodic = PeriodicWork(clock)
+        self.periodic.every("forecast", settings.forecast.interval_s, self.forecaster.run_once)
+        self.app = gauge_page.create_app(
+            settings, self.store, clock, hub=self.hub, alerts=self.alerts,
+            forecasts=self.forecaster, ingest=self.ingest,
+        )
+        self.app.include_router(self.alerts.webhook_router())
+        if self.serve_page:
+            self._start_page()
+        # Ingest last among the consumers' dependencies, first among producers:
+        # everything it calls back into is already running.
+        self.ingest.start()
+        self._stoppers.append(("ingest", self.ingest.stop))
+        self.periodic.start()
+        self._stoppers.append(("scheduler", self.periodic.stop))
+        return self
+
+    def _start_page(self) -> None:
+        page = self.settings.page
+        config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        thread = threading.Thread(target=self._server.run, name="gauge-page", daemon=True)
+        thread.start()
+        for _ in range(200):
+            if self._server.started:
+                break
+            if not thread.is_alive():
+                raise RuntimeError(
+                    f"the gauge page could not start on {page.host}:{page.port}; is the port in use? "
+                    "choose another with --port or FLOODWATCH_PAGE__PORT"
+                )
+            threading.Event().wait(0.05)
+        log.info("gauge page on http://%s:%d", page.host, page.port)
+
+        def stop_page() -> None:
+            self._server.should_exit = True
+            thread.join(10)
+
+        self._stoppers.append(("page", stop_page))
+
+    def stop(self) -> None:
+        while self._stoppers:
+            name, stop = self._stoppers.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping %s failed; stopping the rest", name)
+
+    # Callbacks: each hands plain data to the next stages.
+    def _readings_stored(self, readings: list[Reading]) -> None:
+        self.alerts.on_readings(readings)
+        self.hub.publish("readings", [_reading_event(r) for r in readings])
+
+    def _status_changed(self, station_id: StationId, status: str, ts_s: float) -> None:
+        self.alerts.on_status(station_id, status, ts_s)
+        self.hub.publish("status", {"station_id": station_id, "status": status, "ts_s": ts_s})
+
+    def _forecast_issued(self, issued: IssuedForecast) -> None:
+        self.alerts.on_forecast(issued)
+        self.hub.publish("forecast", {"issued_s": issued.issued_s})

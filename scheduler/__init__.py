@@ -1,0 +1,10 @@
+"""Periodic work on apscheduler: forecasts for every station, offline checks.
+
+The shell around :mod:`models`: it reads windows from the store, calls the
+pure forecaster once for all stations, and hands the result on.
+"""
+
+from scheduler.forecast_job import ForecastJob, IssuedForecast
+from scheduler.runner import PeriodicWork
+
+__all__ = ["ForecastJob", "IssuedForecast", "PeriodicWork"]

@@ -1,0 +1,37 @@
+"""Fixtures shared by every test folder: real brokers on free ports, settings in tmp dirs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.broker import LocalBroker, find_mosquitto
+from floodwatch.settings import Settings, load_settings
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A real Mosquitto on a free loopback port, with persistence in tmp_path."""
+    if find_mosquitto() is None:
+        pytest.fail("mosquitto is not installed; run scripts/setup --test (apt-get install mosquitto)")
+    with LocalBroker(tmp_path / "mosquitto", prefer="mosquitto") as broker:
+        yield broker
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Lam Phaya settings whose store and alert state live in tmp_path; keyword args update sections."""
+
+    def make(**sections: dict) -> Settings:
+        settings = load_settings()
+        settings.store.url = f"sqlite:///{tmp_path}/floodwatch.db"
+        settings.alerts.state_url = f"sqlite:///{tmp_path}/alerts.db"
+        for section, values in sections.items():
+            target = getattr(settings, section)
+            for key, value in values.items():
+                setattr(target, key, value)
+        return settings
+
+    return make

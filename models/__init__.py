@@ -1,0 +1,38 @@
+"""Forecasting: numbers only, every station in one vectorised call.
+
+Pure numpy/scipy over arrays shaped ``(stations, time)`` on a regular grid,
+NaN marking missing or QC-failed samples. No I/O, no clocks, no globals.
+
+* :func:`fit` -> :class:`ForecastModel` and :func:`predict` -> :class:`Forecast`,
+  or both at once with :func:`forecast_stations`.
+* :func:`fit_tide` / :func:`predict_tide`: the harmonic tide alone.
+* :func:`rolling_origin_backtest`: the evaluation behind ``floodwatch backtest``.
+
+See docs/forecasting.md for the method.
+"""
+
+from models._forecast import (
+    Forecast,
+    ForecastModel,
+    exceedance_probability,
+    first_crossing_time,
+    fit,
+    forecast_stations,
+    predict,
+    rise_rate_cm_per_h,
+)
+from models._tide import TideFit, fit_tide, predict_tide
+
+__all__ = [
+    "Forecast",
+    "ForecastModel",
+    "TideFit",
+    "exceedance_probability",
+    "first_crossing_time",
+    "fit",
+    "fit_tide",
+    "forecast_stations",
+    "predict",
+    "predict_tide",
+    "rise_rate_cm_per_h",
+]

@@ -1,0 +1,336 @@
+"""Harmonic tide analysis for many stations at once: fit by least squares, predict anywhere.
+
+The split follows UTide's ``solve`` / ``reconstruct``: :func:`fit_tide` returns
+one :class:`TideFit` holding everything :func:`predict_tide` needs.
+
+What is fitted, per station, on the samples it observed in the window::
+
+    level(t) = mean + trend * t  +  sum_c [ a_c cos(w_c t) + b_c sin(w_c t) ]
+
+* The constituents come from one candidate table ordered by importance and
+  are chosen per station by the Rayleigh criterion, as UTide does: a
+  constituent is kept when its frequency differs from the mean (0 cph) and
+  from every more important kept constituent by at least ``R / span_h``
+  (``R = 1``), where ``span_h`` is the station's observed record length.
+  One day of data resolves M2, K1 and overtides; two weeks add S2 and O1;
+  four weeks N2 and Q1.
+* Long-period constituents (Mm, MSf, Sa) are left out on purpose: over a
+  30-day window they alias the slow river stage, and the residual model
+  forecasts that part from recent levels and rain instead.
+* The trend absorbs the slow stage change during the window so it does not
+  leak into the harmonics; it is *not* extrapolated (the residual model owns
+  the slow part), so a prediction is mean + harmonics.
+* No nodal corrections: over a 30-day fit extrapolated 72 h the nodal factors
+  (18.6-year cycle) change by well under 0.1 %, so the fitted amplitudes and
+  phases absorb them. Phases are relative to the window's reference time, not
+  Greenwich phases; they are for comparing fits, not for tide tables.
+
+Vectorisation: each station has its own mask and constituent set, so each has
+its own normal equations ``(X^T W_s X) c_s = X^T W_s y_s``. ``X`` is shared, so
+the Gram matrix over the full grid is computed once and each station only adds
+(or removes) the rows it is missing (or holds), whichever set is smaller. The
+stations' systems are then solved in one batched call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Fundamental astronomical rates in degrees per mean solar hour (Doodson).
+_TAU_DEG_H = 14.4920521  # mean lunar day
+_S_DEG_H = 0.5490165  # moon's mean longitude
+_H_DEG_H = 0.0410686  # sun's mean longitude
+_P_DEG_H = 0.0046418  # lunar perigee
+_P1_DEG_H = 0.0000020  # solar perigee
+
+# Candidate constituents, most important first (the Rayleigh pass keeps the
+# first of two it cannot separate). Doodson numbers (tau, s, h, p, N', p1).
+_DOODSON: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("M2", (2, 0, 0, 0, 0, 0)),
+    ("K1", (1, 1, 0, 0, 0, 0)),
+    ("S2", (2, 2, -2, 0, 0, 0)),
+    ("O1", (1, -1, 0, 0, 0, 0)),
+    ("N2", (2, -1, 0, 1, 0, 0)),
+    ("P1", (1, 1, -2, 0, 0, 0)),
+    ("K2", (2, 2, 0, 0, 0, 0)),
+    ("Q1", (1, -2, 0, 1, 0, 0)),
+    ("NU2", (2, -1, 2, -1, 0, 0)),
+    ("MU2", (2, -2, 2, 0, 0, 0)),
+    ("L2", (2, 1, 0, -1, 0, 0)),
+    ("2N2", (2, -2, 0, 2, 0, 0)),
+    ("J1", (1, 2, 0, -1, 0, 0)),
+    ("M1", (1, 0, 0, 1, 0, 0)),
+    ("OO1", (1, 3, 0, 0, 0, 0)),
+    ("T2", (2, 2, -3, 0, 0, 1)),
+    ("LDA2", (2, 1, -2, 1, 0, 0)),
+    ("RHO1", (1, -2, 2, -1, 0, 0)),
+    ("2Q1", (1, -3, 0, 2, 0, 0)),
+    ("EPS2", (2, -3, 2, 1, 0, 0)),
+    ("ETA2", (2, 3, 0, -1, 0, 0)),
+    ("M3", (3, 0, 0, 0, 0, 0)),
+)
+# Shallow-water (compound) constituents: the river bends the tide.
+_COMPOUND: tuple[tuple[str, dict[str, int]], ...] = (
+    ("M4", {"M2": 2}),
+    ("MS4", {"M2": 1, "S2": 1}),
+    ("MN4", {"M2": 1, "N2": 1}),
+    ("M6", {"M2": 3}),
+    ("MK3", {"M2": 1, "K1": 1}),
+    ("2MS6", {"M2": 2, "S2": 1}),
+    ("S4", {"S2": 2}),
+    ("MK4", {"M2": 1, "K2": 1}),
+    ("2MK3", {"M2": 2, "K1": -1}),
+    ("M8", {"M2": 4}),
+    ("MSN2", {"M2": 1, "S2": 1, "N2": -1}),
+    ("2SM2", {"S2": 2, "M2": -1}),
+)
+# Order in which the Rayleigh pass considers them: the big astronomical ones,
+# then the main overtides, then the rest.
+_PRIORITY = (
+    "M2", "K1", "S2", "O1", "M4", "N2", "P1", "K2", "Q1", "MS4", "M6", "MN4",
+    "NU2", "MU2", "L2", "2N2", "MK3", "J1", "M1", "OO1", "2MK3", "M3", "S4", "2MS6",
+    "MK4", "M8", "T2", "LDA2", "RHO1", "2Q1", "EPS2", "ETA2", "MSN2", "2SM2",
+)
+
+
+def _constituent_table() -> tuple[tuple[str, ...], np.ndarray]:
+    rates = np.array([_TAU_DEG_H, _S_DEG_H, _H_DEG_H, _P_DEG_H, 0.0, _P1_DEG_H])
+    speed_deg_h = {name: float(np.dot(d, rates)) for name, d in _DOODSON}
+    for name, parts in _COMPOUND:
+        speed_deg_h[name] = sum(k * speed_deg_h[p] for p, k in parts.items())
+    names = tuple(_PRIORITY)
+    freq_cph = np.array([speed_deg_h[n] / 360.0 for n in names])
+    return names, freq_cph
+
+
+CONSTITUENTS, FREQ_CPH = _constituent_table()
+
+RAYLEIGH = 1.0
+"""Rayleigh criterion: separate frequencies by at least this many cycles over the record."""
+
+
+@dataclass(frozen=True)
+class TideFit:
+    """Fitted harmonic tide of S stations.
+
+    Attributes
+    ----------
+    ref_s : float
+        Reference time (UTC epoch seconds) of the phases and the trend.
+    names : tuple of str, (C,)
+        Candidate constituents, in priority order.
+    freq_cph : ndarray, (C,)
+        Their frequencies, cycles per hour.
+    active : ndarray of bool, (S, C)
+        Constituents each station's record resolves (Rayleigh) and that were fitted.
+    mean_m : ndarray, (S,)
+        Mean level at ``ref_s`` (trend removed), metres; NaN without data.
+    trend_m_per_h : ndarray, (S,)
+        Trend over the window; fitted, never extrapolated.
+    cos_m, sin_m : ndarray, (S, C)
+        Harmonic coefficients, metres; 0 for inactive constituents.
+    explained : ndarray, (S,)
+        Share of the detrended variance the harmonics explain, 0..1.
+    """
+
+    ref_s: float
+    names: tuple[str, ...]
+    freq_cph: np.ndarray
+    active: np.ndarray
+    mean_m: np.ndarray
+    trend_m_per_h: np.ndarray
+    cos_m: np.ndarray
+    sin_m: np.ndarray
+    explained: np.ndarray
+
+    @property
+    def amplitude_m(self) -> np.ndarray:
+        """(S, C) amplitude of each constituent, metres (0 where inactive)."""
+        return np.hypot(self.cos_m, self.sin_m)
+
+    @property
+    def phase_deg(self) -> np.ndarray:
+        """(S, C) phase lag g in ``A cos(w (t - ref) - g)``, degrees in [0, 360)."""
+        return np.degrees(np.arctan2(self.sin_m, self.cos_m)) % 360.0
+
+
+def select_constituents(span_h: np.ndarray, dt_h: float, n_obs: np.ndarray) -> np.ndarray:
+    """Choose constituents per station by the Rayleigh criterion.
+
+    Parameters
+    ----------
+    span_h : ndarray, (S,)
+        Hours between each station's first and last observation.
+    dt_h : float
+        Sampling step, hours; constituents above 0.8 x Nyquist are dropped.
+    n_obs : ndarray of int, (S,)
+        Observations per station; at most ``(n_obs - 3) // 3`` constituents are
+        kept so the fit has at least three samples per parameter.
+
+    Returns
+    -------
+    ndarray of bool, (S, C)
+    """
+    span_h = np.asarray(span_h, dtype=float)
+    n_stations = span_h.shape[0]
+    active = np.zeros((n_stations, FREQ_CPH.size), dtype=bool)
+    nyquist_cph = 0.5 / dt_h
+    budget = np.maximum((np.asarray(n_obs) - 3) // 6, 0)
+    kept = np.zeros(n_stations, dtype=int)
+    # A loop over constituents (fixed, ~34), never over stations.
+    for c, freq in enumerate(FREQ_CPH):
+        if freq >= 0.8 * nyquist_cph:
+            continue
+        # Separation from the mean (0 cph) and from every kept, more important one.
+        gaps = np.abs(freq - FREQ_CPH[:c])
+        nearest = np.where(active[:, :c], gaps[None, :], np.inf).min(axis=1, initial=freq)
+        ok = (nearest * span_h >= RAYLEIGH) & (kept < budget)
+        active[:, c] = ok
+        kept += ok
+    return active
+
+
+def _design(t_h: np.ndarray, span_scale_h: float) -> np.ndarray:
+    """Columns [1, t/scale, cos(w_1 t), sin(w_1 t), ...] at times t_h, shape (T, 2 + 2C)."""
+    phase = 2.0 * np.pi * t_h[:, None] * FREQ_CPH[None, :]
+    x = np.empty((t_h.size, 2 + 2 * FREQ_CPH.size))
+    x[:, 0] = 1.0
+    x[:, 1] = t_h / span_scale_h
+    x[:, 2::2] = np.cos(phase)
+    x[:, 3::2] = np.sin(phase)
+    return x
+
+
+def _masked_gram(x: np.ndarray, observed: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Per-station Gram matrices ``X^T diag(observed_s) X``, shape (S, P, P).
+
+    Each station gathers whichever of its observed or missing rows is fewer:
+    the full-grid Gram is shared, so a station missing 5 % costs 5 % of a fit.
+    """
+    n_stations, n_times = observed.shape
+    gram_full = x.T @ x
+    n_obs = observed.sum(axis=1)
+    use_missing = n_obs > n_times // 2
+    pick = np.where(use_missing[:, None], ~observed, observed)
+    out = np.empty((n_stations, x.shape[1], x.shape[1]))
+    for start in range(0, n_stations, chunk):  # memory blocking, not per-station maths
+        block = pick[start : start + chunk]
+        counts = block.sum(axis=1)
+        width = max(int(counts.max(initial=0)), 1)
+        rows, cols = np.nonzero(block)
+        slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        index = np.full((block.shape[0], width), n_times, dtype=np.intp)
+        index[rows, slot] = cols
+        x_pad = np.vstack([x, np.zeros((1, x.shape[1]))])
+        gathered = x_pad[index]  # (B, width, P); padding rows are zero
+        part = np.matmul(gathered.transpose(0, 2, 1), gathered)
+        flip = use_missing[start : start + chunk]
+        out[start : start + chunk] = np.where(flip[:, None, None], gram_full[None] - part, part)
+    return out
+
+
+def fit_tide(t_s: np.ndarray, level_m: np.ndarray, *, ref_s: float | None = None) -> TideFit:
+    """Fit the harmonic tide of every station on its observed samples.
+
+    Parameters
+    ----------
+    t_s : ndarray, (T,)
+        Regular time grid, UTC epoch seconds, strictly increasing.
+    level_m : ndarray, (S, T)
+        Levels, metres; NaN where missing or QC-failed (masked, never read).
+    ref_s : float, optional
+        Reference time of phases and trend; defaults to the last grid time.
+
+    Returns
+    -------
+    TideFit
+    """
+    t_s = np.asarray(t_s, dtype=float)
+    level_m = np.asarray(level_m, dtype=float)
+    n_stations, n_times = level_m.shape
+    ref_s = float(t_s[-1]) if ref_s is None else float(ref_s)
+    dt_h = float(t_s[1] - t_s[0]) / 3600.0 if n_times > 1 else 1.0
+    observed = np.isfinite(level_m)
+    n_obs = observed.sum(axis=1)
+    first = np.argmax(observed, axis=1)
+    last = n_times - 1 - np.argmax(observed[:, ::-1], axis=1)
+    span_h = np.where(n_obs > 0, (t_s[last] - t_s[first]) / 3600.0, 0.0)
+    active = select_constituents(span_h, dt_h, n_obs)
+
+    t_h = (t_s - ref_s) / 3600.0
+    span_scale_h = max(float(t_h[-1] - t_h[0]), dt_h)
+    x = _design(t_h, span_scale_h)
+    n_params = x.shape[1]
+    # Which columns each station fits: mean always, trend with >= 3 samples, harmonics by Rayleigh.
+    use = np.zeros((n_stations, n_params), dtype=bool)
+    use[:, 0] = n_obs > 0
+    use[:, 1] = n_obs >= 3
+    use[:, 2::2] = active
+    use[:, 3::2] = active
+
+    gram = _masked_gram(x, observed)
+    y0 = np.where(observed, level_m, 0.0)
+    rhs = y0 @ x
+    # Unused columns become identity rows with zero right-hand side -> coefficient 0.
+    both = use[:, :, None] & use[:, None, :]
+    gram = np.where(both, gram, 0.0)
+    diag = np.arange(n_params)
+    gram[:, diag, diag] = np.where(use, gram[:, diag, diag], 1.0)
+    # A whisper of ridge keeps gappy records solvable without biasing clean ones.
+    gram[:, diag, diag] *= 1.0 + 1e-9
+    rhs = np.where(use, rhs, 0.0)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+    harmonic = coef[:, 2:] @ x[:, 2:].T
+    detrended = level_m - (coef[:, :1] + coef[:, 1:2] * x[None, :, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_total = np.nanmean(np.where(observed, detrended, np.nan) ** 2, axis=1) if n_times else 0
+        var_res = np.nanmean(np.where(observed, detrended - harmonic, np.nan) ** 2, axis=1)
+        explained = np.clip(1.0 - var_res / var_total, 0.0, 1.0)
+    explained = np.where(np.isfinite(explained), explained, 0.0)
+    mean_m = np.where(n_obs > 0, coef[:, 0], np.nan)
+    return TideFit(
+        ref_s=ref_s,
+        names=CONSTITUENTS,
+        freq_cph=FREQ_CPH.copy(),
+        active=active,
+        mean_m=mean_m,
+        trend_m_per_h=coef[:, 1] / span_scale_h,
+        cos_m=coef[:, 2::2],
+        sin_m=coef[:, 3::2],
+        explained=explained,
+    )
+
+
+def predict_tide(fit: TideFit, t_s: np.ndarray, *, harmonics: np.ndarray | None = None) -> np.ndarray:
+    """Mean plus harmonics at times ``t_s``; the trend is not extrapolated.
+
+    Parameters
+    ----------
+    fit : TideFit
+    t_s : ndarray, (T,) or (S, T)
+        Times, UTC epoch seconds, shared by all stations or one row per station.
+    harmonics : ndarray of bool, (S,), optional
+        Stations whose harmonics to include; the others get their mean only.
+
+    Returns
+    -------
+    ndarray, (S, T)
+        Predicted level, metres.
+    """
+    t_h = (np.asarray(t_s, dtype=float) - fit.ref_s) / 3600.0
+    coef_cos, coef_sin = fit.cos_m, fit.sin_m
+    if harmonics is not None:
+        coef_cos = np.where(harmonics[:, None], coef_cos, 0.0)
+        coef_sin = np.where(harmonics[:, None], coef_sin, 0.0)
+    if t_h.ndim == 1:
+        phase = 2.0 * np.pi * t_h[:, None] * fit.freq_cph[None, :]
+        wave = coef_cos @ np.cos(phase).T + coef_sin @ np.sin(phase).T
+    else:
+        phase = 2.0 * np.pi * t_h[..., None] * fit.freq_cph
+        wave = np.einsum("sc,stc->st", coef_cos, np.cos(phase)) + np.einsum(
+            "sc,stc->st", coef_sin, np.sin(phase)
+        )
+    return fit.mean_m[:, None] + wave

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -75,6 +76,9 @@ def mosquitto_config(port: int, data_dir: Path, *, persistence: bool = True) -> 
     ]
     if persistence:
         lines += ["persistence true", f"persistence_location {data_dir}/", "autosave_interval 5"]
+    if os.geteuid() == 0:
+        # As root Mosquitto drops to its own user, which cannot write a private data folder.
+        lines.append("user root")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "cli.backtest",
     "cli.line",
     "cli.line_standin",
+    "cli.mqtt_config",
 )
 
 

@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "cli.line",
     "cli.line_standin",
     "cli.mqtt_config",
+    "cli.backup",
 )
 
 

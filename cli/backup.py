@@ -1,0 +1,119 @@
+"""``floodwatch backup`` and ``floodwatch restore``: consistent copies of the SQLite databases.
+
+Uses SQLite's online backup API, so a backup taken while ingestion writes
+is a consistent snapshot (WAL included), never a torn file copy. A backup
+is a folder holding ``floodwatch.db`` (readings), ``alerts.db`` (alert
+state, subscribers, outbox) and ``manifest.json`` (row counts, time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from floodwatch.errors import ConfigError
+from floodwatch.settings import Settings, load_settings
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///relative`` or ``sqlite:////absolute`` URL; None for other stores."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url[len("sqlite:///"):])
+
+
+def databases(settings: Settings) -> dict[str, Path]:
+    found = {}
+    for name, url in (("floodwatch.db", settings.store.url), ("alerts.db", settings.alerts.state_url)):
+        path = sqlite_path(url)
+        if path is not None:
+            found[name] = path
+    return found
+
+
+def _row_counts(path: Path) -> dict[str, int]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        return {t: db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def backup(settings: Settings, out_dir: Path) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=False)
+    manifest: dict = {"created_s": time.time(), "databases": {}}
+    for name, source in databases(settings).items():
+        if not source.exists():
+            continue
+        target = out_dir / name
+        with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+        manifest["databases"][name] = {"source": str(source), "rows": _row_counts(target)}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def restore(settings: Settings, backup_dir: Path) -> dict:
+    manifest_path = backup_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise ConfigError(f"{backup_dir} is not a floodwatch backup (no manifest.json); give the folder `floodwatch backup` made")
+    manifest = json.loads(manifest_path.read_text())
+    for name, target in databases(settings).items():
+        source = backup_dir / name
+        if name not in manifest["databases"] or not source.exists():
+            continue
+        check = sqlite3.connect(source).execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise ConfigError(f"{source} fails SQLite's integrity check ({check}); not restoring it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        tmp = target.with_name(target.name + ".restoring")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)  # atomic: a crash leaves either the old or the restored file
+    return manifest
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    b = subparsers.add_parser(
+        "backup",
+        help="snapshot the SQLite store and alert state while running",
+        description="Write a consistent snapshot of the readings and alert databases into a new folder.\n\n"
+        "example: floodwatch backup --out /var/backups/floodwatch/$(date +%%F)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument("--out", type=Path, required=True, help="new folder for the backup (must not exist)")
+    b.set_defaults(run=run_backup)
+    r = subparsers.add_parser(
+        "restore",
+        help="put a backup back (stop floodwatch first)",
+        description="Replace the readings and alert databases with those in a backup folder. Stop "
+        "`floodwatch serve` first; each file is checked and swapped atomically.\n\n"
+        "example: floodwatch restore --from /var/backups/floodwatch/2026-11-29",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--from", dest="source", type=Path, required=True, help="a folder made by floodwatch backup")
+    r.set_defaults(run=run_restore)
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    try:
+        manifest = backup(load_settings(), args.out)
+    except (ConfigError, FileExistsError) as exc:
+        print(f"error: {exc}")
+        return 1
+    for name, info in manifest["databases"].items():
+        print(f"{name}: {sum(info['rows'].values())} rows in {len(info['rows'])} tables")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    try:
+        manifest = restore(load_settings(), args.source)
+    except ConfigError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"restored {', '.join(manifest['databases'])} from {args.source}")
+    return 0

@@ -130,6 +130,7 @@ class MqttSettings(_Section):
         default=None, description="join $share/<group>/... so several ingest workers split the load"
     )
     session_expiry_s: int = 86_400
+    keepalive_s: int = 30
 
 
 class StoreSettings(_Section):
@@ -140,6 +141,10 @@ class StoreSettings(_Section):
     batch_size: int = 500
     batch_interval_s: float = 0.05
     retention_days: int = 400
+    # Where ingest keeps readings while the store is unavailable (replayed in order).
+    spool_path: str = "var/ingest-spool.db"
+    # SQLite: how long a write waits for a lock before ingest spools instead.
+    busy_timeout_s: float = 2.0
 
 
 class LineSettings(_Section):
@@ -147,6 +152,17 @@ class LineSettings(_Section):
     channel_access_token: SecretStr | None = None
     channel_secret: SecretStr | None = None
     timeout_s: float = 10.0
+    # LINE's per-channel limit for multicast is about 200 requests/s; stay at or below it.
+    multicast_rate_per_s: float = 200.0
+    delivery_threads: int = 4
+    retry_base_s: float = 0.5
+    retry_max_s: float = 60.0
+    flex_alerts: bool = Field(default=False, description="send a Flex gauge bubble before each alert's text")
+    # Warn officers when less than this share of the monthly message quota is left;
+    # below quota_reserve_messages only evacuation messages are sent.
+    quota_warn_fraction: float = 0.2
+    quota_reserve_messages: int = 0
+    quota_check_interval_s: float = 600.0
 
 
 class ForecastSettings(_Section):
@@ -167,11 +183,26 @@ class AlertSettings(_Section):
     cooldown_s: float = 3600.0
     reminder_s: float = 6 * 3600.0
     rise_rate_cm_per_h: float = 20.0
+    rise_window_s: float = 3600.0
+    # consecutive readings that must agree before a level is raised or lowered (no alert on one spike)
+    confirm_readings: int = 2
+    officer_cooldown_s: float = 3600.0
+    officers: list[str] = Field(default_factory=list, description="LINE user ids of disaster officers")
+    tide_outlook_hour_local: int = Field(default=6, description="Bangkok hour of the daily tide outlook push")
 
 
 class PageSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
+    # Officers, sessions, the audit log and maintenance flags live here.
+    state_url: str = "sqlite:///var/page.db"
+    officers: dict[str, str] = Field(
+        default_factory=dict,
+        description="username -> hash from gauge_page.hash_password; more officers: gauge_page.create_officer",
+    )
+    session_max_age_s: float = 12 * 3600.0
+    secure_cookies: bool = Field(default=False, description="set true when the page is served over HTTPS")
+    keepalive_s: float = 15.0
 
 
 class Settings(BaseSettings):

@@ -69,3 +69,58 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- Added by the ingest/store stage (helper E): quarantine, retention, stats. ---
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A payload ingest refused, kept so an officer can see what a node sent and why.
+
+    ``reason`` is a short code (``unknown_station``, ``bad_json``, ``out_of_physics``...),
+    ``detail`` the sentence that names the fix; ``payload`` the bytes as received
+    (truncated to a few kilobytes for oversized ones).
+    """
+
+    received_s: float
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    station_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    readings: int
+    stations: int
+    oldest_s: float | None
+    newest_s: float | None
+    quarantined: int
+
+
+class QuarantineStore(Protocol):
+    """What ingest needs beyond :class:`Store`; both implementations provide it."""
+
+    def insert_new(self, readings: Sequence[Reading]) -> list[Reading]:
+        """Like ``write_batch`` but return the readings actually stored (duplicates left out), in order."""
+        ...
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None:
+        """Keep refused payloads in the quarantine, durably."""
+        ...
+
+    def quarantine(self, limit: int = 100, station_id: str | None = None) -> list[Rejection]:
+        """The newest quarantined payloads first."""
+        ...
+
+    def quarantine_counts(self) -> dict[tuple[str, str], int]:
+        """Quarantined payloads per (reason, station); station '' when unknown."""
+        ...
+
+    def apply_retention(self, now_s: float) -> int:
+        """Delete readings older than the retention window; return how many went."""
+        ...
+
+    def stats(self) -> StoreStats: ...

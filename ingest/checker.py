@@ -1,0 +1,91 @@
+"""Per-station QC history: the small stateful wrapper around the pure tests in :mod:`ingest.qc`.
+
+Ingest keeps the last ``HISTORY`` readings of each station in memory (seeded
+from the store at start), so each new batch is judged against its recent
+past without a store read on the hot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from floodwatch.vocabulary import QcFlag, Reading
+from ingest import qc
+
+if TYPE_CHECKING:
+    from floodwatch.settings import Settings
+
+HISTORY = 64
+
+
+class QcChecker:
+    """Flags readings with QARTOD flags, remembering each station's recent values."""
+
+    def __init__(self, settings: "Settings", history: int = HISTORY) -> None:
+        self._limits = {s.id: qc.limits_for(s) for s in settings.stations}
+        self._interval_s = {s.id: s.publish_interval_s for s in settings.stations}
+        self._history = history
+        # station -> (t_s (K,), values (K,)) in time order
+        self._tails: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def seed(self, readings: Sequence[Reading]) -> None:
+        """Remember stored readings (any order) as history; does not flag them."""
+        by_station: dict[str, list[Reading]] = {}
+        for r in readings:
+            by_station.setdefault(r.station_id, []).append(r)
+        for sid, rs in by_station.items():
+            limits = self._limits.get(sid)
+            if limits is None:
+                continue
+            t = np.array([r.ts_s for r in rs], dtype=float)
+            v = np.array([_value(r, limits.field) for r in rs], dtype=float)
+            self._remember(sid, t, v)
+
+    def check(self, readings: Sequence[Reading], now_s: float) -> list[Reading]:
+        """Return the readings with ``qc_flag`` and ``qc_tests`` set, in the same order."""
+        out: list[Reading | None] = [None] * len(readings)
+        by_station: dict[str, list[int]] = {}
+        for i, r in enumerate(readings):
+            by_station.setdefault(r.station_id, []).append(i)
+        for sid, idxs in by_station.items():
+            limits = self._limits.get(sid)
+            if limits is None:  # parse_payload refuses unknown stations; keep the reading unjudged
+                for i in idxs:
+                    out[i] = readings[i]
+                continue
+            new_t = np.fromiter((readings[i].ts_s for i in idxs), dtype=float, count=len(idxs))
+            new_v = np.fromiter((_value(readings[i], limits.field) for i in idxs), dtype=float, count=len(idxs))
+            hist_t, hist_v = self._tails.get(sid, (np.empty(0), np.empty(0)))
+            t = np.concatenate([hist_t, new_t])
+            v = np.concatenate([hist_v, new_v])
+            order = np.argsort(t, kind="stable")
+            flags_sorted, tests_sorted = qc.run_tests(v[order], t[order], now_s, limits, self._interval_s[sid])
+            # position of each new reading in the sorted series
+            where = np.empty_like(order)
+            where[order] = np.arange(order.size)
+            pos = where[hist_t.size:]
+            for k, i in enumerate(idxs):
+                p = pos[k]
+                flag = int(flags_sorted[p])
+                tests = qc.describe(tests_sorted, p) if flag != qc.PASS else ""
+                out[i] = dataclasses.replace(readings[i], qc_flag=QcFlag(flag), qc_tests=tests)
+            self._remember(sid, t[order], v[order], presorted=True)
+        return out  # type: ignore[return-value]
+
+    def _remember(self, sid: str, t: np.ndarray, v: np.ndarray, presorted: bool = False) -> None:
+        if not presorted:
+            old_t, old_v = self._tails.get(sid, (np.empty(0), np.empty(0)))
+            t = np.concatenate([old_t, t])
+            v = np.concatenate([old_v, v])
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+        self._tails[sid] = (t[-self._history:].copy(), v[-self._history:].copy())
+
+
+def _value(r: Reading, field: str) -> float:
+    x = getattr(r, field)
+    return np.nan if x is None else float(x)

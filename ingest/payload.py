@@ -1,0 +1,352 @@
+"""The MQTT contract at the boundary: bytes in, validated and converted readings out.
+
+A node publishes JSON to ``{prefix}/{station_id}/telemetry`` (QoS 1)::
+
+    {"ts": "2026-11-29T14:05:00+07:00", "seq": 812, "boot": 3,
+     "distance_m": 2.41, "battery_v": 3.9, "rssi_dbm": -88}
+
+or a buffer of them as ``{"readings": [{...}, {...}]}``. ``ts`` is ISO-8601
+with an offset or epoch seconds. Raw sensor fields are converted with the
+station's calibration from the registry: ``distance_m`` (ultrasonic/radar,
+sensor face to water) becomes ``water_level_m = mount_height_m - distance_m``;
+``rain_tips`` (a tipping-bucket counter since the node booted) becomes
+``rain_mm`` = new tips x ``mm_per_tip``, restarting from the counter's value
+when the node reboots (``boot`` changes or the counter goes down).
+
+Everything here is pure except :class:`TipCounters`, the small per-station
+memory the tip conversion needs; pass one in to convert across messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from floodwatch.errors import PayloadError
+from floodwatch.vocabulary import Reading, StationId
+
+if TYPE_CHECKING:
+    from floodwatch.settings import Settings, StationConfig
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_READINGS_PER_MESSAGE = 2000
+# A node's clock may drift; further ahead than this is a broken clock, not drift.
+FUTURE_REJECT_S = 3600.0
+QUARANTINE_PAYLOAD_BYTES = 4096
+
+# Values no sensor of ours can produce anywhere: outside these the payload is
+# refused (quarantined). A value inside these but outside the station's own
+# range is stored and QC-flagged instead (see ingest/qc.py).
+PHYSICS_LIMITS: dict[str, tuple[float, float]] = {
+    "water_level_m": (-50.0, 100.0),
+    "distance_m": (0.0, 50.0),
+    "rain_mm": (0.0, 500.0),
+    "rain_tips": (0, 10_000_000),
+    "battery_v": (0.0, 60.0),
+    "rssi_dbm": (-200.0, 0.0),
+    "seq": (0, 2**63 - 1),
+    "boot": (0, 2**63 - 1),
+}
+_MEASUREMENTS = ("water_level_m", "distance_m", "rain_mm", "rain_tips", "battery_v", "rssi_dbm")
+
+
+class _ReadingIn(BaseModel):
+    """One reading as a node sends it. Strict JSON types: "1.5" is not a number."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
+
+    ts: float | str | None = None
+    seq: int | None = None
+    boot: int | None = None
+    station_id: str | None = None
+    water_level_m: float | None = None
+    distance_m: float | None = None
+    rain_mm: float | None = None
+    rain_tips: int | None = None
+    battery_v: float | None = None
+    rssi_dbm: float | None = None
+
+
+class _MessageIn(_ReadingIn):
+    """A message: one reading at the top level, or a buffer under ``readings``."""
+
+    readings: list[_ReadingIn] | None = None
+
+
+@dataclass
+class TipCounters:
+    """Last tip counter seen per station, to turn cumulative counts into rain per reading.
+
+    Only newer readings move the baseline, so a QoS 1 redelivery or an old
+    buffer re-sent can never make the next reading count rain twice.
+    """
+
+    last: dict[str, tuple[int | None, float, int]] = field(default_factory=dict)
+
+    def rain_mm(self, station_id: str, boot: int | None, ts_s: float, tips: int, mm_per_tip: float) -> float | None:
+        prev = self.last.get(station_id)
+        if prev is None:
+            self.last[station_id] = (boot, ts_s, tips)
+            # No baseline: a first boot-time reading (tips == 0) is honest zero,
+            # otherwise the tips since boot may include rain already counted.
+            return 0.0 if tips == 0 else None
+        prev_boot, prev_ts_s, prev_tips = prev
+        if ts_s <= prev_ts_s:
+            return None  # older than the baseline: a re-send; the store drops it as a duplicate
+        self.last[station_id] = (boot, ts_s, tips)
+        rebooted = (boot is not None and prev_boot is not None and boot != prev_boot) or tips < prev_tips
+        delta = tips if rebooted else tips - prev_tips
+        return delta * mm_per_tip
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What one MQTT message held: good readings and the refused parts (each with a reason)."""
+
+    station_id: str | None
+    readings: list[Reading]
+    errors: list[PayloadError]
+
+
+class _Registry:
+    """Station look-up by id, built once per settings object (the hot path runs per message)."""
+
+    def __init__(self, settings: "Settings") -> None:
+        self.settings = settings
+        self.stations = {s.id: s for s in settings.stations}
+        self.prefix = settings.mqtt.topic_prefix
+        self.retention_s = settings.store.retention_days * 86_400.0
+
+
+_registries: dict[int, _Registry] = {}
+
+
+def _registry(settings: "Settings") -> _Registry:
+    reg = _registries.get(id(settings))
+    if reg is None or reg.settings is not settings:
+        reg = _Registry(settings)
+        _registries[id(settings)] = reg
+    return reg
+
+
+def station_from_topic(topic: str, prefix: str, suffix: str = "telemetry") -> str:
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != prefix or parts[2] != suffix or not parts[1]:
+        raise PayloadError(
+            "bad_topic", f"topic {topic!r} is not {prefix}/<station_id>/{suffix}; fix the node's topic"
+        )
+    return parts[1]
+
+
+def parse_message(
+    topic: str,
+    payload: bytes,
+    settings: "Settings",
+    now_s: float,
+    tips: TipCounters | None = None,
+) -> ParsedMessage:
+    """Validate and convert one telemetry message; bad parts are returned, not raised.
+
+    A message-level fault (topic, size, encoding, JSON, unknown station)
+    refuses the whole message; in a buffer each reading stands alone, so one
+    bad reading does not lose its neighbours.
+    """
+    reg = _registry(settings)
+    station_id: str | None = None
+    try:
+        station_id = station_from_topic(topic, reg.prefix)
+        station = reg.stations.get(station_id)
+        if station is None:
+            raise PayloadError(
+                "unknown_station",
+                f"station {station_id!r} is not in {settings.config_file}; add it under [[stations]] "
+                "or check the node's topic",
+                station_id,
+            )
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise PayloadError(
+                "oversized",
+                f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit; send smaller buffers",
+                station_id,
+            )
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError("not_utf8", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})", station_id) from exc
+        try:
+            msg = _MessageIn.model_validate_json(payload)
+        except ValidationError as exc:
+            raise _validation_error(exc, station_id) from exc
+    except PayloadError as err:
+        return ParsedMessage(station_id, [], [err])
+
+    if msg.readings is None:
+        items = [msg]
+    else:
+        if msg.ts is not None or any(getattr(msg, f) is not None for f in _MEASUREMENTS):
+            err = PayloadError(
+                "invalid_field",
+                "a buffered message carries readings only under 'readings'; move top-level fields into it",
+                station_id,
+            )
+            return ParsedMessage(station_id, [], [err])
+        if not msg.readings:
+            return ParsedMessage(station_id, [], [PayloadError("no_measurement", "'readings' is empty", station_id)])
+        if len(msg.readings) > MAX_READINGS_PER_MESSAGE:
+            err = PayloadError(
+                "oversized",
+                f"{len(msg.readings)} readings in one message; send at most {MAX_READINGS_PER_MESSAGE}",
+                station_id,
+            )
+            return ParsedMessage(station_id, [], [err])
+        items = msg.readings
+        if len(items) > 1:
+            # Tip deltas need the buffer in time order; nodes usually send it so.
+            items = sorted(items, key=lambda it: _sort_key(it))
+
+    readings: list[Reading] = []
+    errors: list[PayloadError] = []
+    for index, item in enumerate(items):
+        try:
+            readings.append(_convert(item, station, station_id, reg, now_s, tips))
+        except PayloadError as err:
+            if len(items) > 1:
+                err = PayloadError(err.reason, f"reading {index}: {err.detail}", station_id)
+            errors.append(err)
+    return ParsedMessage(station_id, readings, errors)
+
+
+def parse_payload(topic: str, payload: bytes, settings: "Settings", now_s: float,
+                  tips: TipCounters | None = None) -> list[Reading]:
+    """Validate and convert one telemetry message; raise :class:`PayloadError` on the first fault.
+
+    Readings come back with ``qc_flag`` NOT_EVALUATED (QC needs the station's
+    recent history; see :mod:`ingest.qc`) and ``received_s = now_s``.
+    """
+    parsed = parse_message(topic, payload, settings, now_s, tips)
+    if parsed.errors:
+        raise parsed.errors[0]
+    return parsed.readings
+
+
+def _sort_key(item: _ReadingIn) -> float:
+    try:
+        return _parse_ts(item.ts)
+    except (PayloadError, TypeError):
+        return math.inf
+
+
+def _parse_ts(ts: float | str | None, station_id: str | None = None) -> float:
+    if ts is None:
+        raise PayloadError("missing_ts", "the reading has no 'ts'; send ISO-8601 with offset or epoch seconds", station_id)
+    if isinstance(ts, str):
+        try:
+            when = datetime.fromisoformat(ts)
+        except ValueError as exc:
+            raise PayloadError(
+                "bad_ts", f"ts {ts!r} is not ISO-8601; send e.g. 2026-11-29T14:05:00+07:00", station_id
+            ) from exc
+        if when.tzinfo is None:
+            raise PayloadError(
+                "bad_ts", f"ts {ts!r} has no UTC offset; add one, e.g. +07:00 for Bangkok", station_id
+            )
+        return when.timestamp()
+    if ts > 1e11:
+        raise PayloadError("bad_ts", f"ts {ts} looks like milliseconds; send epoch seconds", station_id)
+    return float(ts)
+
+
+def _convert(
+    item: _ReadingIn,
+    station: "StationConfig",
+    station_id: str,
+    reg: _Registry,
+    now_s: float,
+    tips: TipCounters | None,
+) -> Reading:
+    if item.station_id is not None and item.station_id != station_id:
+        raise PayloadError(
+            "station_mismatch",
+            f"payload says station {item.station_id!r} but the topic says {station_id!r}; fix the node's config",
+            station_id,
+        )
+    ts_s = _parse_ts(item.ts, station_id)
+    if ts_s > now_s + FUTURE_REJECT_S:
+        raise PayloadError(
+            "future_ts",
+            f"ts is {ts_s - now_s:.0f} s in the future; set the node's clock (NTP/GNSS)",
+            station_id,
+        )
+    if ts_s < now_s - reg.retention_s:
+        raise PayloadError(
+            "too_old",
+            f"ts is {(now_s - ts_s) / 86400:.0f} days old, beyond the {reg.retention_s / 86400:.0f}-day retention;"
+            " load history with `floodwatch import-csv`",
+            station_id,
+        )
+    for name, (lo, hi) in PHYSICS_LIMITS.items():
+        v = getattr(item, name)
+        if v is not None and not (lo <= v <= hi):
+            raise PayloadError(
+                "out_of_physics", f"{name}={v} is outside what any sensor can report [{lo}, {hi}]", station_id
+            )
+    level_m = item.water_level_m
+    rain_mm = item.rain_mm
+    if station.kind == "water_level":
+        if rain_mm is not None or item.rain_tips is not None:
+            raise PayloadError("wrong_sensor", f"{station_id} is a water-level station but sent rain", station_id)
+        if item.distance_m is not None:
+            if level_m is not None:
+                raise PayloadError("invalid_field", "send water_level_m or distance_m, not both", station_id)
+            if station.mount_height_m is None:
+                raise PayloadError(
+                    "no_calibration",
+                    f"{station_id} sent distance_m but has no mount_height_m in the registry; add it",
+                    station_id,
+                )
+            level_m = station.mount_height_m - item.distance_m
+    else:
+        if level_m is not None or item.distance_m is not None:
+            raise PayloadError("wrong_sensor", f"{station_id} is a rain gauge but sent a water level", station_id)
+        if item.rain_tips is not None:
+            if rain_mm is not None:
+                raise PayloadError("invalid_field", "send rain_mm or rain_tips, not both", station_id)
+            if tips is not None:
+                rain_mm = tips.rain_mm(station_id, item.boot, ts_s, item.rain_tips, station.mm_per_tip)
+            # Without a baseline the rain of this interval is unknown: stored as missing.
+    if level_m is None and rain_mm is None and item.rain_tips is None and item.battery_v is None and item.rssi_dbm is None:
+        raise PayloadError(
+            "no_measurement",
+            "the reading carries no measurement; send water_level_m, distance_m, rain_mm or rain_tips",
+            station_id,
+        )
+    return Reading(
+        station_id=StationId(station_id),
+        ts_s=ts_s,
+        seq=item.seq,
+        boot=item.boot,
+        water_level_m=level_m,
+        rain_mm=rain_mm,
+        battery_v=item.battery_v,
+        rssi_dbm=item.rssi_dbm,
+        received_s=now_s,
+    )
+
+
+def _validation_error(exc: ValidationError, station_id: str | None) -> PayloadError:
+    errs = exc.errors(include_url=False)
+    first = errs[0]
+    if first["type"] == "json_invalid":
+        return PayloadError("bad_json", f"payload is not JSON ({first['msg']})", station_id)
+    if first["type"] in ("model_type", "model_attributes_type"):
+        return PayloadError("bad_json", "payload must be a JSON object", station_id)
+    reason = "non_finite" if any(e["type"] == "finite_number" for e in errs) else "invalid_field"
+    parts = []
+    for e in errs[:3]:
+        where = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{where}: {e['msg']} (got {e.get('input')!r:.40})")
+    return PayloadError(reason, "; ".join(parts), station_id)

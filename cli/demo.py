@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from floodwatch import metrics
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
-from floodwatch.settings import Settings, load_settings
+from floodwatch.settings import Settings, load_settings, register_secrets
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             line_target = "stand-in"
         if settings.line.channel_secret is None:
             settings.line.channel_secret = SecretStr("demo-secret-" + secrets.token_hex(8))
+        register_secrets(settings)
 
         system = System(settings, clock)
         # History first, so the first forecast has days of tide to fit.

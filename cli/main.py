@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from floodwatch import logs
+
 # Order is the order shown in --help: what a newcomer runs first comes first.
 SUBCOMMAND_MODULES = (
     "cli.demo",
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start here: floodwatch demo   (everything on embedded defaults, page on http://127.0.0.1:8000)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--log-json", action="store_true",
+                        help="log one JSON object per line (for journald/Loki) instead of key=value text")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         module = importlib.import_module(name)
@@ -49,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    for noisy in ("amqtt", "transitions", "apscheduler", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO, json_lines=args.log_json)
     return int(args.run(args) or 0)
 
 

@@ -307,10 +307,26 @@ def load_settings(**overrides: Any) -> Settings:
         )
     overrides.setdefault("config_file", config_file)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError(f"settings in {config_file} or FLOODWATCH_* are invalid:\n" + "\n".join(lines)) from exc
+    register_secrets(settings)
+    return settings
+
+
+def register_secrets(settings: Settings) -> None:
+    """Tell the log formatter which strings must never be written (call again after changing secrets)."""
+    from floodwatch import logs
+
+    for secret in (
+        settings.line.channel_access_token,
+        settings.line.channel_secret,
+        settings.mqtt.password,
+        settings.store.influx_token,
+    ):
+        if secret is not None:
+            logs.redact(secret.get_secret_value())

@@ -22,9 +22,11 @@ import store as store_module
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import Reading, StationId
-from scheduler import ForecastJob, IssuedForecast, PeriodicWork
+from scheduler import ForecastJob, IssuedForecast, OfflineCheck, PeriodicWork
 
 log = logging.getLogger(__name__)
+
+OFFLINE_CHECK_INTERVAL_S = 600.0
 
 
 def _reading_event(r: Reading) -> dict[str, Any]:
@@ -60,6 +62,9 @@ class System:
         )
         self.periodic = PeriodicWork(clock)
         self.periodic.every("forecast", settings.forecast.interval_s, self.forecaster.run_once)
+        self.offline_check = OfflineCheck(settings, self.store, clock, on_status=self._status_changed)
+        # The first check waits one interval so nodes have time to report after a restart.
+        self.periodic.every("offline-check", OFFLINE_CHECK_INTERVAL_S, self.offline_check.run_once, run_now=False)
         self.app = gauge_page.create_app(
             settings, self.store, clock, hub=self.hub, alerts=self.alerts,
             forecasts=self.forecaster, ingest=self.ingest,

@@ -47,3 +47,17 @@ class AcceleratedClock:
 
     def real_seconds(self, sim_seconds: float) -> float:
         return sim_seconds / self.factor
+
+
+@dataclass
+class FixedClock:
+    """A clock that stands still until moved: for replaying history and for tests."""
+
+    at_s: float
+    factor: float = 1.0
+
+    def now_s(self) -> float:
+        return self.at_s
+
+    def advance(self, seconds: float) -> None:
+        self.at_s += seconds

@@ -5,6 +5,7 @@ pure forecaster once for all stations, and hands the result on.
 """
 
 from scheduler.forecast_job import ForecastJob, IssuedForecast
+from scheduler.offline_job import OfflineCheck, silent_stations
 from scheduler.runner import PeriodicWork
 
-__all__ = ["ForecastJob", "IssuedForecast", "PeriodicWork"]
+__all__ = ["ForecastJob", "IssuedForecast", "OfflineCheck", "PeriodicWork", "silent_stations"]

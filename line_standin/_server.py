@@ -74,6 +74,14 @@ class DeliveredMessage(NamedTuple):
     retry_key: str | None
     request_id: str
 
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        """``d[0]`` like a tuple, and ``d["user_id"]`` like the JSON the control endpoint serves."""
+        if isinstance(key, str):
+            if key not in self._fields:
+                raise KeyError(key)
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
@@ -89,6 +97,12 @@ class RecordedRequest:
     received_at_s: float
     token_valid: bool
     response: Any
+
+    def __getitem__(self, key: str) -> Any:
+        """``r["status"]``, like the JSON the control endpoint serves."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -635,6 +649,32 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     standin: LineStandIn
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        # Keep-alive connections would otherwise keep their threads reading until the client hangs up.
+        with self._open_lock:
+            open_sockets, self._open = list(self._open), set()
+        for sock in open_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _Handler(BaseHTTPRequestHandler):

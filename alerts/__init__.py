@@ -1,0 +1,24 @@
+"""alerts: who must be warned, when, with what words, delivered through LINE exactly once.
+
+- :mod:`alerts.rules`: pure rules (state, observation, forecast) -> (new state, actions)
+- :mod:`alerts.messages`: the Thai-first / English words and LINE message objects
+- :mod:`alerts.line_client`: the one seam to LINE (line-bot-sdk v3)
+- :mod:`alerts.delivery`: outbox workers (retry keys, backoff, rate limit)
+- :mod:`alerts.webhook`: POST /line/webhook, residents subscribing themselves
+- :class:`AlertService`: the shell that wires them (see docs/alerts.md)
+"""
+
+from alerts.line_client import LineClient, SendOutcome
+from alerts.rules import Action, RuleConfig, StationState, Thresholds, ZoneState
+from alerts.service import AlertService
+
+__all__ = [
+    "Action",
+    "AlertService",
+    "LineClient",
+    "RuleConfig",
+    "SendOutcome",
+    "StationState",
+    "Thresholds",
+    "ZoneState",
+]

@@ -1,0 +1,327 @@
+"""The alert engine's durable state: rule states, decisions, the LINE outbox, subscribers.
+
+One SQLite file (``settings.alerts.state_url``). A decision, the new rule
+state and every outbox chunk it creates (each with its ``X-Line-Retry-Key``)
+are written in ONE transaction before anything is sent, so a restart neither
+repeats nor forgets an alert: pending chunks are sent again with the same key
+and LINE answers 409 for the ones it already accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from floodwatch.errors import ConfigError
+
+MULTICAST_MAX_RECIPIENTS = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rule_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    lang TEXT NOT NULL DEFAULT 'th',
+    followed INTEGER NOT NULL DEFAULT 1,
+    low_water INTEGER NOT NULL DEFAULT 0,
+    tide_daily INTEGER NOT NULL DEFAULT 0,
+    updated_s REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    user_id TEXT NOT NULL,
+    zone_id TEXT NOT NULL,
+    created_s REAL NOT NULL,
+    PRIMARY KEY (user_id, zone_id)
+);
+CREATE INDEX IF NOT EXISTS subscriptions_zone ON subscriptions (zone_id);
+CREATE TABLE IF NOT EXISTS officers (user_id TEXT PRIMARY KEY, added_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_s REAL NOT NULL,
+    kind TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    zone_id TEXT,
+    station_id TEXT,
+    level INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    recipients INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    decision_id INTEGER NOT NULL REFERENCES decisions (id),
+    chunk INTEGER NOT NULL,
+    retry_key TEXT NOT NULL UNIQUE,
+    user_ids TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    created_s REAL NOT NULL,
+    done_s REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, priority DESC, id);
+"""
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///var/alerts.db`` -> var/alerts.db (relative to the working directory);
+    ``sqlite:////abs/alerts.db`` -> /abs/alerts.db."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"alerts.state_url {url!r} is not a SQLite URL; use sqlite:///var/alerts.db "
+            "(relative) or sqlite:////absolute/path.db"
+        )
+    return Path(url[len(prefix):])
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxChunk:
+    id: int
+    decision_id: int
+    chunk: int
+    retry_key: str
+    user_ids: list[str]
+    messages: list[dict[str, Any]]
+    priority: int
+    attempts: int
+
+
+class AlertDb:
+    """Thread-safe access to the alert state file (one connection, one lock)."""
+
+    def __init__(self, url: str) -> None:
+        path = sqlite_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # a decision must survive a power cut
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ----------------------------------------------------------- rule state
+    def load_states(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, value FROM rule_state").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def record(
+        self,
+        states: dict[str, Any],
+        decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
+        now_s: float,
+    ) -> list[int]:
+        """Write new rule states and decisions with their outbox chunks in one transaction.
+
+        ``decisions``: (decision row, groups of (recipient user ids, LINE messages), priority);
+        each group is cut into chunks of at most 500 recipients, each with its own retry key.
+        Returns the decision ids.
+        """
+        ids: list[int] = []
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for key, value in states.items():
+                    cur.execute("INSERT OR REPLACE INTO rule_state (key, value) VALUES (?, ?)",
+                                (key, json.dumps(value, ensure_ascii=False)))
+                for row, groups, priority in decisions:
+                    recipients = sum(len(user_ids) for user_ids, _ in groups)
+                    cur.execute(
+                        "INSERT INTO decisions (ts_s, kind, audience, zone_id, station_id, level, text, recipients)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (row["ts_s"], row["kind"], row["audience"], row.get("zone_id"), row.get("station_id"),
+                         int(row["level"]), row["text"], recipients),
+                    )
+                    decision_id = int(cur.lastrowid)
+                    ids.append(decision_id)
+                    n = 0
+                    for user_ids, messages in groups:
+                        payload = json.dumps(messages, ensure_ascii=False)
+                        for start in range(0, len(user_ids), MULTICAST_MAX_RECIPIENTS):
+                            cur.execute(
+                                "INSERT INTO outbox (decision_id, chunk, retry_key, user_ids, messages, priority,"
+                                " created_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (decision_id, n, str(uuid.uuid4()),
+                                 json.dumps(user_ids[start:start + MULTICAST_MAX_RECIPIENTS]), payload, priority,
+                                 now_s),
+                            )
+                            n += 1
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return ids
+
+    def english_readers(self) -> set[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT user_id FROM users WHERE lang = 'en'").fetchall()
+        return {r[0] for r in rows}
+
+    # --------------------------------------------------------------- outbox
+    def pending(self, limit: int, exclude: set[int], min_priority: int = -1) -> list[OutboxChunk]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts FROM outbox"
+                " WHERE status = 'pending' AND priority >= ? ORDER BY priority DESC, id LIMIT ?",
+                (min_priority, limit + len(exclude)),
+            ).fetchall()
+        out = [OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7])
+               for r in rows if r[0] not in exclude]
+        return out[:limit]
+
+    def pending_counts(self) -> tuple[int, int]:
+        """(chunks pending, recipients pending)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT user_ids FROM outbox WHERE status = 'pending'").fetchall()
+        return len(rows), sum(len(json.loads(r[0])) for r in rows)
+
+    def mark_attempt(self, chunk_id: int, status: int | None, error: str | None) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ? WHERE id = ?",
+                (status, error, chunk_id),
+            )
+
+    def mark_done(self, chunk_id: int, outcome: str, status: int | None, error: str | None, now_s: float) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?, done_s = ?"
+                " WHERE id = ?",
+                (outcome, status, error, now_s, chunk_id),
+            )
+
+    # ------------------------------------------------------------ decisions
+    def log(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level, d.text, d.recipients,"
+                " COALESCE(SUM(CASE WHEN o.status = 'delivered' THEN json_array_length(o.user_ids) END), 0),"
+                " COALESCE(SUM(CASE WHEN o.status = 'failed' THEN json_array_length(o.user_ids) END), 0),"
+                " COUNT(o.id), COALESCE(SUM(o.status = 'pending'), 0)"
+                " FROM decisions d LEFT JOIN outbox o ON o.decision_id = d.id"
+                " GROUP BY d.id ORDER BY d.id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        out = []
+        for (id_, ts_s, kind, audience, zone_id, station_id, level, text, recipients,
+             delivered, failed, chunks, pending) in rows:
+            if recipients == 0:
+                state = "no_recipients"
+            elif pending:
+                state = "sending" if delivered or failed else "pending"
+            elif failed and delivered:
+                state = "partial"
+            elif failed:
+                state = "failed"
+            else:
+                state = "delivered"
+            out.append(dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id,
+                            station_id=station_id, level=level, text=text, recipients=recipients,
+                            delivered=delivered, failed=failed, chunks=chunks, state=state))
+        return out
+
+    # ---------------------------------------------------------- subscribers
+    def ensure_user(self, user_id: str, now_s: float, lang: str | None = None, followed: bool = True) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO users (user_id, lang, followed, updated_s) VALUES (?, COALESCE(?, 'th'), ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET followed = excluded.followed, updated_s = excluded.updated_s,"
+                " lang = COALESCE(?, users.lang)",
+                (user_id, lang, int(followed), now_s, lang),
+            )
+
+    def set_user_flag(self, user_id: str, flag: str, value: Any, now_s: float) -> None:
+        if flag not in ("lang", "low_water", "tide_daily"):
+            raise ValueError(f"unknown user flag {flag!r}")
+        self.ensure_user(user_id, now_s)
+        with self._lock:
+            self._conn.execute(f"UPDATE users SET {flag} = ?, updated_s = ? WHERE user_id = ?",
+                               (value, now_s, user_id))
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT user_id, lang, followed, low_water, tide_daily FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return dict(user_id=row[0], lang=row[1], followed=bool(row[2]), low_water=bool(row[3]),
+                    tide_daily=bool(row[4]))
+
+    def subscribe(self, user_id: str, zone_id: str, now_s: float) -> None:
+        self.ensure_user(user_id, now_s)
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO subscriptions (user_id, zone_id, created_s) VALUES (?, ?, ?)",
+                               (user_id, zone_id, now_s))
+
+    def subscribe_many(self, pairs: Iterable[tuple[str, str]], now_s: float) -> None:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN")
+            for user_id, zone_id in pairs:
+                cur.execute("INSERT OR IGNORE INTO users (user_id, updated_s) VALUES (?, ?)", (user_id, now_s))
+                cur.execute("INSERT OR IGNORE INTO subscriptions (user_id, zone_id, created_s) VALUES (?, ?, ?)",
+                            (user_id, zone_id, now_s))
+            cur.execute("COMMIT")
+
+    def unsubscribe(self, user_id: str, zone_id: str | None = None) -> None:
+        with self._lock:
+            if zone_id is None:
+                self._conn.execute("DELETE FROM subscriptions WHERE user_id = ?", (user_id,))
+            else:
+                self._conn.execute("DELETE FROM subscriptions WHERE user_id = ? AND zone_id = ?", (user_id, zone_id))
+
+    def forget_user(self, user_id: str, now_s: float) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM subscriptions WHERE user_id = ?", (user_id,))
+            self._conn.execute("UPDATE users SET followed = 0, low_water = 0, tide_daily = 0, updated_s = ?"
+                               " WHERE user_id = ?", (now_s, user_id))
+
+    def subscribers(self, zone_id: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.user_id FROM subscriptions s JOIN users u USING (user_id)"
+                " WHERE s.zone_id = ? AND u.followed = 1 ORDER BY s.user_id", (zone_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def low_water_subscribers(self, zone_id: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.user_id FROM subscriptions s JOIN users u USING (user_id)"
+                " WHERE s.zone_id = ? AND u.followed = 1 AND u.low_water = 1 ORDER BY s.user_id", (zone_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def zones_of(self, user_id: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT zone_id FROM subscriptions WHERE user_id = ? ORDER BY zone_id",
+                                      (user_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def officers(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("SELECT user_id FROM officers ORDER BY user_id").fetchall()
+        return [r[0] for r in rows]
+
+    def add_officer(self, user_id: str, now_s: float) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR IGNORE INTO officers (user_id, added_s) VALUES (?, ?)", (user_id, now_s))
+
+
+def nan_to_none(x: float) -> float | None:
+    return None if isinstance(x, float) and math.isnan(x) else x

@@ -1,0 +1,483 @@
+"""AlertService: the imperative shell around :mod:`alerts.rules`.
+
+It feeds readings, forecasts and node statuses to the pure rules, writes the
+new state and every decision (with its LINE outbox chunks) to SQLite in one
+transaction, and lets delivery workers drain the outbox, so ingestion never
+waits on LINE. A ticker thread re-decides every zone as (simulated) time
+passes: de-escalation after the hysteresis time, reminders, quota checks and
+the daily tide outlook.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from floodwatch import metrics
+from floodwatch.clock import Clock
+from floodwatch.errors import LineApiError
+from floodwatch.settings import Settings
+from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
+from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
+
+from alerts import _codec, messages as msg
+from alerts._db import AlertDb
+from alerts.delivery import DeliveryWorkers
+from alerts.line_client import LineClient
+from alerts.rules import (
+    Action,
+    HealthState,
+    RuleConfig,
+    StationState,
+    Thresholds,
+    ZoneState,
+    apply_forecast,
+    decide_qc,
+    decide_status,
+    decide_zone,
+    observe_station,
+    station_forecast,
+    tide_extrema,
+)
+
+log = logging.getLogger("floodwatch.alerts")
+
+metrics.describe("floodwatch_alerts_raised_total", "counter", "resident alerts decided, by zone and level")
+
+USABLE_QC = (QcFlag.PASS, QcFlag.NOT_EVALUATED)
+BAD_QC = (QcFlag.SUSPECT, QcFlag.FAIL)
+
+PRIORITY = {"officers": 2, "low_water": 1}
+
+
+class AlertService:
+    """Decides alert levels per station and zone and delivers LINE messages exactly once.
+
+    Parameters
+    ----------
+    settings : floodwatch.settings.Settings
+    clock : floodwatch.clock.Clock
+        "Now" for cooldowns, reminders and hysteresis (the demo runs accelerated time).
+    line_client : LineClient, optional
+        Defaults to one built from ``settings.line`` at :meth:`start`.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock, line_client: LineClient | None = None,
+                 tick_interval_s: float = 1.0) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.cfg = RuleConfig.from_settings(settings)
+        self.db = AlertDb(settings.alerts.state_url)
+        self._line = line_client
+        self._own_line = line_client is None
+        self._lock = threading.RLock()
+        self.thresholds: dict[StationId, Thresholds] = {}
+        for st in settings.level_stations:
+            assert st.levels is not None
+            self.thresholds[st.id] = Thresholds(st.id, st.zone, st.levels.watch_m, st.levels.warning_m,
+                                                st.levels.evacuate_m, st.low_water_m)
+        self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
+        self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in settings.zones}
+        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in settings.stations}
+        self._load_state()
+        for officer in settings.alerts.officers:
+            self.db.add_officer(officer, clock.now_s())
+        self.latest_forecast: Any = None
+        self.workers: DeliveryWorkers | None = None
+        self._tick_interval_s = tick_interval_s
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._last_quota_check = -math.inf
+        self.quota: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def _load_state(self) -> None:
+        for key, value in self.db.load_states().items():
+            kind, _, ident = key.partition(":")
+            try:
+                if kind == "station" and ident in self.stations:
+                    self.stations[StationId(ident)] = _codec.load_station(value)
+                elif kind == "zone" and ident in self.zones:
+                    self.zones[ZoneId(ident)] = _codec.load_zone(value)
+                elif kind == "health" and ident in self.health:
+                    self.health[StationId(ident)] = _codec.load_health(value)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("event=state_unreadable key=%s error=%r fix=%s", key, exc,
+                            "the state starts fresh for this key; an older floodwatch wrote it")
+
+    def start(self) -> None:
+        """Start the delivery workers and the ticker; safe to call once."""
+        token = self.settings.line.channel_access_token
+        if self._line is None and token is not None:
+            self._line = LineClient(self.settings.line.api_base_url, token.get_secret_value(),
+                                    self.settings.line.timeout_s, pool_size=self.settings.line.delivery_threads + 2)
+        if self._line is None:
+            log.error("event=line_not_configured fix=%s", "set FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN; alerts are "
+                      "decided and queued in the outbox but not sent until then")
+        else:
+            ls = self.settings.line
+            self.workers = DeliveryWorkers(self.db, self._line, rate_per_s=ls.multicast_rate_per_s,
+                                           threads=ls.delivery_threads, backoff_base_s=ls.retry_base_s,
+                                           backoff_max_s=ls.retry_max_s,
+                                           on_quota_exhausted=self._on_quota_exhausted)
+            self.workers.start()
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, name="alerts-ticker", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        """Stop the threads and close the state file; undelivered chunks stay in the outbox."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(5.0)
+            self._ticker = None
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        if self._line is not None and self._own_line:
+            self._line.close()
+            self._line = None
+        self.db.close()
+
+    def __enter__(self) -> "AlertService":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wait_delivered(self, timeout_s: float = 10.0) -> bool:
+        """Block until the outbox is empty (tests, the demo's summary, shutdown)."""
+        if self.workers is None:
+            return self.db.pending_counts()[0] == 0
+        self.workers.wake()
+        return self.workers.wait_idle(timeout_s)
+
+    @property
+    def line(self) -> LineClient | None:
+        return self._line
+
+    # --------------------------------------------------------------- inputs
+    def on_readings(self, readings: Iterable[Reading]) -> None:
+        """Observed levels after ingest stored them; QC-failed readings only alert officers."""
+        with self._lock:
+            actions: list[Action] = []
+            touched: set[ZoneId] = set()
+            dirty: set[str] = set()
+            for r in sorted(readings, key=lambda r: r.ts_s):
+                th = self.thresholds.get(r.station_id)
+                if th is None or r.water_level_m is None:
+                    continue
+                if r.qc_flag in BAD_QC and r.station_id in self.health:
+                    self.health[r.station_id], acts = decide_qc(
+                        self.health[r.station_id], th.zone_id, r.ts_s, r.qc_flag.name, r.qc_tests, self.cfg)
+                    actions += acts
+                    dirty.add(f"health:{r.station_id}")
+                if r.qc_flag not in USABLE_QC or not math.isfinite(r.water_level_m):
+                    continue
+                self.stations[r.station_id], acts = observe_station(
+                    self.stations[r.station_id], th, r.ts_s, r.water_level_m, self.cfg)
+                actions += acts
+                dirty.add(f"station:{r.station_id}")
+                actions += self._decide_zone(th.zone_id, dirty)
+                touched.add(th.zone_id)
+            self._commit(actions, dirty)
+
+    def on_forecast(self, issued: Any) -> None:
+        """A new :class:`scheduler.IssuedForecast` (all stations at once)."""
+        fc = issued.forecast
+        t_s = fc.t_s
+        with self._lock:
+            self.latest_forecast = issued
+            dirty: set[str] = set()
+            zones: set[ZoneId] = set()
+            for row, station_id in enumerate(issued.station_ids):
+                th = self.thresholds.get(station_id)
+                if th is None:
+                    continue
+                sf = station_forecast(th, issued.issued_s, t_s, fc.median_m[row], fc.exceed_prob[row],
+                                      float(fc.rise_rate_cm_per_h[row]), self.cfg)
+                self.stations[station_id] = apply_forecast(self.stations[station_id], sf)
+                dirty.add(f"station:{station_id}")
+                zones.add(th.zone_id)
+            actions: list[Action] = []
+            for zone_id in sorted(zones):
+                actions += self._decide_zone(zone_id, dirty)
+            self._commit(actions, dirty)
+
+    def on_status(self, station_id: str, status: str, ts_s: float) -> None:
+        """A node's retained ``online`` / last-will ``offline``: officers hear about changes."""
+        with self._lock:
+            if station_id not in self.health:
+                log.warning("event=status_unknown_station station=%s status=%s", station_id, status)
+                return
+            zone_id = self.settings.station(station_id).zone
+            self.health[StationId(station_id)], actions = decide_status(
+                self.health[StationId(station_id)], zone_id, status, ts_s, self.cfg)
+            self._commit(actions, {f"health:{station_id}"})
+
+    def tick(self) -> None:
+        """Re-decide every zone at the clock's "now" (hysteresis timers, reminders, expired forecasts)."""
+        with self._lock:
+            dirty: set[str] = set()
+            actions: list[Action] = []
+            for zone_id in self.zones:
+                actions += self._decide_zone(zone_id, dirty)
+            if actions or dirty:
+                self._commit(actions, dirty)
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self._tick_interval_s):
+            try:
+                self.tick()
+                self._check_quota_if_due()
+            except Exception:  # keep ticking; the next tick may succeed
+                log.exception("event=tick_failed")
+
+    # ------------------------------------------------------------ decisions
+    def _decide_zone(self, zone_id: ZoneId, dirty: set[str]) -> list[Action]:
+        members = [(self.stations[sid], th) for sid, th in self.thresholds.items() if th.zone_id == zone_id]
+        if not members:
+            return []
+        old = self.zones[zone_id]
+        self.zones[zone_id], actions = decide_zone(old, members, self.clock.now_s(), self.cfg)
+        if self.zones[zone_id] != old:
+            dirty.add(f"zone:{zone_id}")
+        return actions
+
+    def _commit(self, actions: list[Action], dirty: set[str]) -> None:
+        states: dict[str, Any] = {}
+        for key in dirty:
+            kind, _, ident = key.partition(":")
+            source = {"station": self.stations, "zone": self.zones, "health": self.health}[kind]
+            states[key] = _codec.dump(source[ident])
+        decisions = [self._plan(a) for a in actions]
+        if not states and not decisions:
+            return
+        self.db.record(states, decisions, self.clock.now_s())
+        for a, (row, groups, _) in zip(actions, decisions):
+            recipients = sum(len(u) for u, _ in groups)
+            if a.audience == "residents":
+                metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
+            log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d ts=%s",
+                     a.kind, a.audience, a.zone_id, a.station_id, a.level.name, recipients,
+                     thai_datetime(a.ts_s))
+        if decisions and self.workers is not None:
+            self.workers.wake()
+
+    def _plan(self, a: Action) -> tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]:
+        """Word an action and pick its recipients: (decision row, [(user ids, messages)], priority)."""
+        station = self.settings.station(a.station_id)
+        zone = self.settings.zone(a.zone_id)
+        if a.audience == "residents":
+            recipients = self.db.subscribers(a.zone_id)
+            priority = int(a.level) if a.kind not in ("all_clear", "deescalate") else 1
+
+            def words(lang: str) -> list[dict[str, Any]]:
+                text = msg.resident_alert_text(a, station, zone, self.cfg, lang)
+                out = [msg.text_message(text)]
+                if self.settings.line.flex_alerts:
+                    out.insert(0, msg.flex_gauge(a, station, zone, text))
+                return out
+        elif a.audience == "low_water":
+            recipients = sorted(set(self.db.officers()) | set(self.db.low_water_subscribers(a.zone_id)))
+            priority = PRIORITY["low_water"]
+
+            def words(lang: str) -> list[dict[str, Any]]:
+                return [msg.text_message(msg.low_water_text(a, station, zone, lang))]
+        else:
+            recipients = self.db.officers()
+            priority = PRIORITY["officers"]
+
+            def words(lang: str) -> list[dict[str, Any]]:
+                return [msg.text_message(msg.officer_text(a, station, lang))]
+        english = self.db.english_readers() if recipients else set()
+        thai_ids = [u for u in recipients if u not in english]
+        english_ids = [u for u in recipients if u in english]
+        groups = [(ids, words(lang)) for ids, lang in ((thai_ids, "th"), (english_ids, "en")) if ids]
+        text_th = words("th")[-1]["text"]
+        row = dict(ts_s=a.ts_s, kind=a.kind, audience=a.audience, zone_id=a.zone_id, station_id=a.station_id,
+                   level=int(a.level), text=text_th)
+        return row, groups, priority
+
+    # ---------------------------------------------------------------- quota
+    def _check_quota_if_due(self) -> None:
+        if self._line is None or self.workers is None:
+            return
+        now = time.monotonic()
+        if now - self._last_quota_check < self.settings.line.quota_check_interval_s:
+            return
+        self._last_quota_check = now
+        self.check_quota()
+
+    def check_quota(self) -> dict[str, Any] | None:
+        """GET the monthly quota and consumption; hold non-evacuation sends and warn officers when low."""
+        if self._line is None:
+            return None
+        try:
+            quota = self._line.quota()
+        except LineApiError as exc:
+            log.warning("event=quota_check_failed status=%s message=%r", exc.status, exc.message)
+            return None
+        self.quota = quota
+        if quota.get("type") != "limited" or not quota.get("value"):
+            if self.workers is not None:
+                self.workers.min_priority = -1
+            return quota
+        limit, used = int(quota["value"]), int(quota.get("totalUsage") or 0)
+        left = limit - used
+        metrics.set_gauge("floodwatch_line_quota_remaining", left)
+        _, pending_recipients = self.db.pending_counts()
+        if self.workers is not None:
+            reserve = self.settings.line.quota_reserve_messages
+            self.workers.min_priority = int(AlertLevel.EVACUATE) if left <= reserve else -1
+        if left < self.settings.line.quota_warn_fraction * limit:
+            self._warn_officers_quota(left, limit, pending_recipients)
+        return quota
+
+    def _on_quota_exhausted(self) -> None:
+        self._last_quota_check = -math.inf  # check again at the next tick
+        self._warn_officers_quota(0, None, self.db.pending_counts()[1])
+
+    def _warn_officers_quota(self, left: int, limit: int | None, pending: int) -> None:
+        month = to_bangkok(self.clock.now_s()).strftime("%Y-%m")
+        key = f"quota_warned:{month}:{'empty' if left <= 0 else 'low'}"
+        with self._lock:
+            if key in self.db.load_states():
+                return
+            officers = self.db.officers()
+            of = f" จาก {limit:,}" if limit else ""
+            text = msg.bilingual(
+                [f"⚠️ [เจ้าหน้าที่] โควตาข้อความ LINE เดือนนี้เหลือ {left:,}{of} ข้อความ (รอส่ง {pending:,})",
+                 "ข้อความอพยพจะถูกส่งก่อน เพิ่มโควตาใน LINE Official Account Manager"],
+                [f"⚠️ [Officers] LINE monthly message quota: {left:,} left{'' if not limit else f' of {limit:,}'}"
+                 f" ({pending:,} waiting).", "Evacuation messages go first; raise the plan in LINE Official "
+                 "Account Manager."])
+            row = dict(ts_s=self.clock.now_s(), kind="quota", audience="officers", zone_id=None, station_id=None,
+                       level=int(AlertLevel.WARNING), text=text)
+            groups = [(officers, [msg.text_message(text)])] if officers else []
+            # evacuation priority so it gets through while everything else is held
+            self.db.record({key: {"left": left}}, [(row, groups, int(AlertLevel.EVACUATE))], self.clock.now_s())
+        if self.workers is not None:
+            self.workers.wake()
+
+    # ---------------------------------------------------------- subscribers
+    def subscribe(self, user_id: str, zone_id: str) -> None:
+        self.settings.zone(zone_id)  # ConfigError names the fix for an unknown zone
+        self.db.subscribe(user_id, zone_id, self.clock.now_s())
+
+    def subscribe_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        pairs = list(pairs)
+        for zone_id in {z for _, z in pairs}:
+            self.settings.zone(zone_id)
+        self.db.subscribe_many(pairs, self.clock.now_s())
+
+    def unsubscribe(self, user_id: str, zone_id: str | None = None) -> None:
+        """Leave one zone, or every zone when ``zone_id`` is None."""
+        self.db.unsubscribe(user_id, zone_id)
+
+    def subscribers(self, zone_id: str) -> list[str]:
+        return self.db.subscribers(zone_id)
+
+    def add_officer(self, user_id: str) -> None:
+        self.db.add_officer(user_id, self.clock.now_s())
+
+    def officers(self) -> list[str]:
+        return self.db.officers()
+
+    # ----------------------------------------------------------------- views
+    def zone_levels(self) -> dict[str, dict[str, Any]]:
+        """``{zone_id: {level, level_name_th, level_name_en, since_s, name_th, name_en, subscribers}}``."""
+        with self._lock:
+            out = {}
+            for zone_id, z in self.zones.items():
+                cfg = self.settings.zone(zone_id)
+                out[zone_id] = dict(zone_id=zone_id, name_th=cfg.name_th, name_en=cfg.name_en, level=int(z.level),
+                                    level_name_th=z.level.name_th, level_name_en=z.level.name_en,
+                                    since_s=None if math.isnan(z.level_since_s) else z.level_since_s,
+                                    subscribers=len(self.db.subscribers(zone_id)))
+            return out
+
+    def station_levels(self) -> dict[str, dict[str, Any]]:
+        """Per level station: the level it justifies now and why, the last level, trend and forecast."""
+        now_s = self.clock.now_s()
+        with self._lock:
+            out = {}
+            for sid, st in self.stations.items():
+                level, reason = st.effective(now_s, self.cfg)
+                fc = st.forecast
+                rate = st.rise_rate_cm_per_h(self.cfg.rise_window_s)
+                out[sid] = dict(
+                    station_id=sid, zone_id=self.thresholds[sid].zone_id, level=int(level),
+                    level_name_th=level.name_th, level_name_en=level.name_en, reason=reason,
+                    observed_level=int(st.observed_level),
+                    forecast_level=None if fc is None else int(fc.level),
+                    forecast_probability=None if fc is None else fc.probability,
+                    forecast_reach_s=None if fc is None or math.isnan(fc.reach_s) else fc.reach_s,
+                    water_level_m=None if math.isnan(st.last_level_m) else st.last_level_m,
+                    ts_s=None if math.isnan(st.last_ts_s) else st.last_ts_s,
+                    trend_cm_per_h=None if math.isnan(rate) else rate,
+                    rise_active=st.rise_active, low_water=st.low_active,
+                    online=self.health[sid].online if sid in self.health else True,
+                )
+            return out
+
+    def log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Latest decisions, newest first, as plain dicts.
+
+        Keys: ``id, time_s, time_th, zone, zone_name_th, station, level, level_name_th,
+        level_name_en, kind, audience, text, recipients, delivered, failed, state``
+        where ``state`` is pending | sending | delivered | partial | failed | no_recipients.
+        """
+        out = []
+        for d in self.db.log(limit):
+            level = AlertLevel(d["level"])
+            zone_name = self.settings.zone(d["zone_id"]).name_th if d["zone_id"] else None
+            out.append(dict(id=d["id"], time_s=d["ts_s"], time_th=thai_datetime(d["ts_s"]), zone=d["zone_id"],
+                            zone_name_th=zone_name, station=d["station_id"], level=level.name,
+                            level_name_th=level.name_th, level_name_en=level.name_en, kind=d["kind"],
+                            audience=d["audience"], text=d["text"], recipients=d["recipients"],
+                            delivered=d["delivered"], failed=d["failed"], state=d["state"]))
+        return out
+
+    def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:
+        """Next high and low waters for each zone's gauge, from the latest forecast's median."""
+        issued = self.latest_forecast
+        now_s = self.clock.now_s()
+        if issued is None:
+            return msg.bilingual(["ยังไม่มีข้อมูลคาดการณ์น้ำขึ้นน้ำลง ลองใหม่ภายหลัง"],
+                                 ["No tide forecast yet; please try again later."], lang)
+        if not zone_ids:
+            zone_ids = [z.id for z in self.settings.zones]
+        th = [f"🌊 น้ำขึ้นน้ำลง {hours:.0f} ชม. ข้างหน้า"]
+        en = [f"🌊 High and low water, next {hours:.0f} h"]
+        for zone_id in zone_ids:
+            sids = [sid for sid in issued.station_ids if sid in self.thresholds
+                    and self.thresholds[sid].zone_id == zone_id]
+            if not sids:
+                continue
+            sid = sids[0]
+            row = issued.station_ids.index(sid)
+            turns = tide_extrema(issued.forecast.t_s, issued.forecast.median_m[row], now_s, now_s + hours * 3600)
+            st = self.settings.station(sid)
+            th.append(f"{self.settings.zone(zone_id).name_th} ({st.name_th}):")
+            en.append(f"{self.settings.zone(zone_id).name_en} ({st.name_en}):")
+            if not turns:
+                th.append("  ไม่พบน้ำขึ้นหรือลงสูงสุดในช่วงนี้")
+                en.append("  no high or low water in this period")
+            for kind, t, z in turns[:6]:
+                th.append(f"  {'น้ำขึ้นสูงสุด' if kind == 'high' else 'น้ำลงต่ำสุด'} {thai_time(t)} {z:.2f} ม.รทก.")
+                en.append(f"  {'High' if kind == 'high' else 'Low'} water {english_time(t)} {z:.2f} m")
+        th.append(f"คาดการณ์เมื่อ {thai_datetime(issued.issued_s)}")
+        en.append(f"Forecast issued {english_datetime(issued.issued_s)}")
+        return msg.bilingual(th, en, lang)
+
+    def webhook_router(self):  # noqa: ANN201 - fastapi.APIRouter
+        """FastAPI router with POST /line/webhook (signed LINE events: follow, zone picks, status)."""
+        from alerts.webhook import build_router
+
+        return build_router(self)

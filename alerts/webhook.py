@@ -1,0 +1,299 @@
+"""POST /line/webhook: residents subscribe themselves from the LINE chat.
+
+Signature first: a missing ``x-line-signature`` gets 400, a wrong one 401,
+and neither changes anything. Then, per event:
+
+- follow: a Thai-first welcome with quick-reply zone buttons (postback
+  ``action=add&zone=moo-1``); residents may pick several zones;
+- postback ``add`` / ``remove`` / ``lang`` / ``low_water`` / ``tide_daily``;
+- text ``สถานะ`` / ``status``: the current level and forecast of their zones;
+  ``โซน`` / ``zone``: the zone buttons again; ``เลิก`` / ``stop``: leave every
+  zone; ``English`` / ``ภาษาไทย``: language; ``น้ำขึ้นลง`` / ``tide``: the tide
+  outlook; ``น้ำแล้ง`` / ``low water``: toggle low-water alerts;
+- unfollow: the resident is forgotten (no more messages).
+
+Replies go through the reply API with the event's reply token.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from floodwatch.errors import LineApiError
+from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time
+from floodwatch.vocabulary import AlertLevel
+
+from alerts import messages as msg
+from alerts.rules import tide_extrema, trend_word
+
+if TYPE_CHECKING:
+    from alerts.service import AlertService
+
+log = logging.getLogger("floodwatch.alerts.webhook")
+
+STATUS_WORDS = {"สถานะ", "status", "ระดับน้ำ", "level"}
+ZONE_WORDS = {"โซน", "zone", "zones", "เลือกหมู่", "หมู่", "เปลี่ยน", "change"}
+LEAVE_WORDS = {"เลิก", "ยกเลิก", "stop", "leave", "unsubscribe"}
+ENGLISH_WORDS = {"english", "eng", "en", "อังกฤษ"}
+THAI_WORDS = {"ไทย", "ภาษาไทย", "thai", "th"}
+TIDE_WORDS = {"น้ำขึ้นลง", "น้ำขึ้นน้ำลง", "tide", "tides"}
+TIDE_DAILY_WORDS = {"น้ำขึ้นลงรายวัน", "tide daily", "daily tide"}
+LOW_WATER_WORDS = {"น้ำแล้ง", "น้ำต่ำ", "low water", "drought"}
+
+
+def build_router(service: "AlertService") -> APIRouter:
+    router = APIRouter()
+    conversation = Conversation(service)
+
+    @router.post("/line/webhook", include_in_schema=True, summary="LINE Messaging API webhook")
+    async def line_webhook(request: Request) -> Response:
+        body = await request.body()
+        signature = request.headers.get("x-line-signature")
+        if not signature:
+            return _json(400, "missing x-line-signature header; only LINE may call this webhook")
+        secret = service.settings.line.channel_secret
+        if secret is None:
+            log.error("event=webhook_rejected reason=no_channel_secret fix=set FLOODWATCH_LINE__CHANNEL_SECRET")
+            return _json(503, "the channel secret is not configured; set FLOODWATCH_LINE__CHANNEL_SECRET")
+        from linebot.v3.exceptions import InvalidSignatureError
+        from linebot.v3.webhook import WebhookParser
+
+        try:
+            events = WebhookParser(secret.get_secret_value()).parse(body.decode("utf-8"), signature)
+        except InvalidSignatureError:
+            log.warning("event=webhook_rejected reason=bad_signature bytes=%d", len(body))
+            return _json(401, "x-line-signature does not match the body; check FLOODWATCH_LINE__CHANNEL_SECRET")
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            return _json(400, f"the body is not a LINE webhook payload: {exc}")
+        await run_in_threadpool(conversation.handle_all, events)
+        return _json(200, "ok")
+
+    return router
+
+
+def _json(status: int, message: str) -> Response:
+    import json
+
+    return Response(json.dumps({"message": message}, ensure_ascii=False), status_code=status,
+                    media_type="application/json")
+
+
+class Conversation:
+    """What floodwatch says back to each webhook event (subscription changes are side effects)."""
+
+    def __init__(self, service: "AlertService") -> None:
+        self.service = service
+        self.db = service.db
+        self.settings = service.settings
+
+    def handle_all(self, events: list[Any]) -> None:
+        for event in events:
+            try:
+                self.handle(event)
+            except Exception:  # one bad event must not lose the others
+                log.exception("event=webhook_event_failed type=%s", getattr(event, "type", "?"))
+
+    def handle(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        source = getattr(event, "source", None)
+        user_id = getattr(source, "user_id", None)
+        if user_id is None:
+            return  # group and room chats are not supported: alerts go to people
+        now_s = self.service.clock.now_s()
+        reply: list[dict[str, Any]] = []
+        if kind == "follow":
+            self.db.ensure_user(user_id, now_s, followed=True)
+            reply = self.welcome(user_id)
+        elif kind == "unfollow":
+            self.db.forget_user(user_id, now_s)
+            log.info("event=resident_unfollowed user=%s", _short(user_id))
+            return
+        elif kind == "postback":
+            reply = self.postback(user_id, event.postback.data, now_s)
+        elif kind == "message":
+            text = getattr(event.message, "text", None)
+            reply = self.text(user_id, text, now_s) if text is not None else self.help(user_id)
+        else:
+            return
+        token = getattr(event, "reply_token", None)
+        if reply and token and self.service.line is not None:
+            try:
+                self.service.line.reply(token, reply[: msg.MESSAGES_PER_REQUEST_MAX])
+            except LineApiError as exc:
+                log.warning("event=reply_failed user=%s status=%s message=%r", _short(user_id), exc.status,
+                            exc.message)
+
+    # -------------------------------------------------------------- replies
+    def lang(self, user_id: str) -> str:
+        user = self.db.user(user_id)
+        return user["lang"] if user else "th"
+
+    def zone_buttons(self, user_id: str) -> dict[str, Any]:
+        lang = self.lang(user_id)
+        mine = set(self.db.zones_of(user_id))
+        items = []
+        for zone in self.settings.zones[: msg.QUICK_REPLY_MAX - 3]:
+            picked = zone.id in mine
+            action = "remove" if picked else "add"
+            short = zone.name_th.split(" ")[0] + " " + zone.name_th.split(" ")[1] if " " in zone.name_th else zone.name_th
+            label = ("✓ " if picked else "") + (short if lang == "th" else zone.name_en.split(",")[0])
+            items.append(_postback_item(label[:20], urlencode({"action": action, "zone": zone.id}),
+                                        display=(("ยกเลิก " if picked else "เลือก ") + zone.name_th)[:300]
+                                        if lang == "th" else
+                                        (("Leave " if picked else "Pick ") + zone.name_en)[:300]))
+        items.append(_message_item("สถานะ" if lang == "th" else "Status", "สถานะ" if lang == "th" else "status"))
+        items.append(_postback_item("English" if lang == "th" else "ภาษาไทย",
+                                    urlencode({"action": "lang", "lang": "en" if lang == "th" else "th"}),
+                                    display="English" if lang == "th" else "ภาษาไทย"))
+        items.append(_message_item("น้ำขึ้นลง" if lang == "th" else "Tide", "น้ำขึ้นลง" if lang == "th" else "tide"))
+        return {"items": items}
+
+    def welcome(self, user_id: str) -> list[dict[str, Any]]:
+        site = self.settings.site
+        th = [f"สวัสดีค่ะ ระบบเตือนภัยน้ำท่วม{site.name_th}",
+              "เลือกหมู่บ้านที่ต้องการรับการแจ้งเตือน (เลือกได้หลายหมู่) จากปุ่มด้านล่าง",
+              "พิมพ์ \"สถานะ\" เพื่อดูระดับน้ำ \"น้ำขึ้นลง\" เพื่อดูเวลาน้ำขึ้นน้ำลง \"เลิก\" เพื่อหยุดรับข่าว"]
+        en = [f"Hello, this is the flood warning service of {site.name_en}.",
+              "Pick the village(s) you want alerts for with the buttons below (several are fine).",
+              "Type \"status\" for water levels, \"tide\" for high and low water, \"stop\" to leave."]
+        return [msg.text_message(msg.bilingual(th, en, self.lang(user_id)), self.zone_buttons(user_id))]
+
+    def help(self, user_id: str) -> list[dict[str, Any]]:
+        th = ["พิมพ์ \"สถานะ\" ดูระดับน้ำ, \"โซน\" เลือกหมู่บ้าน, \"น้ำขึ้นลง\" ดูน้ำขึ้นน้ำลง,",
+              "\"น้ำแล้ง\" รับ/ไม่รับแจ้งน้ำต่ำ, \"เลิก\" หยุดรับข่าว, \"English\" เปลี่ยนภาษา"]
+        en = ["Type \"status\" for levels, \"zone\" to pick villages, \"tide\" for tides,",
+              "\"low water\" to toggle drought alerts, \"stop\" to leave, \"ไทย\" for Thai."]
+        return [msg.text_message(msg.bilingual(th, en, self.lang(user_id)), self.zone_buttons(user_id))]
+
+    def confirm(self, user_id: str, th: str, en: str) -> list[dict[str, Any]]:
+        zones = self.db.zones_of(user_id)
+        lang = self.lang(user_id)
+        if zones:
+            names_th = ", ".join(self.settings.zone(z).name_th for z in zones)
+            names_en = ", ".join(self.settings.zone(z).name_en for z in zones)
+            th += f"\nหมู่บ้านที่รับการแจ้งเตือน: {names_th}"
+            en += f"\nYour villages: {names_en}"
+        else:
+            th += "\nยังไม่ได้เลือกหมู่บ้าน"
+            en += "\nNo village picked yet."
+        return [msg.text_message(msg.bilingual([th], [en], lang), self.zone_buttons(user_id))]
+
+    def postback(self, user_id: str, data: str, now_s: float) -> list[dict[str, Any]]:
+        fields = {k: v[0] for k, v in parse_qs(data).items()}
+        action, zone_id = fields.get("action"), fields.get("zone")
+        self.db.ensure_user(user_id, now_s)
+        if action in ("add", "remove") and zone_id in {z.id for z in self.settings.zones}:
+            zone = self.settings.zone(zone_id)
+            if action == "add":
+                self.db.subscribe(user_id, zone_id, now_s)
+                log.info("event=resident_subscribed user=%s zone=%s", _short(user_id), zone_id)
+                return self.confirm(user_id, f"✅ รับการแจ้งเตือน {zone.name_th} แล้ว",
+                                    f"✅ You will get alerts for {zone.name_en}.")
+            self.db.unsubscribe(user_id, zone_id)
+            log.info("event=resident_left_zone user=%s zone=%s", _short(user_id), zone_id)
+            return self.confirm(user_id, f"ยกเลิกการแจ้งเตือน {zone.name_th} แล้ว",
+                                f"You will no longer get alerts for {zone.name_en}.")
+        if action == "lang" and fields.get("lang") in ("th", "en"):
+            self.db.set_user_flag(user_id, "lang", fields["lang"], now_s)
+            return self.confirm(user_id, "เปลี่ยนเป็นภาษาไทยแล้ว", "Messages will now come in English first.")
+        return self.help(user_id)
+
+    def text(self, user_id: str, text: str, now_s: float) -> list[dict[str, Any]]:
+        word = " ".join(text.strip().lower().split())
+        self.db.ensure_user(user_id, now_s)
+        if word in STATUS_WORDS:
+            return self.status(user_id)
+        if word in ZONE_WORDS:
+            return self.confirm(user_id, "เลือกหมู่บ้านจากปุ่มด้านล่าง", "Pick your villages below.")
+        if word in LEAVE_WORDS:
+            self.db.unsubscribe(user_id)
+            return self.confirm(user_id, "หยุดการแจ้งเตือนทุกหมู่บ้านแล้ว", "You have left every village.")
+        if word in ENGLISH_WORDS:
+            self.db.set_user_flag(user_id, "lang", "en", now_s)
+            return self.confirm(user_id, "เปลี่ยนเป็นภาษาอังกฤษแล้ว", "Messages will now come in English first.")
+        if word in THAI_WORDS:
+            self.db.set_user_flag(user_id, "lang", "th", now_s)
+            return self.confirm(user_id, "เปลี่ยนเป็นภาษาไทยแล้ว", "Messages will now come in Thai first.")
+        if word in TIDE_DAILY_WORDS:
+            on = not (self.db.user(user_id) or {}).get("tide_daily", False)
+            self.db.set_user_flag(user_id, "tide_daily", int(on), now_s)
+            hour = self.settings.alerts.tide_outlook_hour_local
+            return self.confirm(user_id, f"{'รับ' if on else 'หยุดรับ'}ข่าวน้ำขึ้นลงทุกวัน เวลา {hour:02d}:00 น.",
+                                f"Daily tide outlook at {hour:02d}:00 {'on' if on else 'off'}.")
+        if word in TIDE_WORDS:
+            return self.tide(user_id)
+        if word in LOW_WATER_WORDS:
+            on = not (self.db.user(user_id) or {}).get("low_water", False)
+            self.db.set_user_flag(user_id, "low_water", int(on), now_s)
+            return self.confirm(user_id, f"{'รับ' if on else 'หยุดรับ'}การแจ้งเตือนน้ำต่ำ (ภัยแล้ง)",
+                                f"Low-water (drought) alerts {'on' if on else 'off'}.")
+        return self.help(user_id)
+
+    def status(self, user_id: str) -> list[dict[str, Any]]:
+        zones = self.db.zones_of(user_id)
+        lang = self.lang(user_id)
+        if not zones:
+            return self.confirm(user_id, "ยังไม่ได้เลือกหมู่บ้าน เลือกจากปุ่มด้านล่าง", "Pick a village below first.")
+        stations = self.service.station_levels()
+        zone_levels = self.service.zone_levels()
+        th, en = [], []
+        for zone_id in zones:
+            zone = self.settings.zone(zone_id)
+            zl = AlertLevel(zone_levels[zone_id]["level"])
+            th.append(f"{msg.LEVEL_ICON[zl]} {zone.name_th}: {zl.name_th}")
+            en.append(f"{msg.LEVEL_ICON[zl]} {zone.name_en}: {zl.name_en}")
+            for sid, s in stations.items():
+                if s["zone_id"] != zone_id:
+                    continue
+                st = self.settings.station(sid)
+                assert st.levels is not None
+                if s["water_level_m"] is None:
+                    th.append(f"  {st.name_th}: ยังไม่มีข้อมูล")
+                    en.append(f"  {st.name_en}: no reading yet")
+                    continue
+                trend = trend_word(s["trend_cm_per_h"] if s["trend_cm_per_h"] is not None else math.nan,
+                                   self.service.cfg)
+                d = s["water_level_m"] - st.levels.warning_m
+                th.append(f"  {st.name_th}: {s['water_level_m']:.2f} ม.รทก. "
+                          f"({'สูงกว่า' if d >= 0 else 'ต่ำกว่า'}ระดับเตือน {abs(d):.2f} ม.) "
+                          f"{msg.TREND_TH[trend]} · {thai_time(s['ts_s'])}")
+                en.append(f"  {st.name_en}: {s['water_level_m']:.2f} m ({abs(d):.2f} m "
+                          f"{'above' if d >= 0 else 'below'} the warning line), {trend} · {english_time(s['ts_s'])}")
+                fl = s["forecast_level"]
+                if fl is not None and fl > 0 and s["forecast_reach_s"] is not None:
+                    lv = AlertLevel(fl)
+                    th.append(f"  คาดการณ์: โอกาส {s['forecast_probability'] * 100:.0f}% ถึงระดับ{lv.name_th}"
+                              f" ประมาณ {thai_time(s['forecast_reach_s'])}")
+                    en.append(f"  Forecast: {s['forecast_probability'] * 100:.0f} % chance of {lv.name_en}"
+                              f" around {english_time(s['forecast_reach_s'])}")
+                elif fl is not None:
+                    th.append("  คาดการณ์: ยังไม่ถึงเกณฑ์แจ้งเตือนในช่วงนี้")
+                    en.append("  Forecast: no alert level expected in the next hours")
+        now = self.service.clock.now_s()
+        th.append(f"ข้อมูล ณ {thai_datetime(now)}")
+        en.append(f"As of {english_datetime(now)}")
+        return [msg.text_message(msg.bilingual(th, en, lang), self.zone_buttons(user_id))]
+
+    def tide(self, user_id: str) -> list[dict[str, Any]]:
+        return [msg.text_message(self.service.tide_outlook_text(self.db.zones_of(user_id), self.lang(user_id)),
+                                 self.zone_buttons(user_id))]
+
+
+def _postback_item(label: str, data: str, display: str) -> dict[str, Any]:
+    return {"type": "action", "action": {"type": "postback", "label": label, "data": data,
+                                         "displayText": display}}
+
+
+def _message_item(label: str, text: str) -> dict[str, Any]:
+    return {"type": "action", "action": {"type": "message", "label": label, "text": text}}
+
+
+def _short(user_id: str) -> str:
+    # user ids are personal data: logs keep only enough to correlate
+    return user_id[:5] + "…"

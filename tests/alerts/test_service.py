@@ -1,0 +1,119 @@
+"""AlertService end to end against the real LINE stand-in: observed levels, forecasts, officers, restarts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from alerts import AlertService
+from floodwatch.vocabulary import AlertLevel, QcFlag
+
+from tests.alerts.conftest import feed, reading, wait_until
+
+
+def _texts(standin, user_id):
+    return [m["text"] for m in standin.messages_for(user_id)]
+
+
+def test_warning_reaches_each_resident_of_the_zone_once_and_nobody_else(service, standin, clock):
+    moo1 = [f"U{'1' * 31}{i}" for i in range(3)]
+    moo5 = [f"U{'5' * 31}{i}" for i in range(2)]
+    for u in moo1:
+        service.subscribe(u, "moo-1")
+    for u in moo5:
+        service.subscribe(u, "moo-5")
+
+    # LP-W02 (moo-1): watch 1.70, warning 2.00, evacuate 2.30; a river rising ~8 cm/h, hourly readings
+    feed(service, clock, "LP-W02", [1.60, 1.72, 1.78, 1.86, 1.94, 2.02, 2.05, 2.06, 1.99, 2.05], step_s=3600)
+    assert service.wait_delivered(10)
+
+    for u in moo1:
+        texts = _texts(standin, u)
+        warnings = [t for t in texts if "เตือนภัย" in t]
+        watches = [t for t in texts if "เฝ้าระวัง" in t.splitlines()[0]]
+        assert len(warnings) == 1 and len(watches) == 1, texts
+        w = warnings[0]
+        assert w.index("เตือนภัย") < w.index("WARNING"), "Thai first"
+        assert "2.05 ม.รทก." in w and "สูงกว่าระดับเตือน (2.00 ม.) 0.05 ม." in w
+        assert "2569" in w, "Buddhist-era year"
+        assert "แม่น้ำท่าจีน สะพานท่าจีน ถนน 346" in w
+    for u in moo5:
+        assert standin.messages_for(u) == []
+    log = service.log()
+    assert [e["level"] for e in log if e["audience"] == "residents"] == ["WARNING", "WATCH"]
+    assert all(e["state"] == "delivered" and e["delivered"] == 3 for e in log)
+    assert service.zone_levels()["moo-1"]["level"] == int(AlertLevel.WARNING)
+
+
+def test_a_single_spike_and_qc_failed_readings_raise_no_resident_alert(service, standin, clock):
+    service.subscribe("Uspike", "moo-1")
+    service.add_officer("Uofficer")
+    feed(service, clock, "LP-W02", [1.50, 2.60, 1.50, 1.51])
+    clock.advance(600)
+    service.on_readings([reading("LP-W02", clock.now_s(), 2.7, QcFlag.FAIL)])
+    clock.advance(600)
+    service.on_readings([reading("LP-W02", clock.now_s(), 2.7, QcFlag.FAIL)])
+    assert service.wait_delivered(10)
+    assert standin.messages_for("Uspike") == []
+    officer = _texts(standin, "Uofficer")
+    assert len(officer) == 1 and "ไม่ผ่านการตรวจคุณภาพ" in officer[0]  # one QC alert, then the cooldown
+
+
+def test_restart_neither_repeats_nor_forgets(alert_settings, standin, clock):
+    with AlertService(alert_settings, clock) as first:
+        first.subscribe("Urestart", "moo-6")
+        # LP-W06 (moo-6): watch 1.45, warning 1.60, evacuate 1.80
+        feed(first, clock, "LP-W06", [1.62, 1.63])
+        assert first.wait_delivered(10)
+    assert len(standin.messages_for("Urestart")) == 1
+    with AlertService(alert_settings, clock) as second:
+        feed(second, clock, "LP-W06", [1.63, 1.64, 1.62])
+        assert second.wait_delivered(10)
+        assert second.zone_levels()["moo-6"]["level"] == int(AlertLevel.WARNING)
+        feed(second, clock, "LP-W06", [1.85, 1.86])
+        assert second.wait_delivered(10)
+    texts = _texts(standin, "Urestart")
+    assert len(texts) == 2 and "อพยพ" in texts[1].splitlines()[0]
+
+
+def test_forecast_raises_an_alert_with_its_probability_and_lead_time(service, standin, clock):
+    from models import Forecast  # noqa: F401 - shape reference only when models exists
+
+    service.subscribe("Uforecast", "moo-4")
+    issued = _issued(service, clock, station="LP-W03", level_index=1, prob=0.85, at_h=2.0)
+    service.on_forecast(issued)
+    assert service.wait_delivered(10)
+    texts = _texts(standin, "Uforecast")
+    assert len(texts) == 1
+    assert "เตือนภัย (คาดการณ์)" in texts[0] and "85%" in texts[0] and "ภายใน 2 ชม." in texts[0]
+    # the same forecast again: no second message
+    service.on_forecast(_issued(service, clock, station="LP-W03", level_index=1, prob=0.9, at_h=1.5))
+    assert service.wait_delivered(10)
+    assert len(_texts(standin, "Uforecast")) == 1
+
+
+class _Fc:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _Issued:
+    def __init__(self, issued_s, station_ids, forecast):
+        self.issued_s, self.station_ids, self.forecast = issued_s, station_ids, forecast
+
+
+def _issued(service, clock, station, level_index, prob, at_h):
+    """An IssuedForecast-shaped value built from plain arrays (the scheduler's type has the same fields)."""
+    ids = tuple(service.thresholds)
+    s, h = len(ids), 37
+    t_s = clock.now_s() + np.arange(h) * 600.0
+    median = np.full((s, h), 0.5)
+    exceed = np.zeros((s, 3, h))
+    row = ids.index(station)
+    hit = t_s >= clock.now_s() + at_h * 3600
+    exceed[row, : level_index + 1, hit] = prob
+    median[row] = np.linspace(1.3, 1.8, h)
+    return _Issued(clock.now_s(), ids, _Fc(t_s=t_s, median_m=median, lower_m=median - 0.1, upper_m=median + 0.1,
+                                           exceed_prob=exceed, first_crossing_s=np.full((s, 3), math.nan),
+                                           rise_rate_cm_per_h=np.zeros(s), model_name=("t",) * s))

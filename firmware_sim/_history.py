@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_sim._scenario import Scenario
+from floodwatch.vocabulary import Reading, StationId
 
 
 def history(
@@ -23,7 +24,7 @@ def history(
     noise_m: float = 0.0,
     seed: int = 0,
     stations=None,
-) -> list[dict]:
+) -> list[Reading]:
     """Converted readings per station on a regular grid, oldest first.
 
     Parameters
@@ -48,10 +49,11 @@ def history(
 
     Returns
     -------
-    list of dict
-        ``{"station_id", "ts_s", "water_level_m"}`` for level stations and
-        ``{"station_id", "ts_s", "rain_mm"}`` (rain since the previous
-        reading) for rain gauges, sorted by time then station.
+    list of floodwatch.vocabulary.Reading
+        What ingestion would have stored: ``station_id``, ``ts_s`` and
+        ``water_level_m`` for level stations, ``rain_mm`` (rain since the
+        previous reading) for rain gauges; sorted by time then station, ready
+        for ``store.write_batch``.
     """
     if step_s <= 0:
         raise ValueError(f"step_s must be positive, got {step_s}")
@@ -80,4 +82,4 @@ def history(
             for ts_s, value in zip(ts, row):
                 rows.append((ts_s, station.id, {"rain_mm": round(float(value), 3)}))
     rows.sort(key=lambda r: (r[0], r[1]))
-    return [{"station_id": sid, "ts_s": float(ts_s), **fields} for ts_s, sid, fields in rows]
+    return [Reading(station_id=StationId(sid), ts_s=float(ts_s), **fields) for ts_s, sid, fields in rows]

@@ -87,7 +87,11 @@ class MqttLink:
         self.disconnects = 0
         self.published = 0  # PUBACKs received
         self._lock = threading.Lock()
+        # Which acknowledged message ids hold a window slot. Never hold _lock
+        # while calling paho: paho calls on_publish under its own mutex.
+        self._window_mids: set[int] = set()
         self._status_mids: set[int] = set()  # status messages sit outside the window
+        self._early_acks: set[int] = set()  # acked before publish() returned
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -164,6 +168,7 @@ class MqttLink:
             # anything else was refused and is still ours.
             self._slots.release()
             return False
+        self._track(info.mid, self._window_mids)
         return True
 
     # ------------------------------------------------------------ callbacks
@@ -187,15 +192,36 @@ class MqttLink:
                         reason_code, self.in_flight)
 
     def _publish_status(self, topic: str, status: str):
-        with self._lock:
-            info = self._client.publish(topic, status, qos=1, retain=True)
-            self._status_mids.add(info.mid)
+        info = self._client.publish(topic, status, qos=1, retain=True)
+        self._track(info.mid, self._status_mids)
         return info
+
+    def _track(self, mid: int, kind: set[int]) -> None:
+        with self._lock:
+            if mid in self._early_acks:
+                self._early_acks.discard(mid)
+                early = True
+            else:
+                kind.add(mid)
+                early = False
+        if early:
+            self._acknowledged(kind is self._window_mids)
+
+    def _acknowledged(self, in_window: bool) -> None:
+        if in_window:
+            with self._lock:
+                self.published += 1
+            self._slots.release()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
-            if mid in self._status_mids:
+            if mid in self._window_mids:
+                self._window_mids.discard(mid)
+                in_window = True
+            elif mid in self._status_mids:
                 self._status_mids.discard(mid)
+                in_window = False
+            else:
+                self._early_acks.add(mid)
                 return
-            self.published += 1
-        self._slots.release()
+        self._acknowledged(in_window)

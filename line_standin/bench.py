@@ -8,6 +8,7 @@ prints what it measured as JSON::
 
     python -m line_standin.bench --json
     python -m line_standin.bench --server subprocess --requests 1000 --json
+    python -m line_standin.bench --rate 200 --pace 200 --requests 200 --json
 
 ``--server subprocess`` runs the stand-in in its own process (``python -m
 cli.line_standin``), so the client's work does not share its interpreter
@@ -43,7 +44,7 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
     if mode == "inprocess":
         from line_standin import LineStandIn
 
-        with LineStandIn(tokens={TOKEN}, multicast_rate_per_s=rate_per_s, burst_s=0.1) as standin:
+        with LineStandIn(tokens={TOKEN}, multicast_rate_per_s=rate_per_s) as standin:
             yield standin.base_url
         return
     process = subprocess.Popen(
@@ -63,11 +64,15 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def measure(base_url: str, requests: int, clients: int, recipients: int) -> dict[str, float | int]:
+def measure(
+    base_url: str, requests: int, clients: int, recipients: int, pace_per_s: float | None = None
+) -> dict[str, float | int]:
+    """Send ``requests`` multicasts from ``clients`` threads; optionally start one every 1/pace_per_s s."""
     user_ids = [new_user_id() for _ in range(recipients)]
     counter = iter(range(requests))
     lock = threading.Lock()
     statuses: dict[int, int] = {}
+    started = time.perf_counter()
 
     def worker() -> None:
         with ApiClient(Configuration(host=base_url, access_token=TOKEN)) as client:
@@ -75,8 +80,14 @@ def measure(base_url: str, requests: int, clients: int, recipients: int) -> dict
             body = MulticastRequest(to=user_ids, messages=[TextMessage(text=MESSAGE_TH)])
             while True:
                 with lock:
-                    if next(counter, None) is None:
-                        return
+                    index = next(counter, None)
+                if index is None:
+                    return
+                if pace_per_s:
+                    # Request i may start at i / pace: the client-side pacing a LINE sender needs.
+                    wait_s = started + index / pace_per_s - time.perf_counter()
+                    if wait_s > 0:
+                        time.sleep(wait_s)
                 try:
                     status = api.multicast_with_http_info(body, x_line_retry_key=str(uuid.uuid4())).status_code
                 except ApiException as exc:
@@ -85,7 +96,6 @@ def measure(base_url: str, requests: int, clients: int, recipients: int) -> dict
                     statuses[status] = statuses.get(status, 0) + 1
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -96,6 +106,7 @@ def measure(base_url: str, requests: int, clients: int, recipients: int) -> dict
         "requests": requests,
         "recipients_per_request": recipients,
         "clients": clients,
+        "client_pace_per_s": pace_per_s,
         "seconds": round(seconds, 3),
         "requests_per_s": round(requests / seconds, 1),
         "accepted": ok,
@@ -111,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="client threads (default: %(default)s)")
     parser.add_argument("--recipients", type=int, default=500, help="user ids per multicast (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=1e6, help="stand-in multicast limit per s (default: none)")
+    parser.add_argument("--pace", type=float, default=None, help="client sends at most this many per s")
     parser.add_argument("--server", choices=("inprocess", "subprocess"), default="inprocess")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     with _standin(args.server, args.rate) as base_url:
-        result = measure(base_url, args.requests, args.clients, args.recipients)
+        result = measure(base_url, args.requests, args.clients, args.recipients, args.pace)
     result["server"] = args.server
     result["rate_limit_per_s"] = args.rate
     if args.json:

@@ -128,3 +128,14 @@ def test_two_stand_ins_run_side_by_side_and_stop_cleanly():
         first.base_url
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/bot/info", timeout=2)
+
+
+def test_received_endpoint_can_answer_counts_only_or_one_user(standin, api):
+    users = [new_user_id() for _ in range(3)]
+    api.multicast(MulticastRequest(to=users, messages=[TextMessage(text="x")]))
+    with urllib.request.urlopen(standin.base_url + "/_standin/received?only=counts", timeout=5) as response:
+        assert json.load(response) == {
+            "counts": {"requests": 1, "accepted": 1, "delivered_messages": 3, "recipients": 3, "quota_used": 3}
+        }
+    with urllib.request.urlopen(f"{standin.base_url}/_standin/received?user_id={users[1]}", timeout=5) as response:
+        assert [d["user_id"] for d in json.load(response)["delivered"]] == [users[1]]

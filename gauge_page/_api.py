@@ -1,0 +1,161 @@
+"""The read-only JSON API the page itself uses (and anyone may script against)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from floodwatch.errors import ConfigError
+from floodwatch.vocabulary import AlertLevel, StationId
+from gauge_page._context import MAX_HISTORY_H, PageContext
+from gauge_page._hub import to_jsonable
+
+log = logging.getLogger(__name__)
+
+
+def _row_json(row: Any) -> dict[str, Any]:
+    data = to_jsonable(row)
+    data.pop("danger", None)
+    return data
+
+
+def api_router(ctx: PageContext) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["read"])
+
+    def known_station(station_id: str) -> None:
+        try:
+            ctx.settings.station(station_id)
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+    @router.get("/stations", summary="Every station with its latest reading and level class, most dangerous first")
+    def stations() -> dict[str, Any]:
+        rows = ctx.station_rows()
+        zone_levels, source = ctx.zone_levels(rows)
+        return {
+            "now_s": ctx.clock.now_s(),
+            "clock_factor": float(getattr(ctx.clock, "factor", 1.0)),
+            "stations": [_row_json(r) for r in rows],
+            "zones": [
+                {
+                    "id": z.id,
+                    "name_th": z.name_th,
+                    "name_en": z.name_en,
+                    "level": zone_levels.get(z.id, 0),
+                    "level_name_th": AlertLevel(zone_levels.get(z.id, 0)).name_th,
+                    "level_name_en": AlertLevel(zone_levels.get(z.id, 0)).name_en,
+                }
+                for z in ctx.settings.zones
+            ],
+            "zone_level_source": source,
+        }
+
+    @router.get("/stations/{station_id}", summary="One station's overview row and registry entry")
+    def station(station_id: str) -> dict[str, Any]:
+        known_station(station_id)
+        row = next(r for r in ctx.station_rows() if r.id == station_id)
+        return {"now_s": ctx.clock.now_s(), "station": _row_json(row),
+                "config": to_jsonable(ctx.settings.station(station_id).model_dump())}
+
+    @router.get("/stations/{station_id}/readings", summary="Raw stored readings of one station, oldest first")
+    def readings(station_id: str, hours: float = Query(24.0, gt=0, le=MAX_HISTORY_H)) -> dict[str, Any]:
+        known_station(station_id)
+        now_s = ctx.clock.now_s()
+        rows = ctx.store.read_readings(StationId(station_id), now_s - hours * 3600.0, now_s + 1.0)
+        return {"station_id": station_id, "now_s": now_s, "readings": to_jsonable(rows)}
+
+    @router.get("/stations/{station_id}/series", summary="Chart data: history, QC-flagged points, rain, forecast band")
+    def series(station_id: str, hours: float = Query(48.0, gt=0, le=MAX_HISTORY_H)) -> dict[str, Any]:
+        known_station(station_id)
+        return ctx.station_series(station_id, hours)
+
+    @router.get("/forecasts", summary="The latest issued forecast for every level station")
+    def forecasts() -> dict[str, Any]:
+        if ctx.forecasts is None:
+            return {"running": False, "issued": None}
+        issued = ctx.latest_forecast()
+        if issued is None:
+            return {"running": True, "issued": None}
+        fc = issued.forecast
+        return {
+            "running": True,
+            "issued": to_jsonable(
+                {
+                    "issued_s": issued.issued_s,
+                    "station_ids": list(issued.station_ids),
+                    "t_s": fc.t_s,
+                    "median_m": fc.median_m,
+                    "lower_m": fc.lower_m,
+                    "upper_m": fc.upper_m,
+                    "exceed_prob": fc.exceed_prob,
+                    "first_crossing_s": fc.first_crossing_s,
+                    "rise_rate_cm_per_h": fc.rise_rate_cm_per_h,
+                    "model_name": list(fc.model_name),
+                }
+            ),
+        }
+
+    @router.get("/alerts", summary="The alert log, newest first: what was sent, to which zone, to how many")
+    def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        if ctx.alerts is None:
+            return {"running": False, "entries": []}
+        try:
+            entries = ctx.alerts.log(limit)
+        except Exception as exc:
+            log.exception("event=alert_log_failed")
+            return {"running": True, "entries": [], "error": f"the alert log could not be read: {exc}"}
+        acks = ctx.state.acknowledgements()
+        out = []
+        for entry in to_jsonable(list(entries)):
+            if isinstance(entry, dict):
+                entry.update(acks.get(str(entry.get("id")), {}))
+            out.append(entry)
+        return {"running": True, "entries": out}
+
+    @router.get("/health", summary="Is each stage running; station health (last seen, battery, signal)")
+    def health() -> dict[str, Any]:
+        now_s = ctx.clock.now_s()
+        store_state: dict[str, Any] = {"ok": True}
+        try:
+            rows = ctx.station_rows()
+        except Exception as exc:
+            log.exception("event=health_store_failed")
+            store_state = {"ok": False, "error": str(exc)}
+            rows = []
+        ingest_state: dict[str, Any] = {"running": ctx.ingest is not None}
+        if ctx.ingest is not None and hasattr(ctx.ingest, "stats"):
+            try:
+                ingest_state["stats"] = to_jsonable(ctx.ingest.stats())
+            except Exception as exc:
+                ingest_state["error"] = str(exc)
+        issued = ctx.latest_forecast()
+        return {
+            "ok": store_state["ok"],
+            "now_s": now_s,
+            "clock_factor": float(getattr(ctx.clock, "factor", 1.0)),
+            "store": store_state,
+            "ingest": ingest_state,
+            "alerts": {"running": ctx.alerts is not None},
+            "forecasts": {"running": ctx.forecasts is not None,
+                          "issued_s": issued.issued_s if issued is not None else None},
+            "live_clients": ctx.hub.client_count,
+            "stations": [
+                {k: v for k, v in _row_json(r).items()
+                 if k in ("id", "name_th", "name_en", "kind", "ts_s", "data_age_s", "stale", "battery_v",
+                          "rssi_dbm", "status", "status_since_s", "maintenance", "qc_name")}
+                for r in sorted(rows, key=lambda r: r.id)
+            ],
+        }
+
+    @router.get("/events", summary="Server-sent events: readings, status, forecast, alert, resync")
+    async def events() -> StreamingResponse:
+        return StreamingResponse(
+            ctx.hub.stream(keepalive_s=ctx.settings.page.keepalive_s),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

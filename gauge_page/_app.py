@@ -1,0 +1,108 @@
+"""The live gauge page as one FastAPI application: pages, JSON API, live events, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+
+from floodwatch import metrics
+from floodwatch.clock import Clock
+from floodwatch.settings import Settings
+from gauge_page._api import api_router
+from gauge_page._context import PageContext
+from gauge_page._hub import EventHub
+from gauge_page._officer import officer_router
+from gauge_page._state import PageState, sqlite_path
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "seconds since each station's newest stored reading")
+
+
+def create_app(
+    settings: Settings,
+    store: Any,
+    clock: Clock,
+    *,
+    hub: EventHub,
+    alerts: Any = None,
+    forecasts: Any = None,
+    ingest: Any = None,
+    state: PageState | None = None,
+) -> FastAPI:
+    """Build the gauge page.
+
+    ``store`` follows ``store.base.Store``. ``alerts`` (``alerts.AlertService``),
+    ``forecasts`` (``scheduler.ForecastJob``) and ``ingest``
+    (``ingest.IngestService``) are optional: without them their panels say
+    "not running". ``state`` defaults to the SQLite file at
+    ``settings.page.state_url`` (officers, sessions, audit log, maintenance).
+    """
+    if state is None:
+        state = PageState(sqlite_path(settings.page.state_url),
+                          session_max_age_s=settings.page.session_max_age_s)
+    state.use_configured_officers(settings.page.officers)
+    ctx = PageContext(settings=settings, store=store, clock=clock, hub=hub, state=state,
+                      alerts=alerts, forecasts=forecasts, ingest=ingest)
+    hub.add_listener(ctx.on_hub_event)
+
+    app = FastAPI(
+        title="floodwatch live gauge page",
+        description="Water levels, forecasts and alerts for "
+        f"{settings.site.name_en} ({settings.site.name_th}). Times are UTC epoch seconds.",
+        version="0.1.0",
+        docs_url=None,  # served below from vendored files: no CDN, works offline
+        redoc_url=None,
+    )
+    app.state.page = ctx
+    app.include_router(api_router(ctx))
+    app.include_router(officer_router(ctx))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def collect_reading_ages() -> None:
+        now_s = clock.now_s()
+        try:
+            latest = store.latest()
+        except Exception:  # a closed or failing store must not break /metrics
+            log.warning("event=metrics_latest_failed", exc_info=True)
+            return
+        for station_id, reading in latest.items():
+            metrics.set_gauge("floodwatch_last_reading_age_seconds", now_s - reading.ts_s, station=station_id)
+
+    metrics.add_collector(collect_reading_ages)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/public", include_in_schema=False)
+    def public() -> FileResponse:
+        return FileResponse(STATIC_DIR / "public.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="floodwatch API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
+    @app.get("/api/time", tags=["read"], summary="The page's notion of now (the demo runs accelerated time)")
+    def now() -> dict[str, float]:
+        return {"now_s": clock.now_s(), "wall_s": time.time(), "factor": float(getattr(clock, "factor", 1.0))}
+
+    return app

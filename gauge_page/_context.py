@@ -1,0 +1,179 @@
+"""What every route needs: settings, store, clock, hub and the optional services.
+
+The read side (:meth:`PageContext.station_rows`, :meth:`PageContext.station_series`)
+gathers data from the store and the services, then hands it to the pure
+functions in :mod:`gauge_page._overview`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from floodwatch.clock import Clock
+from floodwatch.settings import Settings
+from floodwatch.vocabulary import QcFlag, StationId
+from gauge_page import _overview
+from gauge_page._hub import EventHub, to_jsonable
+from gauge_page._state import PageState
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY_H = 24.0 * 14
+
+
+@dataclass
+class PageContext:
+    settings: Settings
+    store: Any
+    clock: Clock
+    hub: EventHub
+    state: PageState
+    alerts: Any = None
+    forecasts: Any = None
+    ingest: Any = None
+    _status_lock: threading.Lock = field(default_factory=threading.Lock)
+    _status: dict[str, _overview.StationStatus] = field(default_factory=dict)
+
+    # ------------------------------------------------------------- live status
+    def on_hub_event(self, event_type: str, data: Any) -> None:
+        """Remember each node's online/offline status as ingest publishes it."""
+        if event_type != "status" or not isinstance(data, dict):
+            return
+        station_id, status = data.get("station_id"), data.get("status")
+        ts_s = data.get("ts_s")
+        if not isinstance(station_id, str) or not isinstance(status, str):
+            return
+        since_s = float(ts_s) if isinstance(ts_s, (int, float)) else self.clock.now_s()
+        with self._status_lock:
+            previous = self._status.get(station_id)
+            if previous is None or previous.status != status:
+                self._status[station_id] = _overview.StationStatus(status, since_s)
+
+    def statuses(self) -> dict[str, _overview.StationStatus]:
+        with self._status_lock:
+            return dict(self._status)
+
+    # --------------------------------------------------------------- forecasts
+    def latest_forecast(self) -> Any:
+        if self.forecasts is None:
+            return None
+        try:
+            return self.forecasts.latest()
+        except Exception:  # the page must keep showing observations
+            log.exception("event=forecast_latest_failed")
+            return None
+
+    # ---------------------------------------------------------------- overview
+    def station_rows(self) -> list[_overview.StationRow]:
+        """Every station's overview row, most dangerous first."""
+        now_s = self.clock.now_s()
+        stations = self.settings.stations
+        latest = self.store.latest([s.id for s in stations])
+        level_ids = [StationId(s.id) for s in self.settings.level_stations]
+        rain_ids = [StationId(s.id) for s in self.settings.rain_stations]
+        rates: dict[str, float] = {}
+        if level_ids:
+            window = self.store.read_window(
+                level_ids, "water_level_m", now_s - _overview.TREND_WINDOW_S, now_s + 1.0, 60.0
+            )
+            for sid, rate in zip(window.station_ids, _overview.rise_rate_cm_per_h(window.t_s, window.values)):
+                rates[sid] = float(rate)
+        rain_1h: dict[str, float | None] = {}
+        if rain_ids:
+            window = self.store.read_window(rain_ids, "rain_mm", now_s - 3600.0, now_s + 1.0, 3601.0)
+            for sid, row in zip(window.station_ids, np.atleast_2d(window.values)):
+                total_mm = float(np.nansum(row)) if np.isfinite(row).any() else None
+                rain_1h[sid] = total_mm
+        issued = self.latest_forecast()
+        statuses = self.statuses()
+        maintenance = self.state.maintenance()
+        rows = [
+            _overview.build_row(
+                s,
+                latest.get(s.id),
+                now_s=now_s,
+                rate_cm_per_h=rates.get(s.id),
+                rain_1h_mm=rain_1h.get(s.id),
+                forecast=_overview.summarize_forecast(issued, s.id, s.levels) if s.kind == "water_level" else None,
+                status=statuses.get(s.id),
+                maintenance=s.id in maintenance,
+            )
+            for s in stations
+        ]
+        return _overview.sort_by_danger(rows)
+
+    def zone_levels(self, rows: list[_overview.StationRow]) -> tuple[dict[str, int], str]:
+        """Each zone's alert level and where it came from ('alerts' or 'observed')."""
+        if self.alerts is not None and hasattr(self.alerts, "zone_levels"):
+            try:
+                levels = dict(self.alerts.zone_levels())
+                # alerts.AlertService gives {zone: {"level": int, ...}}; a bare int is accepted too.
+                return {str(z): int(v["level"] if isinstance(v, dict) else v) for z, v in levels.items()}, "alerts"
+            except Exception:
+                log.exception("event=zone_levels_failed")
+        return _overview.zone_levels_from_rows(rows), "observed"
+
+    # ----------------------------------------------------------- station detail
+    def station_series(self, station_id: str, hours: float) -> dict[str, Any]:
+        """Observed history, QC-flagged points, rain bars and the forecast band for one chart."""
+        station = self.settings.station(station_id)
+        hours = min(max(hours, 0.5), MAX_HISTORY_H)
+        now_s = self.clock.now_s()
+        start_s = now_s - hours * 3600.0
+        readings = self.store.read_readings(StationId(station_id), start_s, now_s + 1.0)
+        obs_t, obs_m, flagged_m, flags = [], [], [], []
+        for r in readings:
+            if station.kind == "water_level" and r.water_level_m is None:
+                continue
+            obs_t.append(r.ts_s)
+            flag = int(r.qc_flag)
+            flags.append(flag)
+            level = r.water_level_m if station.kind == "water_level" else r.rain_mm
+            good = flag in (int(QcFlag.PASS), int(QcFlag.NOT_EVALUATED))
+            obs_m.append(level if good else None)
+            flagged_m.append(None if good else level)
+        rain_station = station.id if station.kind == "rain" else station.rain_station
+        rain: dict[str, Any] = {"station_id": rain_station, "t_s": [], "rain_mm": []}
+        if rain_station is not None:
+            step_s = 3600.0 if hours > 6 else 600.0
+            grid_start_s = math.floor(start_s / step_s) * step_s
+            window = self.store.read_window([StationId(rain_station)], "rain_mm", grid_start_s, now_s + 1.0, step_s)
+            rain = {
+                "station_id": rain_station,
+                "step_s": step_s,
+                "t_s": window.t_s,
+                "rain_mm": np.atleast_2d(window.values)[0] if len(window.t_s) else [],
+            }
+        forecast: dict[str, Any] | None = None
+        issued = self.latest_forecast()
+        if issued is not None and station_id in issued.station_ids:
+            row = list(issued.station_ids).index(station_id)
+            fc = issued.forecast
+            forecast = {
+                "issued_s": issued.issued_s,
+                "t_s": fc.t_s,
+                "median_m": np.asarray(fc.median_m)[row],
+                "lower_m": np.asarray(fc.lower_m)[row],
+                "upper_m": np.asarray(fc.upper_m)[row],
+                "exceed_prob": np.asarray(fc.exceed_prob)[row],
+                "first_crossing_s": np.asarray(fc.first_crossing_s)[row],
+                "model_name": fc.model_name[row] if len(fc.model_name) > row else "",
+            }
+        return to_jsonable(
+            {
+                "station_id": station_id,
+                "kind": station.kind,
+                "now_s": now_s,
+                "start_s": start_s,
+                "levels": station.levels.as_tuple() if station.levels else None,
+                "observed": {"t_s": obs_t, "value": obs_m, "flagged": flagged_m, "qc_flag": flags},
+                "rain": rain,
+                "forecast": forecast,
+            }
+        )

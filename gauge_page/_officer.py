@@ -1,0 +1,202 @@
+"""Officer login, sessions, CSRF and the actions behind them, each written to the audit log.
+
+Security model: a session cookie (HttpOnly, SameSite=Strict) names a
+server-side session; every state-changing request must also carry that
+session's CSRF token in the ``X-CSRF-Token`` header (synchronizer token).
+Login accepts only ``application/json`` from the page's own origin, which a
+cross-site form cannot send. Without a session an action answers 401, with a
+wrong or missing token 403, and nothing happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from floodwatch.errors import ConfigError
+from gauge_page import _actions
+from gauge_page._context import PageContext
+from gauge_page._hub import to_jsonable
+from gauge_page._state import Session
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "fw_session"
+CSRF_HEADER = "X-CSRF-Token"
+MAX_MESSAGE_CHARS = 1000
+
+
+class LoginBody(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class MaintenanceBody(BaseModel):
+    on: bool
+    note: str = Field(default="", max_length=300)
+
+
+class MessageBody(BaseModel):
+    zones: list[str] = Field(min_length=1, description="zone ids, e.g. ['moo-5', 'moo-6']")
+    text_th: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    text_en: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
+
+
+class SendBody(MessageBody):
+    confirm_token: str = Field(min_length=1, description="from /api/messages/preview for exactly this message")
+
+
+class TestAlertBody(BaseModel):
+    text: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
+
+
+def officer_router(ctx: PageContext) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["officers"])
+    # Binds a message preview to its confirmation; new per process, so a
+    # restart simply asks the officer to preview again.
+    confirm_key = secrets.token_bytes(32)
+    secure = ctx.settings.page.secure_cookies
+
+    def current_session(request: Request) -> Session | None:
+        return ctx.state.session(request.cookies.get(SESSION_COOKIE))
+
+    def officer(request: Request) -> Session:
+        """Dependency for every action: a live session and its CSRF token, or nothing happens."""
+        session = current_session(request)
+        if session is None:
+            raise HTTPException(401, "log in as an officer first (POST /api/login)")
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header; reload the page and try again")
+        return session
+
+    def audit(session: Session, action: str, target: str, detail: dict[str, Any]) -> None:
+        ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action=action, target=target,
+                         detail=to_jsonable(detail))
+        log.info("event=officer_action user=%s action=%s target=%s", session.username, action, target)
+        ctx.hub.publish("audit", {"action": action, "target": target, "username": session.username})
+
+    def same_origin(request: Request) -> None:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+            raise HTTPException(403, "log in from the page itself; cross-site logins are refused")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise HTTPException(415, "send the login as application/json")
+
+    @router.post("/login", summary="Log in as an officer; sets the session cookie and returns the CSRF token")
+    def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+        same_origin(request)
+        display_name = ctx.state.authenticate(body.username, body.password)
+        if display_name is None:
+            log.warning("event=login_failed user=%s", body.username)
+            ctx.state.record(ts_s=ctx.clock.now_s(), username=body.username, action="login_failed",
+                             target="", detail={})
+            raise HTTPException(401, "wrong username or password")
+        token, session = ctx.state.create_session(body.username, display_name)
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/",
+                            max_age=int(ctx.settings.page.session_max_age_s))
+        ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action="login", target="", detail={})
+        return {"username": session.username, "display_name": session.display_name,
+                "csrf_token": session.csrf_token}
+
+    @router.get("/me", summary="Who is logged in (and their CSRF token), or logged_in false")
+    def me(request: Request) -> dict[str, Any]:
+        session = current_session(request)
+        if session is None:
+            return {"logged_in": False}
+        return {"logged_in": True, "username": session.username, "display_name": session.display_name,
+                "csrf_token": session.csrf_token}
+
+    @router.post("/logout", summary="End the session")
+    def logout(request: Request, response: Response, session: Session = Depends(officer)) -> dict[str, Any]:
+        ctx.state.end_session(request.cookies.get(SESSION_COOKIE))
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action="logout", target="", detail={})
+        return {"logged_in": False}
+
+    @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert (officer)")
+    def acknowledge(alert_id: str, session: Session = Depends(officer)) -> dict[str, Any]:
+        if ctx.alerts is None:
+            raise HTTPException(503, "the alert service is not running in this process; there is nothing to acknowledge")
+        known = {str(e.get("id")) for e in ctx.alerts.log(1000)}
+        if alert_id not in known:
+            raise HTTPException(404, f"there is no alert {alert_id!r} in the latest 1000 of the alert log")
+        first = ctx.state.acknowledge(alert_id, ts_s=ctx.clock.now_s(), username=session.username)
+        if not first:
+            raise HTTPException(409, f"alert {alert_id} was already acknowledged")
+        forwarded = _actions.acknowledge(ctx.alerts, alert_id, by=session.username)
+        audit(session, "acknowledge", alert_id, {"alert_service_told": forwarded})
+        return {"ok": True, "alert_id": alert_id}
+
+    @router.post("/stations/{station_id}/maintenance",
+                 summary="Put a station in maintenance (its readings do not alert residents) or back")
+    def maintenance(station_id: str, body: MaintenanceBody, session: Session = Depends(officer)) -> dict[str, Any]:
+        try:
+            ctx.settings.station(station_id)
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        ctx.state.set_maintenance(station_id, body.on, now_s=ctx.clock.now_s(), username=session.username,
+                                  note=body.note)
+        forwarded = _actions.set_maintenance(ctx.alerts, station_id, body.on, by=session.username)
+        audit(session, "maintenance_on" if body.on else "maintenance_off", station_id,
+              {"note": body.note, "alert_service_told": forwarded})
+        return {"ok": True, "station_id": station_id, "maintenance": body.on, "alert_service_told": forwarded}
+
+    def check_zones(zones: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for zone_id in dict.fromkeys(zones):
+            try:
+                zone = ctx.settings.zone(zone_id)
+            except ConfigError as exc:
+                raise HTTPException(422, str(exc)) from exc
+            out.append({"id": zone.id, "name_th": zone.name_th, "name_en": zone.name_en,
+                        "recipients": _actions.recipient_count(ctx.alerts, zone.id)})
+        return out
+
+    def confirm_token_for(body: MessageBody, session: Session) -> str:
+        canonical = json.dumps([sorted(set(body.zones)), body.text_th, body.text_en, session.username],
+                               ensure_ascii=False)
+        return hmac.new(confirm_key, canonical.encode(), hashlib.sha256).hexdigest()
+
+    @router.post("/messages/preview", summary="Show a manual message as residents will see it, with recipients")
+    def preview(body: MessageBody, session: Session = Depends(officer)) -> dict[str, Any]:
+        zones = check_zones(body.zones)
+        recipients = [z["recipients"] for z in zones]
+        return {
+            "zones": zones,
+            "total_recipients": None if None in recipients else sum(recipients),
+            "text": _actions.manual_text(body.text_th, body.text_en),
+            "confirm_token": confirm_token_for(body, session),
+        }
+
+    @router.post("/messages/send", summary="Send a previewed manual message to the chosen zones (officer)")
+    def send(body: SendBody, session: Session = Depends(officer)) -> dict[str, Any]:
+        if not hmac.compare_digest(body.confirm_token, confirm_token_for(body, session)):
+            raise HTTPException(409, "the message or zones changed since the preview; preview again and confirm")
+        zones = check_zones(body.zones)
+        result = _actions.send_manual(ctx.alerts, [z["id"] for z in zones], body.text_th, body.text_en,
+                                      by=session.username)
+        audit(session, "manual_message", ",".join(z["id"] for z in zones),
+              {"text_th": body.text_th, "text_en": body.text_en, "result": result})
+        return {"ok": True, "zones": zones, "result": to_jsonable(result)}
+
+    @router.post("/test-alert", summary="Send a test alert to officers only, never to residents")
+    def test_alert(body: TestAlertBody, session: Session = Depends(officer)) -> dict[str, Any]:
+        result = _actions.send_test(ctx.alerts, body.text, by=session.username)
+        audit(session, "test_alert", "officers", {"text": body.text, "result": result})
+        return {"ok": True, "result": to_jsonable(result)}
+
+    @router.get("/audit", summary="The audit log of officer actions, newest first (officer)")
+    def audit_log(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        if current_session(request) is None:
+            raise HTTPException(401, "log in as an officer to read the audit log")
+        return {"entries": ctx.state.audit(limit)}
+
+    return router

@@ -16,9 +16,10 @@ Two layers:
   separate, station-level audience.
 - per zone (:func:`decide_zone`): what residents are told. A zone takes the
   highest level of its stations, escalates at once, lowers only after the
-  lower level has held for ``clear_after_s``, does not repeat a level it
-  announced within ``cooldown_s``, reminds every ``reminder_s`` while the level
-  is WARNING or worse, and sends an all-clear when it returns to NORMAL.
+  lower level has held for ``clear_after_s``, reminds every ``reminder_s`` while the level
+  is WARNING or worse, and sends an all-clear when it returns to NORMAL. A
+  lowering is announced no sooner than ``cooldown_s`` after the level it
+  leaves was announced, so flapping cannot cause a message storm.
 """
 
 from __future__ import annotations
@@ -283,7 +284,8 @@ def station_forecast(
     exceed_prob : (K=3, H) float, chance of reaching watch / warning / evacuate.
     """
     within = (t_s > issued_s - 1e-6) & (t_s <= issued_s + cfg.lead_s)
-    peak_m = float(np.nanmax(median_m[within])) if within.any() else math.nan
+    ahead = median_m[within]
+    peak_m = float(np.nanmax(ahead)) if np.isfinite(ahead).any() else math.nan
     level, probability, reach_s = AlertLevel.NORMAL, 0.0, math.nan
     for k, candidate in enumerate(LEVELS_UP):
         probs = np.where(within, np.nan_to_num(exceed_prob[k], nan=0.0), 0.0)
@@ -347,23 +349,24 @@ def decide_zone(
                       st.last_level_m, st.rise_rate_cm_per_h(cfg.rise_window_s), zone.level, st.forecast)
 
     if target > zone.level:
-        announced = zone.announced_at(target)
-        new = replace(zone, level=target, level_since_s=now_s, lower_since_s=math.nan)
-        if not math.isnan(announced) and now_s - announced < cfg.cooldown_s:
-            return new, []  # told them this very level a short while ago: no storm when flapping
-        return replace(new, last_message_s=now_s, announced=zone.with_announced(target, now_s)), [
-            action(reason, target)
-        ]
+        # Always told at once: every lowering was announced, so residents must hear it rose again.
+        return replace(zone, level=target, level_since_s=now_s, lower_since_s=math.nan, last_message_s=now_s,
+                       announced=zone.with_announced(target, now_s)), [action(reason, target)]
     if target == zone.level:
         zone = replace(zone, lower_since_s=math.nan)
         if zone.level >= AlertLevel.WARNING and not math.isnan(zone.last_message_s) \
                 and now_s - zone.last_message_s >= cfg.reminder_s:
             return replace(zone, last_message_s=now_s), [action("reminder", target)]
         return zone, []
-    # target < zone.level: lower only after the lower level held for clear_after_s
+    # target < zone.level: lower only after the lower level held for clear_after_s, and not
+    # within cooldown_s of announcing the current level (so flapping costs at most two
+    # messages per cooldown, and residents never hold a stale "all clear")
     if math.isnan(zone.lower_since_s):
-        return replace(zone, lower_since_s=now_s), []
+        zone = replace(zone, lower_since_s=now_s)
     if now_s - zone.lower_since_s < cfg.clear_after_s:
+        return zone, []
+    announced = zone.announced_at(zone.level)
+    if not math.isnan(announced) and now_s - announced < cfg.cooldown_s:
         return zone, []
     kind = "all_clear" if target == AlertLevel.NORMAL else "deescalate"
     return replace(zone, level=target, level_since_s=now_s, lower_since_s=math.nan,

@@ -19,6 +19,7 @@ memory the tip conversion needs; pass one in to convert across messages.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,7 +181,10 @@ def parse_message(
         try:
             msg = _MessageIn.model_validate_json(payload)
         except ValidationError as exc:
-            raise _validation_error(exc, station_id) from exc
+            if not any(e["loc"][:1] == ("readings",) and len(e["loc"]) > 1 for e in exc.errors()):
+                raise _validation_error(exc, station_id) from exc
+            # One bad reading in a buffer: judge each reading alone (slow path, errors only).
+            return _parse_buffer_items(payload, station, station_id, reg, now_s, tips)
     except PayloadError as err:
         return ParsedMessage(station_id, [], [err])
 
@@ -217,6 +221,28 @@ def parse_message(
             if len(items) > 1:
                 err = PayloadError(err.reason, f"reading {index}: {err.detail}", station_id)
             errors.append(err)
+    return ParsedMessage(station_id, readings, errors)
+
+
+def _parse_buffer_items(
+    payload: bytes, station: "StationConfig", station_id: str, reg: _Registry, now_s: float, tips: TipCounters | None
+) -> ParsedMessage:
+    items = json.loads(payload)["readings"]
+    good: list[tuple[int, _ReadingIn]] = []
+    errors: list[PayloadError] = []
+    for index, item in enumerate(items):
+        try:
+            good.append((index, _ReadingIn.model_validate_json(json.dumps(item, allow_nan=True))))
+        except ValidationError as exc:
+            err = _validation_error(exc, station_id)
+            errors.append(PayloadError(err.reason, f"reading {index}: {err.detail}", station_id))
+    good.sort(key=lambda pair: _sort_key(pair[1]))
+    readings: list[Reading] = []
+    for index, item in good:
+        try:
+            readings.append(_convert(item, station, station_id, reg, now_s, tips))
+        except PayloadError as err:
+            errors.append(PayloadError(err.reason, f"reading {index}: {err.detail}", station_id))
     return ParsedMessage(station_id, readings, errors)
 
 

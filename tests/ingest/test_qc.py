@@ -1,0 +1,72 @@
+"""QARTOD-style tests on synthetic series with known faults."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from floodwatch.settings import load_settings
+from floodwatch.vocabulary import QcFlag, Reading, StationId
+from ingest import QcChecker, qc
+
+T0 = 1_795_000_000.0
+
+
+def tidal(n, dt_s=600.0):
+    t = T0 + dt_s * np.arange(n)
+    return t, 0.8 + 0.6 * np.sin(2 * np.pi * (t - T0) / (12.42 * 3600))
+
+
+def limits():
+    return qc.limits_for(load_settings().station("LP-W01"))
+
+
+def test_gross_range_fails_outside_sensor_span_and_suspects_outside_climatology():
+    lim = limits()
+    v = np.array([1.0, lim.fail_max + 0.1, lim.suspect_max + 0.05, lim.fail_min - 0.1, np.nan])
+    np.testing.assert_array_equal(qc.gross_range(v, lim), [1, 4, 3, 4, 9])
+
+
+def test_a_single_spike_fails_on_arrival_and_a_real_step_passes_after_two_readings():
+    t, v = tidal(20)
+    v[10] += 1.0  # one bad echo
+    flags = qc.spike(v, 0.25, 0.5)
+    assert flags[10] == qc.FAIL
+    assert (np.delete(flags, [0, 10, 11, 12]) == qc.PASS).all()
+    step = np.r_[np.full(6, 1.0), np.full(6, 1.8)]  # sluice gate opened
+    sf = qc.spike(step, 0.25, 0.5)
+    assert list(sf[6:9]) == [qc.FAIL, qc.FAIL, qc.PASS]
+
+
+def test_rate_of_change_suspects_an_impossible_rise():
+    t = T0 + 600.0 * np.arange(4)
+    v = np.array([1.0, 1.05, 1.5, 1.55])  # 45 cm in 10 min = 2.7 m/h
+    np.testing.assert_array_equal(qc.rate_of_change(v, t, 1.5 / 3600), [2, 1, 3, 1])
+
+
+def test_flat_line_suspect_then_fail_for_a_stuck_sensor():
+    t = T0 + 600.0 * np.arange(50)
+    v = np.r_[np.linspace(0.5, 1.0, 10), np.full(40, 1.234)]
+    flags = qc.flat_line(v, t, 0.002, 2 * 3600, 6 * 3600)
+    run_s = t - t[10]  # the stuck value starts at index 10
+    assert (flags[1:][run_s[1:] < 2 * 3600] == qc.PASS).all()
+    assert (flags[(run_s >= 2 * 3600) & (run_s < 6 * 3600)] == qc.SUSPECT).all()
+    assert (flags[run_s >= 6 * 3600] == qc.FAIL).all()
+
+
+def test_aggregate_keeps_the_worst_and_missing_ranks_highest():
+    agg = qc.aggregate({"a": np.array([1, 3, 2, 4, 2], np.uint8), "b": np.array([1, 1, 2, 3, 9], np.uint8)})
+    np.testing.assert_array_equal(agg, [1, 3, 2, 4, 9])
+
+
+def test_checker_uses_history_across_batches_and_names_the_tests():
+    checker = QcChecker(load_settings())
+    t, v = tidal(12)
+    sid = StationId("LP-W01")
+    first = checker.check([Reading(sid, float(a), water_level_m=float(b)) for a, b in zip(t[:6], v[:6])], T0 + 1e5)
+    assert [r.qc_flag for r in first[1:]] == [QcFlag.PASS] * 5
+    spike_at = float(t[6])
+    second = checker.check([Reading(sid, spike_at, water_level_m=float(v[6]) + 1.0)], T0 + 1e5)
+    assert second[0].qc_flag == QcFlag.FAIL
+    assert "spike=4" in second[0].qc_tests
+    future = checker.check([Reading(sid, T0 + 1e5 + 600, water_level_m=float(v[6]))], T0 + 1e5)
+    assert future[0].qc_flag == QcFlag.SUSPECT and "timestamp=3" in future[0].qc_tests

@@ -197,7 +197,7 @@ class LineStandIn:
 
     def __init__(
         self,
-        tokens: Iterable[str] = ("floodwatch-demo-token",),
+        tokens: Iterable[str],
         host: str = "127.0.0.1",
         port: int = 0,
         multicast_rate_per_s: float = 200.0,

@@ -46,7 +46,7 @@ class FirmwareConfig:
 
     publish_interval_s: float | None = None
     fast_interval_s: float = 120.0
-    fast_rise_m_per_h: float = 0.15
+    fast_rise_m_per_h: float = 0.35  # above the spring tide's own rise (~0.3 m/h at the river)
     burst: int = 5
     buffer_capacity: int = 2000
     batch_max: int = 50

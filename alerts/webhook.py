@@ -156,7 +156,7 @@ class Conversation:
 
     def welcome(self, user_id: str) -> list[dict[str, Any]]:
         site = self.settings.site
-        th = [f"สวัสดีค่ะ ระบบเตือนภัยน้ำท่วม{site.name_th}",
+        th = [f"สวัสดีค่ะ ระบบแจ้งเตือนน้ำท่วม {site.name_th}",
               "เลือกหมู่บ้านที่ต้องการรับการแจ้งเตือน (เลือกได้หลายหมู่) จากปุ่มด้านล่าง",
               "พิมพ์ \"สถานะ\" เพื่อดูระดับน้ำ \"น้ำขึ้นลง\" เพื่อดูเวลาน้ำขึ้นน้ำลง \"เลิก\" เพื่อหยุดรับข่าว"]
         en = [f"Hello, this is the flood warning service of {site.name_en}.",

@@ -103,10 +103,10 @@ class _Issued:
         self.issued_s, self.station_ids, self.forecast = issued_s, station_ids, forecast
 
 
-def _issued(service, clock, station, level_index, prob, at_h):
+def _issued(service, clock, station, level_index, prob, at_h, h=37):
     """An IssuedForecast-shaped value built from plain arrays (the scheduler's type has the same fields)."""
     ids = tuple(service.thresholds)
-    s, h = len(ids), 37
+    s = len(ids)
     t_s = clock.now_s() + np.arange(h) * 600.0
     median = np.full((s, h), 0.5)
     exceed = np.zeros((s, 3, h))

@@ -113,6 +113,17 @@ class Node:
         if self.owns_link:
             self.link.stop()
 
+    def power_cut(self) -> None:
+        """The node loses power: no more wakes, no goodbye; the broker publishes its last will.
+
+        Only for a node with its own link (a shared link carries other nodes).
+        """
+        if not self.owns_link:
+            raise RuntimeError(f"{self.station_id} shares a connection; a power cut needs its own link")
+        if self._runner is not None:
+            self._runner.stop()
+        self.link.cut()
+
     def stats(self) -> dict:
         return {
             "station_id": self.station_id,

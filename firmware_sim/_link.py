@@ -14,6 +14,7 @@ queue in memory.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from urllib.parse import urlparse
@@ -83,6 +84,7 @@ class MqttLink:
         self._slots = threading.BoundedSemaphore(window)
         self._connected = threading.Event()
         self._stopping = False
+        self._cut = False
         self.connects = 0
         self.disconnects = 0
         self.published = 0  # PUBACKs received
@@ -126,6 +128,8 @@ class MqttLink:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Publish ``offline`` on every status topic, wait for the acks, disconnect cleanly."""
+        if self._cut:
+            return
         self._stopping = True
         infos = []
         if self.connected:
@@ -143,6 +147,24 @@ class MqttLink:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+
+    def cut(self) -> None:
+        """Simulate a power cut: the TCP connection dies without DISCONNECT.
+
+        The broker then publishes this link's last will (``offline``). The
+        link is dead afterwards; :meth:`stop` does nothing more.
+        """
+        self._stopping = True
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self._connected.clear()
+        self._cut = True
 
     # ------------------------------------------------------------ publishing
     @property

@@ -4,6 +4,8 @@ and a plain paho subscriber that records what arrived."""
 from __future__ import annotations
 
 import json
+import os
+import random
 import socket
 import subprocess
 import threading
@@ -19,9 +21,24 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range.
+
+    A client reconnecting in a loop to a stopped broker's ephemeral port can,
+    by TCP simultaneous open, connect to itself and hold the port, so the
+    restarted broker cannot bind it. Ports below the ephemeral range are
+    never picked as client source ports.
+    """
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, max(20_001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _listening(port: int) -> bool:
@@ -53,6 +70,9 @@ class MosquittoProcess:
             lines += ["persistence true", f"persistence_location {workdir}/", "autosave_interval 0"]
         else:
             lines += ["persistence false"]
+        if os.geteuid() == 0:
+            # As root Mosquitto drops to its own user, which cannot write our tmp folder.
+            lines.append("user root")
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
 
@@ -108,7 +128,7 @@ class Recorder:
         self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311, clean_session=clean_session)
-        self.client.reconnect_delay_set(0, 1)
+        self.client.reconnect_delay_set(1, 1)
         self.topic = topic
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()

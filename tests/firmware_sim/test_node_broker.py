@@ -1,0 +1,123 @@
+"""A node against a real Mosquitto: store and forward across a broker restart, reboots, status and will."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from firmware_sim import Node, load_scenario
+from floodwatch.clock import AcceleratedClock
+
+from .conftest import Recorder
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def first_occurrences(seqs: list[int]) -> list[int]:
+    """Drop re-deliveries (QoS 1 is at least once): keep each seq where it first arrived."""
+    seen: set[int] = set()
+    out = []
+    for s in seqs:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def test_node_buffers_while_the_broker_is_down_and_delivers_in_order_after_restart(persistent_broker, settings):
+    # A persistent session keeps the recorder's subscription across the restart,
+    # so what the node flushes is queued for it even if the node reconnects first.
+    recorder = Recorder(persistent_broker.port, client_id="fw-test-recorder", clean_session=False)
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=6000.0)  # a reading every 0.1 s real
+    node = Node(settings.station("LP-W01"), load_scenario("tidal_normal"), persistent_broker.url, clock,
+                seed=11, reconnect_delay_s=(1, 1)).start()
+    try:
+        assert recorder.wait_for(lambda: len(recorder.readings("LP-W01")) >= 5)
+        persistent_broker.stop()
+        assert recorder.wait_for(lambda: len(node.core.buffer) >= 15, timeout_s=15), "the node did not buffer"
+        assert not node.link.connected
+        persistent_broker.start()
+        assert recorder.wait_for(lambda: node.link.connected and not node.core.buffer, timeout_s=15)
+        sent_before_live = node.readings_sent
+        assert recorder.wait_for(lambda: node.readings_sent >= sent_before_live + 3)
+    finally:
+        node.stop()
+    made = node.core.readings_made
+    assert recorder.wait_for(lambda: len(set(r["seq"] for r in recorder.readings("LP-W01"))) >= made)
+    recorder.close()
+    seqs = [r["seq"] for r in recorder.readings("LP-W01")]
+    assert first_occurrences(seqs) == list(range(made)), "a reading was lost or arrived out of order"
+    stats = node.stats()
+    assert stats["batches_sent"] >= 1 and stats["dropped"] == 0 and stats["buffered"] == 0
+    assert node.link.disconnects >= 1 and node.link.connects >= 2
+
+
+def test_offline_fault_flushes_the_hour_in_batches_oldest_first(broker, settings):
+    recorder = Recorder(broker.port)
+    scenario = load_scenario("fault_offline_flush")
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=14_400.0)  # 8 scenario hours in 2 s
+    node = Node(settings.station("LP-W01"), scenario, broker.url, clock, seed=2).start()
+    try:
+        assert recorder.wait_for(lambda: node.core.last_wake_s is not None and node.core.last_wake_s > 4 * 3600,
+                                 timeout_s=20)
+    finally:
+        node.stop()
+    made = node.core.readings_made
+    assert recorder.wait_for(lambda: len(recorder.readings("LP-W01")) >= made)
+    recorder.close()
+    readings = recorder.readings("LP-W01")
+    assert first_occurrences([r["seq"] for r in readings]) == list(range(made))
+    start_epoch = node.start_s
+    batches = [b["readings"] for t, b in recorder.telemetry_messages() if "readings" in b]
+    assert batches, "the offline hour should come back as batched messages"
+    flushed = [r for batch in batches for r in batch]
+    hours = [(datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 for r in flushed]
+    assert len(flushed) >= 5 and all(1.99 <= h < 3.2 for h in hours)
+
+
+def test_reboot_in_the_rain_neither_creates_nor_loses_rain(broker, settings):
+    recorder = Recorder(broker.port)
+    scenario = load_scenario("fault_reboot")
+    station = settings.station("LP-R01")
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=20_000.0)
+    node = Node(station, scenario, broker.url, clock, seed=4).start()
+    try:
+        assert recorder.wait_for(lambda: node.core.last_wake_s is not None and
+                                 node.core.last_wake_s > scenario.duration_s - 600, timeout_s=20)
+    finally:
+        node.stop()
+    assert recorder.wait_for(lambda: len(recorder.readings("LP-R01")) >= node.core.readings_made)
+    recorder.close()
+    readings = sorted({r["seq"] + 10_000 * r["boot"]: r for r in recorder.readings("LP-R01")}.values(),
+                      key=lambda r: datetime.fromisoformat(r["ts"]))
+    assert {r["boot"] for r in readings} == {1, 2}
+    # Ingestion's conversion: tips since the previous reading of the same boot; a new boot counts from 0.
+    rain_mm = 0.0
+    for prev, cur in zip(readings, readings[1:]):
+        tips = cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]
+        assert tips >= 0
+        rain_mm += tips * station.mm_per_tip
+    t0 = datetime.fromisoformat(readings[0]["ts"]).timestamp() - node.start_s
+    t1 = datetime.fromisoformat(readings[-1]["ts"]).timestamp() - node.start_s
+    truth_mm = scenario.truth_rain_mm(["LP-R01"], t0, t1)[0]
+    assert truth_mm == pytest.approx(40.0, abs=0.01)
+    assert abs(rain_mm - truth_mm) < station.mm_per_tip + 0.01
+
+
+def test_status_is_retained_online_then_offline_and_the_will_fires_on_a_power_cut(broker, settings):
+    scenario = load_scenario("tidal_normal")
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=600.0)
+    clean = Node(settings.station("LP-W02"), scenario, broker.url, clock, seed=1).start()
+    cut = Node(settings.station("LP-W03"), scenario, broker.url, clock, seed=2).start()
+    late = Recorder(broker.port)  # subscribes after the nodes: sees the retained status
+    assert late.wait_for(lambda: late.statuses("LP-W02") == ["online"] and late.statuses("LP-W03") == ["online"])
+    clean.stop()
+    cut.power_cut()
+    assert late.wait_for(lambda: late.statuses("LP-W02")[-1:] == ["offline"])
+    assert late.wait_for(lambda: late.statuses("LP-W03")[-1:] == ["offline"]), "the broker did not publish the will"
+    late.close()
+    after = Recorder(broker.port)
+    assert after.wait_for(lambda: after.statuses("LP-W02") == ["offline"] and after.statuses("LP-W03") == ["offline"])
+    after.close()

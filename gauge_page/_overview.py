@@ -213,7 +213,8 @@ def build_row(
     danger = (
         float(cls),
         float(forecast_cls),
-        fraction if fraction is not None else -1.0,
+        # Rounded so two stations equally close to their next level are ordered by rise rate.
+        round(fraction, 2) if fraction is not None else -1.0,
         rate if rate is not None else 0.0,
         1.0 if station.kind == "water_level" else 0.0,
     )

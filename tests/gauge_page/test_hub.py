@@ -14,6 +14,24 @@ from floodwatch.vocabulary import QcFlag, Reading, StationId
 from gauge_page import EventHub, to_jsonable
 
 
+def run_async(coro_fn):
+    """asyncio.run on a fresh thread: Playwright's sync API may own this thread's event loop."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = asyncio.run(coro_fn())
+        except BaseException as exc:  # re-raised in the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30.0)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def _parse(chunk: str) -> tuple[str | None, object]:
     event = data = None
     for line in chunk.strip().splitlines():
@@ -41,7 +59,7 @@ def test_events_published_from_another_thread_reach_every_stream():
             await s.aclose()
         return got
 
-    got = asyncio.run(scenario())
+    got = run_async(scenario)
     for [(event, data)] in got:
         assert event == "readings"
         assert data[0]["station_id"] == "LP-W01" and data[0]["water_level_m"] == 1.234
@@ -66,7 +84,7 @@ def test_a_stalled_client_never_blocks_the_publisher_and_is_told_to_resync():
         await stream.aclose()
         return publish_s, events
 
-    publish_s, events = asyncio.run(scenario())
+    publish_s, events = run_async(scenario)
     assert publish_s < 5.0
     # The bounded queue kept the first 8; then the client learns it missed the rest.
     assert events == ["readings"] * 8 + ["resync"]
@@ -82,7 +100,7 @@ def test_keep_alive_comment_when_idle_and_close_ends_streams():
         chunks += [c async for c in stream]
         return chunks
 
-    chunks = asyncio.run(scenario())
+    chunks = run_async(scenario)
     assert chunks[0].startswith("retry: ")
     assert chunks[1] == ": keep-alive\n\n"
     assert len(chunks) <= 3  # ended promptly after close (at most one keep-alive in between)

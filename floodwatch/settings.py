@@ -141,8 +141,9 @@ class StoreSettings(_Section):
     batch_size: int = 500
     batch_interval_s: float = 0.05
     retention_days: int = 400
-    # Where ingest keeps readings while the store is unavailable (replayed in order).
-    spool_path: str = "var/ingest-spool.db"
+    # Where ingest keeps readings while the store is unavailable (replayed in order);
+    # default: beside the SQLite file (<db>.spool), or var/ingest-spool.db for InfluxDB.
+    spool_path: str | None = None
     # SQLite: how long a write waits for a lock before ingest spools instead.
     busy_timeout_s: float = 2.0
 

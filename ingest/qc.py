@@ -131,15 +131,27 @@ def spike(values: np.ndarray, suspect: float, fail: float, window: int = 3) -> n
         return flags
     padded = np.concatenate([np.full(window, np.nan), v])
     prev = np.lib.stride_tricks.sliding_window_view(padded[:-1], window)  # (N, window): the values before i
-    have = np.isfinite(prev).any(axis=1) & np.isfinite(v)
-    ref = np.full(n, np.nan)
-    if have.any():
-        ref[have] = np.nanmedian(prev[have], axis=1)
-    dev = np.abs(v - ref)
+    ref = _nanmedian_rows(prev)
+    have = np.isfinite(ref) & np.isfinite(v)
+    dev = np.abs(v - np.where(have, ref, 0.0))
     flags[have] = PASS
     flags[have & (dev > suspect)] = SUSPECT
     flags[have & (dev > fail)] = FAIL
     return flags
+
+
+def _nanmedian_rows(x: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN, NaN for all-NaN rows; (N, W) -> (N,).
+
+    np.nanmedian does the same ~20x slower on the short rows used here.
+    """
+    s = np.sort(x, axis=1)  # NaN sort last
+    k = np.isfinite(x).sum(axis=1)
+    rows = np.arange(x.shape[0])
+    lo = np.clip((k - 1) // 2, 0, x.shape[1] - 1)
+    hi = np.clip(k // 2, 0, x.shape[1] - 1)
+    med = 0.5 * (s[rows, lo] + s[rows, hi])
+    return np.where(k > 0, med, np.nan)
 
 
 def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float) -> np.ndarray:

@@ -104,7 +104,15 @@ class QuarantineStore(Protocol):
     """What ingest needs beyond :class:`Store`; both implementations provide it."""
 
     def insert_new(self, readings: Sequence[Reading]) -> list[Reading]:
-        """Like ``write_batch`` but return the readings actually stored (duplicates left out), in order."""
+        """Commit readings and return those actually stored (duplicates left out), in order.
+
+        Committed means visible to readers and safe from a process crash; call
+        :meth:`sync` before telling anyone upstream (the broker) it is safe.
+        """
+        ...
+
+    def sync(self) -> None:
+        """Make every earlier ``insert_new`` survive power loss (one fsync for all)."""
         ...
 
     def write_rejections(self, rejections: Sequence[Rejection]) -> None:

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Publisher, count_rows, telemetry, wait_for
+from tests.ingest.helpers import Publisher, count_rows, telemetry, wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

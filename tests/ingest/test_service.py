@@ -13,7 +13,7 @@ from ingest import IngestService
 from store import open_store
 from store.sqlite import path_from_url
 
-from conftest import Broker, Publisher, count_rows, make_settings, telemetry, wait_for  # noqa: F401
+from tests.ingest.helpers import Broker, Publisher, count_rows, make_settings, telemetry, wait_for  # noqa: F401
 
 
 def start_ingest(settings, **callbacks):
@@ -49,7 +49,7 @@ def test_readings_statuses_and_a_bad_payload_flow_through(settings, broker):
 
 
 def test_corpus_of_bad_payloads_is_quarantined_and_good_readings_around_it_land(settings, broker):
-    from test_payload import bad_corpus  # the same corpus the pure tests check reason by reason
+    from tests.ingest.test_payload import bad_corpus  # the same corpus the pure tests check reason by reason
 
     now = time.time()
     BAD = bad_corpus(now)  # noqa: N806

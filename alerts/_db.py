@@ -172,22 +172,33 @@ class AlertDb:
         return {r[0] for r in rows}
 
     # --------------------------------------------------------------- outbox
-    def pending(self, limit: int, exclude: set[int], min_priority: int = -1) -> list[OutboxChunk]:
+    def pending_ids(self, limit: int, exclude: set[int], min_priority: int = -1) -> list[int]:
+        """Ids of pending chunks, evacuation first, oldest first (cheap: no bodies are read)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts FROM outbox"
-                " WHERE status = 'pending' AND priority >= ? ORDER BY priority DESC, id LIMIT ?",
+                "SELECT id FROM outbox WHERE status = 'pending' AND priority >= ? ORDER BY priority DESC, id LIMIT ?",
                 (min_priority, limit + len(exclude)),
             ).fetchall()
-        out = [OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7])
-               for r in rows if r[0] not in exclude]
-        return out[:limit]
+        return [r[0] for r in rows if r[0] not in exclude][:limit]
+
+    def chunk(self, chunk_id: int) -> OutboxChunk:
+        with self._lock:
+            r = self._conn.execute(
+                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts FROM outbox"
+                " WHERE id = ?", (chunk_id,)).fetchone()
+        return OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7])
 
     def pending_counts(self) -> tuple[int, int]:
         """(chunks pending, recipients pending)."""
         with self._lock:
-            rows = self._conn.execute("SELECT user_ids FROM outbox WHERE status = 'pending'").fetchall()
-        return len(rows), sum(len(json.loads(r[0])) for r in rows)
+            row = self._conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(json_array_length(user_ids)), 0) FROM outbox WHERE status = 'pending'"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def pending_chunks(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0])
 
     def mark_attempt(self, chunk_id: int, status: int | None, error: str | None) -> None:
         with self._lock:

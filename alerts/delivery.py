@@ -89,7 +89,7 @@ class DeliveryWorkers:
         while time.monotonic() < deadline:
             with self._wake:
                 busy = bool(self._claimed)
-            if not busy and self.db.pending_counts()[0] == 0:
+            if not busy and self.db.pending_chunks() == 0:
                 return True
             time.sleep(0.02)
         return False
@@ -98,11 +98,13 @@ class DeliveryWorkers:
     def _claim(self) -> OutboxChunk | None:
         with self._wake:
             now = time.monotonic()
-            for chunk in self.db.pending(limit=64, exclude=self._claimed, min_priority=self.min_priority):
-                if self._not_before.get(chunk.id, 0.0) <= now:
-                    self._claimed.add(chunk.id)
-                    return chunk
-            return None
+            for chunk_id in self.db.pending_ids(limit=64, exclude=self._claimed, min_priority=self.min_priority):
+                if self._not_before.get(chunk_id, 0.0) <= now:
+                    self._claimed.add(chunk_id)
+                    break
+            else:
+                return None
+        return self.db.chunk(chunk_id)
 
     def _release(self, chunk_id: int) -> None:
         with self._wake:
@@ -110,7 +112,12 @@ class DeliveryWorkers:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            chunk = self._claim()
+            try:
+                chunk = self._claim()
+            except Exception:  # the state file is closing or locked: wait and look again
+                log.exception("event=outbox_read_failed")
+                chunk = None
+                self._stop.wait(0.5)
             if chunk is None:
                 with self._wake:
                     self._wake.wait(0.2)

@@ -156,10 +156,16 @@ def _error_message(body: Any) -> str:
 
 
 class Pacer:
-    """Spaces request starts ``1/rate_per_s`` apart across threads (LINE's per-channel rate limit)."""
+    """Spaces request starts ``1/rate_per_s`` apart across threads (LINE's per-channel rate limit).
 
-    def __init__(self, rate_per_s: float) -> None:
+    A sender that stalled (a slow answer, the interpreter busy) may catch up by
+    at most ``catch_up`` requests sent back to back, so the average never
+    exceeds the rate and a burst stays far inside any sane limiter's bucket.
+    """
+
+    def __init__(self, rate_per_s: float, catch_up: int = 4) -> None:
         self.interval_s = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
+        self.catch_up_s = catch_up * self.interval_s
         self._next_s = time.monotonic()
         self._lock = threading.Lock()
 
@@ -168,7 +174,7 @@ class Pacer:
             return
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next_s)
+            slot = max(now - self.catch_up_s, self._next_s)
             self._next_s = slot + self.interval_s
         delay = slot - time.monotonic()
         if delay > 0:

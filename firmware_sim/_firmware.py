@@ -8,6 +8,7 @@ dict) and when it wakes next. The shell (``_fleet``) does the MQTT.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,8 +121,16 @@ class NodeCore:
 
     # ---------------------------------------------------------------- timing
     def first_wake_s(self, t0_s: float) -> float:
-        """Nodes power up at random moments, so a fleet does not publish in lock step."""
-        return t0_s + float(self.rng.uniform(0.0, self.interval_s))
+        """The first wake at or after scenario second ``t0_s``.
+
+        Nodes powered up at random moments, so a fleet does not publish in
+        lock step: each wakes on its own lattice ``phase + k * interval``
+        from the origin, whatever the moment the simulation starts, which
+        keeps a seeded run deterministic.
+        """
+        phase_s = float(self.rng.uniform(0.0, self.interval_s))
+        skipped = max(0, math.ceil((t0_s - phase_s) / self.interval_s))
+        return phase_s + skipped * self.interval_s
 
     def node_clock_s(self, t_s: float) -> float:
         """What the node's RTC says at scenario time ``t_s`` (epoch seconds)."""

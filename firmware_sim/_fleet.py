@@ -192,13 +192,17 @@ class _Runner:
     """The scheduler thread: wakes due nodes in scenario time, flushes buffers after reconnects."""
 
     def __init__(self, nodes: list[Node], clock, start_s: float, scenario: Scenario,
-                 max_batch: int = 2000, idle_wait_s: float = 0.05) -> None:
+                 max_batch: int = 2000, idle_wait_s: float = 0.05, catch_up_s: float = 86400.0) -> None:
         self.nodes = nodes
         self.clock = clock
         self.start_s = start_s
         self.scenario = scenario
         self.max_batch = max_batch
         self.idle_wait_s = idle_wait_s
+        # Started within this many scenario seconds of the origin, nodes begin
+        # at the origin (a seeded run is then the same however slow the start
+        # was); started later, they begin now rather than replay the past.
+        self.catch_up_s = catch_up_s
         self.wakes = 0
         self.lag_s = 0.0  # scenario seconds the oldest due wake is behind
         self._heap: list[tuple[float, int]] = []
@@ -207,7 +211,8 @@ class _Runner:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        t0 = max(0.0, self.clock.now_s() - self.start_s)
+        now_rel_s = self.clock.now_s() - self.start_s
+        t0 = 0.0 if now_rel_s <= self.catch_up_s else now_rel_s
         self._heap = [(node.core.first_wake_s(t0), i) for i, node in enumerate(self.nodes)]
         heapq.heapify(self._heap)
         self._thread.start()

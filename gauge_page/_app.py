@@ -24,6 +24,16 @@ from gauge_page._state import PageState, sqlite_path
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
+# The pages load nothing but their own origin's files: no CDN, no inline
+# script, no framing by another site (clickjacking an officer's session).
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
 metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "seconds since each station's newest stored reading")
 
 
@@ -81,11 +91,11 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
     @app.get("/public", include_in_schema=False)
     def public() -> FileResponse:
-        return FileResponse(STATIC_DIR / "public.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "public.html", headers=_PAGE_HEADERS)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:

@@ -145,6 +145,11 @@ def take_screenshots(out_dir: Path) -> tuple[Path, Path]:
                 page.wait_for_timeout(500)
                 station = out_dir / "station.png"
                 page.locator("#station-detail").screenshot(path=str(station))
+                phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+                phone.goto(server.url + "/")
+                phone.wait_for_selector('#station-rows tr[data-station="LP-W06"]')
+                phone.wait_for_timeout(500)
+                phone.screenshot(path=str(out_dir / "phone.png"))
                 browser.close()
         finally:
             service.close()

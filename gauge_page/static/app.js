@@ -197,6 +197,7 @@ function forecastCell(row) {
   const fc = row.forecast;
   if (!fc || fc.peak_m === null) return el("td", { class: "c-forecast", text: t("no_forecast") });
   return el("td", { class: "c-forecast" },
+    el("span", { class: "mobile-label", text: `${t("col_forecast")} ` }),
     el("span", { class: `chip lvl-${fc.peak_class}`, text: fmtM(fc.peak_m) }), " ",
     el("span", { class: "sid", text: `${t("at")} ${fmtTime(fc.peak_s, true)}` }));
 }
@@ -587,6 +588,7 @@ function scheduleRefresh(alsoDetail) {
     state.refreshTimer = null;
     refreshStations();
     refreshHealth();
+    refreshAlerts(); // the alert service decides on the same readings
     if (state.detailDirty && state.detailId) { state.detailDirty = false; loadDetail(); }
   }, 150);
 }
@@ -645,6 +647,6 @@ function main() {
   tickClock();
   setInterval(tickClock, 1000);
   // A slow safety net: ages and clocks move even when no event arrives.
-  setInterval(() => { refreshStations(); refreshHealth(); }, 30000);
+  setInterval(() => { refreshStations(); refreshHealth(); refreshAlerts(); }, 30000);
 }
 main();

@@ -85,3 +85,32 @@ def test_station_crossing_levels_turns_the_right_colour(page_settings, page_stor
 def colour_hex(rgb: str) -> str:
     r, g, b = (int(v) for v in re.findall(r"\d+", rgb))
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def test_page_reconnects_by_itself_after_the_server_drops(page_settings, page_store, watched_page):
+    from floodwatch.clock import SystemClock
+    from gauge_page import EventHub, create_app
+    from gauge_page._serve import BackgroundServer
+
+    seed_history(page_settings, page_store)
+    first_hub = EventHub()
+    first_app = create_app(page_settings, page_store, SystemClock(), hub=first_hub)
+    server = BackgroundServer(first_app, first_hub).start()
+    page = watched_page.page
+    page.goto(server.url + "/")
+    live = page.locator("#live")
+    expect(live).to_have_class(re.compile(r"\bon\b"))
+    page.evaluate("window.__sameDocument = true")
+
+    server.stop()  # the control room's link to the server drops
+    expect(live).to_have_class(re.compile(r"\boff\b"), timeout=5_000)
+
+    second_hub = EventHub()
+    second_app = create_app(page_settings, page_store, SystemClock(), hub=second_hub,
+                            state=first_app.state.page.state)
+    with BackgroundServer(second_app, second_hub, port=server.port):
+        expect(live).to_have_class(re.compile(r"\bon\b"), timeout=10_000)
+        write_levels(page_store, second_hub, {"LP-W07": 1.91})
+        expect(page.locator('#station-rows tr[data-station="LP-W07"] .level')).to_have_text("1.91", timeout=3_000)
+        assert page.evaluate("window.__sameDocument") is True
+    first_app.state.page.state.close()

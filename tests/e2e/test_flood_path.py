@@ -24,7 +24,7 @@ from line_standin import LineStandIn
 
 FLOODED_ZONE = "moo-4"
 FLOODED_STATION = "LP-W03"  # watch 1.40, warning 1.65, evacuate 1.90 m MSL
-ACCELERATION = 60.0  # one real second is one simulated minute
+ACCELERATION = 120.0  # one real second is two simulated minutes
 STEP_S = 600.0
 
 
@@ -100,8 +100,10 @@ def test_canal_flood_warns_each_resident_of_its_zone_exactly_once(mosquitto, mak
 
             # The page knows too.
             with urllib.request.urlopen(f"http://127.0.0.1:{settings.page.port}/api/stations", timeout=5) as r:
-                stations = json.load(r)
-            assert any(FLOODED_STATION in json.dumps(s, ensure_ascii=False) for s in stations)
+                overview = json.load(r)
+            rows = {row["id"]: row for row in overview["stations"]}
+            assert rows[FLOODED_STATION]["level_class"] == 2 and rows[FLOODED_STATION]["level_m"] > 1.65
+            assert overview["stations"][0]["id"] == FLOODED_STATION, "the most dangerous station comes first"
         finally:
             system.stop()
 

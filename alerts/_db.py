@@ -166,6 +166,22 @@ class AlertDb:
                 raise
         return ids
 
+    def supersede(self, zone_id: str, max_level: int, before_decision_id: int, now_s: float) -> int:
+        """Drop never-attempted resident chunks of a zone's older decisions at or below ``max_level``.
+
+        Only chunks no attempt was made for: nobody can have received them, so
+        dropping them cannot break exactly-once, and a held WATCH message must
+        not arrive after the EVACUATE that replaced it.
+        """
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE outbox SET status = 'superseded', done_s = ? WHERE status = 'pending' AND attempts = 0"
+                " AND decision_id IN (SELECT id FROM decisions WHERE zone_id = ? AND audience = 'residents'"
+                " AND level <= ? AND id < ?)",
+                (now_s, zone_id, max_level, before_decision_id),
+            )
+            return cur.rowcount
+
     def english_readers(self) -> set[str]:
         with self._lock:
             rows = self._conn.execute("SELECT user_id FROM users WHERE lang = 'en'").fetchall()
@@ -222,15 +238,20 @@ class AlertDb:
                 "SELECT d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level, d.text, d.recipients,"
                 " COALESCE(SUM(CASE WHEN o.status = 'delivered' THEN json_array_length(o.user_ids) END), 0),"
                 " COALESCE(SUM(CASE WHEN o.status = 'failed' THEN json_array_length(o.user_ids) END), 0),"
-                " COUNT(o.id), COALESCE(SUM(o.status = 'pending'), 0)"
+                " COUNT(o.id), COALESCE(SUM(o.status = 'pending'), 0),"
+                " COALESCE(SUM(o.status = 'superseded'), 0)"
                 " FROM decisions d LEFT JOIN outbox o ON o.decision_id = d.id"
                 " GROUP BY d.id ORDER BY d.id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         out = []
         for (id_, ts_s, kind, audience, zone_id, station_id, level, text, recipients,
-             delivered, failed, chunks, pending) in rows:
+             delivered, failed, chunks, pending, superseded) in rows:
             if recipients == 0:
+                state = "no_recipients"
+            elif superseded and not pending and not delivered:
+                state = "superseded"
+            elif recipients == 0:
                 state = "no_recipients"
             elif pending:
                 state = "sending" if delivered or failed else "pending"
@@ -315,6 +336,14 @@ class AlertDb:
             rows = self._conn.execute(
                 "SELECT s.user_id FROM subscriptions s JOIN users u USING (user_id)"
                 " WHERE s.zone_id = ? AND u.followed = 1 AND u.low_water = 1 ORDER BY s.user_id", (zone_id,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def tide_daily_subscribers(self, zone_id: str) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.user_id FROM subscriptions s JOIN users u USING (user_id)"
+                " WHERE s.zone_id = ? AND u.followed = 1 AND u.tide_daily = 1 ORDER BY s.user_id", (zone_id,)
             ).fetchall()
         return [r[0] for r in rows]
 

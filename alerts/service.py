@@ -230,10 +230,39 @@ class AlertService:
             if actions or dirty:
                 self._commit(actions, dirty)
 
+    def daily_tide_outlook(self) -> int:
+        """Push the tide outlook to residents who asked for it daily, once per Bangkok day at
+        ``settings.alerts.tide_outlook_hour_local``; returns the number of decisions made."""
+        now_s = self.clock.now_s()
+        local = to_bangkok(now_s)
+        if local.hour != self.settings.alerts.tide_outlook_hour_local or self.latest_forecast is None:
+            return 0
+        key = f"tide_daily:{local:%Y-%m-%d}"
+        with self._lock:
+            if key in self.db.load_states():
+                return 0
+            decisions = []
+            for zone in self.settings.zones:
+                readers = self.db.tide_daily_subscribers(zone.id)
+                if not readers:
+                    continue
+                english = self.db.english_readers()
+                groups = [(ids, [msg.text_message(self.tide_outlook_text([zone.id], lang))])
+                          for ids, lang in (([u for u in readers if u not in english], "th"),
+                                            ([u for u in readers if u in english], "en")) if ids]
+                row = dict(ts_s=now_s, kind="tide", audience="tide", zone_id=zone.id, station_id=None,
+                           level=int(AlertLevel.NORMAL), text=self.tide_outlook_text([zone.id], "th"))
+                decisions.append((row, groups, 0))
+            self.db.record({key: {"zones": len(decisions)}}, decisions, now_s)
+        if decisions and self.workers is not None:
+            self.workers.wake()
+        return len(decisions)
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(self._tick_interval_s):
             try:
                 self.tick()
+                self.daily_tide_outlook()
                 self._check_quota_if_due()
             except Exception:  # keep ticking; the next tick may succeed
                 log.exception("event=tick_failed")
@@ -258,7 +287,13 @@ class AlertService:
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
-        self.db.record(states, decisions, self.clock.now_s())
+        ids = self.db.record(states, decisions, self.clock.now_s())
+        for a, decision_id in zip(actions, ids):
+            if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
+                dropped = self.db.supersede(a.zone_id, int(a.level) - 1, decision_id, self.clock.now_s())
+                if dropped:
+                    log.info("event=alerts_superseded zone=%s chunks=%d by_level=%s", a.zone_id, dropped,
+                             a.level.name)
         for a, (row, groups, _) in zip(actions, decisions):
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":

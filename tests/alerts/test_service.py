@@ -25,7 +25,9 @@ def test_warning_reaches_each_resident_of_the_zone_once_and_nobody_else(service,
         service.subscribe(u, "moo-5")
 
     # LP-W02 (moo-1): watch 1.70, warning 2.00, evacuate 2.30; a river rising ~8 cm/h, hourly readings
-    feed(service, clock, "LP-W02", [1.60, 1.72, 1.78, 1.86, 1.94, 2.02, 2.05, 2.06, 1.99, 2.05], step_s=3600)
+    feed(service, clock, "LP-W02", [1.60, 1.72, 1.78, 1.86, 1.94], step_s=3600)
+    assert service.wait_delivered(10)  # the WATCH message goes out before the water reaches warning
+    feed(service, clock, "LP-W02", [2.02, 2.05, 2.06, 1.99, 2.05], step_s=3600)
     assert service.wait_delivered(10)
 
     for u in moo1:

@@ -94,6 +94,7 @@ class Node:
         self.duplicates_sent = 0
         self.batches_sent = 0
         self._runner: _Runner | None = None
+        self.pending: set | None = None  # the runner's set of nodes with a buffer to flush
 
     # ---------------------------------------------------------- standalone
     def start(self, connect_timeout_s: float = 10.0) -> "Node":
@@ -141,12 +142,21 @@ class Node:
     # ------------------------------------------------------------- delivery
     def deliver(self, outcome: WakeOutcome) -> None:
         """Publish a wake's reading, or keep it; the buffer always goes out first, oldest first."""
+        if outcome.offline != self.offline and self.owns_link:
+            # A node with its own connection really drops it (the broker
+            # publishes its will) and reconnects when the fault ends.
+            if outcome.offline:
+                self.link.suspend()
+            else:
+                self.link.resume()
         self.offline = outcome.offline
         reading = outcome.reading
         if reading is None:
             return
         if self.offline or self.core.buffer or not self.link.connected:
             self.core.keep(reading)
+            if self.pending is not None:
+                self.pending.add(self)
             if not self.offline:
                 self.flush()
             return
@@ -156,6 +166,8 @@ class Node:
                 self.messages_sent += 1
         else:
             self.core.keep(reading)
+            if self.pending is not None:
+                self.pending.add(self)
 
     def flush(self) -> int:
         """Send buffered readings as batched messages, oldest first; returns readings sent."""
@@ -208,7 +220,9 @@ class _Runner:
         self._heap: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="firmware-sim-scheduler", daemon=True)
-        self._lock = threading.Lock()
+        self._pending: set[Node] = set()
+        for node in nodes:
+            node.pending = self._pending
 
     def start(self) -> None:
         now_rel_s = self.clock.now_s() - self.start_s
@@ -256,8 +270,10 @@ class _Runner:
             self.wakes += 1
 
     def _flush_pending(self) -> None:
-        for node in self.nodes:
-            if node.core.buffer and not node.offline and node.link.connected:
+        for node in list(self._pending):
+            if not node.core.buffer:
+                self._pending.discard(node)
+            elif not node.offline and node.link.connected:
                 node.flush()
 
 

@@ -85,6 +85,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._stopping = False
         self._cut = False
+        self._suspended = False
         self.connects = 0
         self.disconnects = 0
         self.published = 0  # PUBACKs received
@@ -130,6 +131,9 @@ class MqttLink:
         """Publish ``offline`` on every status topic, wait for the acks, disconnect cleanly."""
         if self._cut:
             return
+        if self._suspended:
+            self.resume()
+            self.wait_connected(min(timeout_s, 2.0))
         self._stopping = True
         infos = []
         if self.connected:
@@ -165,6 +169,38 @@ class MqttLink:
             sock.close()
         self._connected.clear()
         self._cut = True
+
+    def suspend(self) -> None:
+        """The modem loses the network: the connection dies without DISCONNECT (the will fires).
+
+        Unlike :meth:`cut` the link can :meth:`resume`; paho keeps the
+        unacknowledged messages and re-sends them after the reconnect.
+        """
+        if self._suspended or self._cut:
+            return
+        self._suspended = True
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._connected.clear()
+        self.disconnects += 1
+        log.info("event=link_suspended client=%s", self.client_id)
+
+    def resume(self) -> None:
+        """The network is back: reconnect (paho keeps retrying in the background if it fails)."""
+        if not self._suspended:
+            return
+        self._suspended = False
+        try:
+            self._client.reconnect()
+        except OSError as exc:
+            log.warning("event=reconnect_failed client=%s error=%s; retrying in the background",
+                        self.client_id, exc)
+        self._client.loop_start()
 
     # ------------------------------------------------------------ publishing
     @property
@@ -208,7 +244,7 @@ class MqttLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        if not self._stopping:
+        if not self._stopping and not self._suspended:
             self.disconnects += 1
             log.warning("event=link_lost client=%s reason=%s in_flight=%d", self.client_id,
                         reason_code, self.in_flight)

@@ -75,6 +75,8 @@ def test_offline_fault_flushes_the_hour_in_batches_oldest_first(broker, settings
     flushed = [r for batch in batches for r in batch]
     hours = [(datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 for r in flushed]
     assert len(flushed) >= 5 and all(1.99 <= h < 3.2 for h in hours)
+    # The node really dropped its connection: the broker published its will, then it came back.
+    assert recorder.statuses("LP-W01") == ["online", "offline", "online", "offline"]
 
 
 def test_reboot_in_the_rain_neither_creates_nor_loses_rain(broker, settings):

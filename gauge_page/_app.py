@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from floodwatch import metrics
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
+from gauge_page import _actions
 from gauge_page._api import api_router
 from gauge_page._context import PageContext
 from gauge_page._hub import EventHub
@@ -63,6 +64,9 @@ def create_app(
     ctx = PageContext(settings=settings, store=store, clock=clock, hub=hub, state=state,
                       alerts=alerts, forecasts=forecasts, ingest=ingest)
     hub.add_listener(ctx.on_hub_event)
+    # Maintenance flags outlive restarts: hand them to a fresh alert service.
+    for station_id, flag in state.maintenance().items():
+        _actions.set_maintenance(alerts, station_id, True, by=flag["username"])
 
     app = FastAPI(
         title="floodwatch live gauge page",

@@ -44,7 +44,7 @@ const I18N = {
     forecast_issued: "ออกคาดการณ์", services: "บริการ", ingest: "รับข้อมูล", forecaster: "คาดการณ์",
     alert_service: "แจ้งเตือน", running: "ทำงาน", zone_level: "ระดับของพื้นที่", officers_only: "เจ้าหน้าที่",
     dl_pending: "รอส่ง", dl_sending: "กำลังส่ง", dl_delivered: "ส่งถึงแล้ว", dl_partial: "ส่งได้บางส่วน", dl_failed: "ส่งไม่สำเร็จ",
-    dl_no_recipients: "ไม่มีผู้รับ", kind_escalate: "ระดับสูงขึ้น", kind_forecast: "คาดการณ์", kind_rise: "น้ำขึ้นเร็ว",
+    dl_no_recipients: "ไม่มีผู้รับ", dl_superseded: "ถูกแทนที่", kind_escalate: "ระดับสูงขึ้น", kind_forecast: "คาดการณ์", kind_rise: "น้ำขึ้นเร็ว",
     kind_reminder: "เตือนซ้ำ", kind_deescalate: "ระดับลดลง", kind_all_clear: "กลับสู่ปกติ", kind_low_water: "น้ำต่ำ",
     kind_low_water_clear: "น้ำต่ำคลี่คลาย", kind_sensor_offline: "เซนเซอร์ออฟไลน์", kind_sensor_online: "เซนเซอร์กลับมา",
     kind_qc: "คุณภาพข้อมูล", kind_manual: "ข้อความจากเจ้าหน้าที่", kind_test: "ทดสอบ", kind_quota: "โควตา LINE",
@@ -81,7 +81,7 @@ const I18N = {
     forecast_issued: "forecast issued", services: "Services", ingest: "ingest", forecaster: "forecaster",
     alert_service: "alerts", running: "running", zone_level: "zone level", officers_only: "officers",
     dl_pending: "pending", dl_sending: "sending", dl_delivered: "delivered", dl_partial: "partly delivered", dl_failed: "failed",
-    dl_no_recipients: "no recipients", kind_escalate: "level up", kind_forecast: "forecast", kind_rise: "fast rise",
+    dl_no_recipients: "no recipients", dl_superseded: "superseded", kind_escalate: "level up", kind_forecast: "forecast", kind_rise: "fast rise",
     kind_reminder: "reminder", kind_deescalate: "level down", kind_all_clear: "all clear", kind_low_water: "low water",
     kind_low_water_clear: "low water over", kind_sensor_offline: "sensor offline", kind_sensor_online: "sensor back",
     kind_qc: "data quality", kind_manual: "officer message", kind_test: "test", kind_quota: "LINE quota",
@@ -98,7 +98,8 @@ const state = {
 };
 
 const $ = (sel) => document.querySelector(sel);
-const t = (key) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] || key;
+const t = (key, fallback) => (I18N[state.lang] && I18N[state.lang][key]) || I18N.en[key] || fallback || key;
+const zoneShort = (zoneId) => String(zoneId).replace(/^moo-/, state.lang === "th" ? "หมู่ " : "Moo ");
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -187,9 +188,9 @@ function levelBox(row) {
     el("span", { class: "thr", text: thr }));
 }
 function trendCell(row) {
-  if (row.kind === "rain") return el("td", { class: "c-trend" });
+  if (row.kind === "rain") return el("td", { class: "c-trend nowrap" });
   const rate = row.rate_cm_per_h;
-  return el("td", { class: "c-trend" },
+  return el("td", { class: "c-trend nowrap" },
     el("span", { class: `arrow ${row.trend}`, title: t(row.trend), text: ARROWS[row.trend] || "·" }), " ",
     el("span", { class: "rate", text: rate === null ? t("unknown") : `${rate > 0 ? "+" : ""}${rate.toFixed(1)} ${t("cm_per_h")}` }));
 }
@@ -217,7 +218,7 @@ function renderOverview() {
       el("td", { class: "c-level" }, levelBox(row)),
       trendCell(row),
       forecastCell(row),
-      el("td", { class: "c-age", title: fmtTime(row.ts_s, true), text: fmtAge(row.data_age_s) }),
+      el("td", { class: "c-age nowrap", title: fmtTime(row.ts_s, true), text: fmtAge(row.data_age_s) }),
       el("td", { class: `c-qc qc-${row.qc_name || "missing"}`, title: row.qc_tests || "",
         text: row.qc_name ? t(`qc_${row.qc_name}`) : t("no_data") }));
     return tr;
@@ -319,15 +320,16 @@ function renderAlerts() {
     const id = pick(a, "id", "alert_id");
     const zone = pick(a, "zone", "zone_id");
     const audience = pick(a, "audience");
-    const zoneText = Array.isArray(zone) ? zone.join(", ") : zonesById[zone] ? name(zonesById[zone])
-      : zone || (audience === "officers" ? t("officers_only") : "");
+    const zoneText = Array.isArray(zone) ? zone.map(zoneShort).join(", ") : zone ? zoneShort(zone)
+      : audience === "officers" ? t("officers_only") : "";
+    const zoneTitle = zonesById[zone] ? name(zonesById[zone]) : "";
     const level = pick(a, "level");
     const kind = pick(a, "kind", "action", "type") || "";
     const acked = pick(a, "acknowledged_by", "acked_by");
     const levelNum = typeof level === "number" ? level : LEVEL_NAMES.indexOf(String(level).toUpperCase());
     const st = pick(a, "state", "delivery_state", "delivery", "status");
-    const delivery = st === null ? null
-      : `${t(`dl_${st}`)}${a.delivered || a.failed ? ` (${a.delivered || 0}✓ ${a.failed || 0}✗)` : ""}`;
+    const delivery = st === null ? "–" : t(`dl_${st}`, st);
+    const counts = a.delivered || a.failed ? el("div", { class: "sid", text: `${a.delivered || 0} ✓ · ${a.failed || 0} ✗` }) : null;
     let ack = null;
     if (state.me.logged_in && id !== null && !acked) {
       ack = el("button", { type: "button", class: "ack", "data-alert": id, text: t("acknowledge"), onclick: () => acknowledge(id) });
@@ -335,11 +337,12 @@ function renderAlerts() {
       ack = el("span", { class: "sid", text: `${t("acknowledged")}: ${acked}` });
     }
     return el("tr", { "data-alert": id ?? "" },
-      el("td", { text: fmtTime(pick(a, "time_s", "ts_s", "created_s", "sent_s"), true), title: a.text || "" }),
-      el("td", { text: zoneText }),
-      el("td", {}, levelNum >= 0 && kind !== "manual" && kind !== "test" ? el("span", { class: `chip lvl-${levelNum}`, text: t(`lvl_${levelNum}`) }) : "", ` ${t(`kind_${kind}`)}`),
+      el("td", { class: "nowrap", text: fmtTime(pick(a, "time_s", "ts_s", "created_s", "sent_s"), true), title: a.text || "" }),
+      el("td", { class: "nowrap", text: zoneText, title: zoneTitle }),
+      el("td", {}, levelNum >= 0 && kind !== "manual" && kind !== "test" ? el("span", { class: `chip lvl-${levelNum}`, text: t(`lvl_${levelNum}`) }) : "", ` ${t(`kind_${kind}`, kind)}`,
+        a.text ? el("div", { class: "alert-text", text: a.text.split("\n")[0].slice(0, 90) }) : null),
       el("td", { text: String(pick(a, "recipients", "recipient_count", "residents") ?? "–") }),
-      el("td", { class: `dl-${st}`, text: delivery ?? "–" }),
+      el("td", { class: `dl-${st}` }, delivery, counts),
       el("td", {}, ack));
   }));
 }
@@ -373,9 +376,10 @@ function renderHealth() {
       : s.maintenance ? el("span", { class: "badge maint", text: t("maintenance") }) : null;
     return el("tr", { "data-station": s.id, class: s.stale ? "stale" : "" },
       el("td", {}, el("div", { class: "name", text: name(s) }), el("span", { class: "sid", text: s.id })),
-      el("td", { text: s.ts_s ? `${fmtTime(s.ts_s, true)} (${fmtAge(s.data_age_s)})` : t("no_data") }),
+      el("td", {}, s.ts_s ? el("div", { class: "nowrap", text: fmtTime(s.ts_s, true) }) : t("no_data"),
+        s.ts_s ? el("div", { class: "sid", text: fmtAge(s.data_age_s) }) : null),
       el("td", { text: s.battery_v === null ? "–" : `${s.battery_v.toFixed(2)} V` }),
-      el("td", { text: s.rssi_dbm === null ? "–" : `${Math.round(s.rssi_dbm)} dBm` }),
+      el("td", { class: "nowrap", text: s.rssi_dbm === null ? "–" : `${Math.round(s.rssi_dbm)} dBm` }),
       el("td", { class: `st-${s.status}` }, statusText, " ", maint));
   }));
 }

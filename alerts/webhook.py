@@ -45,6 +45,7 @@ THAI_WORDS = {"ไทย", "ภาษาไทย", "thai", "th"}
 TIDE_WORDS = {"น้ำขึ้นลง", "น้ำขึ้นน้ำลง", "tide", "tides"}
 TIDE_DAILY_WORDS = {"น้ำขึ้นลงรายวัน", "tide daily", "daily tide"}
 LOW_WATER_WORDS = {"น้ำแล้ง", "น้ำต่ำ", "low water", "drought"}
+ID_WORDS = {"id", "my id", "myid", "ไอดี"}  # officers need their user id for FLOODWATCH_ALERTS__OFFICERS
 
 
 def build_router(service: "AlertService") -> APIRouter:
@@ -228,6 +229,9 @@ class Conversation:
                                 f"Daily tide outlook at {hour:02d}:00 {'on' if on else 'off'}.")
         if word in TIDE_WORDS:
             return self.tide(user_id)
+        if word in ID_WORDS:
+            return [msg.text_message(msg.bilingual([f"LINE user id ของคุณ: {user_id}"],
+                                                   [f"Your LINE user id: {user_id}"], self.lang(user_id)))]
         if word in LOW_WATER_WORDS:
             on = not (self.db.user(user_id) or {}).get("low_water", False)
             self.db.set_user_flag(user_id, "low_water", int(on), now_s)

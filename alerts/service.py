@@ -93,6 +93,7 @@ class AlertService:
         self._ticker: threading.Thread | None = None
         self._last_quota_check = -math.inf
         self.quota: dict[str, Any] | None = None
+        self._closed = False
 
     # ------------------------------------------------------------ lifecycle
     def _load_state(self) -> None:
@@ -131,6 +132,8 @@ class AlertService:
 
     def close(self) -> None:
         """Stop the threads and close the state file; undelivered chunks stay in the outbox."""
+        if self._closed:
+            return
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(5.0)
@@ -141,7 +144,9 @@ class AlertService:
         if self._line is not None and self._own_line:
             self._line.close()
             self._line = None
-        self.db.close()
+        with self._lock:
+            self._closed = True
+            self.db.close()
 
     def __enter__(self) -> "AlertService":
         self.start()
@@ -279,6 +284,10 @@ class AlertService:
         return actions
 
     def _commit(self, actions: list[Action], dirty: set[str]) -> None:
+        if self._closed:
+            # a late callback during shutdown: the next start re-derives state from new readings
+            log.warning("event=alerts_closed_input_dropped actions=%d", len(actions))
+            return
         states: dict[str, Any] = {}
         for key in dirty:
             kind, _, ident = key.partition(":")

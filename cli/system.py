@@ -57,6 +57,7 @@ class System:
         self.alerts.start()
         self._stoppers.append(("alerts", self.alerts.close))
         self.forecaster = ForecastJob(settings, self.store, clock, on_forecast=self._forecast_issued)
+        self._stoppers.append(("early forecasts", self.forecaster.close))
         self.ingest = ingest.IngestService(
             settings, self.store, clock, on_stored=self._readings_stored, on_status=self._status_changed
         )
@@ -115,6 +116,8 @@ class System:
     def _readings_stored(self, readings: list[Reading]) -> None:
         self.alerts.on_readings(readings)
         self.hub.publish("readings", [_reading_event(r) for r in readings])
+        # A reading outside the forecast's band re-forecasts now, not at the next scheduled run.
+        self.forecaster.check_readings(readings)
 
     def _status_changed(self, station_id: StationId, status: str, ts_s: float) -> None:
         self.alerts.on_status(station_id, status, ts_s)

@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,7 @@ import models
 from floodwatch import metrics
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
-from floodwatch.vocabulary import StationId
+from floodwatch.vocabulary import QcFlag, Reading, StationId
 from store.base import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,34 @@ class IssuedForecast:
 
     def row(self, station_id: StationId) -> int:
         return self.station_ids.index(station_id)
+
+
+def departs_from_forecast(
+    issued: IssuedForecast | None,
+    station_id: StationId,
+    ts_s: float,
+    level_m: float,
+    margin_m: float = 0.0,
+) -> bool:
+    """True when an observed level lies outside the band the latest forecast gave for its time.
+
+    Such a reading "changes the picture" (a flash flood the forecast did not
+    expect, or water falling much faster): the forecast, and the alerts that
+    depend on it, must be redone now rather than at the next scheduled run.
+    A station with no forecast yet, or a time outside the forecast, counts as
+    a departure only when a forecast exists at all for other stations.
+    """
+    if issued is None or station_id not in issued.station_ids:
+        return False
+    fc = issued.forecast
+    row = issued.station_ids.index(station_id)
+    if fc.t_s.size == 0 or ts_s < fc.t_s[0] - (fc.t_s[1] - fc.t_s[0] if fc.t_s.size > 1 else 0) or ts_s > fc.t_s[-1]:
+        return False
+    lower = float(np.interp(ts_s, fc.t_s, fc.lower_m[row]))
+    upper = float(np.interp(ts_s, fc.t_s, fc.upper_m[row]))
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return False
+    return level_m > upper + margin_m or level_m < lower - margin_m
 
 
 class ForecastJob:
@@ -58,9 +86,56 @@ class ForecastJob:
         # Each level station reads the rain of the gauge named in its config.
         self._rain_of = [s.rain_station for s in stations]
         self.runs = 0
+        self.early_runs = 0
+        self._wake = threading.Event()
+        self._closing = False
+        self._early_worker: threading.Thread | None = None
 
     def latest(self) -> IssuedForecast | None:
         return self._latest
+
+    def check_readings(self, readings: Sequence[Reading]) -> bool:
+        """Ask for an early forecast if any reading departs from the latest forecast's band.
+
+        Called on the ingest path, so it only compares numbers and wakes a
+        worker; the forecast itself runs on that worker thread.
+        """
+        issued = self._latest
+        if issued is None:
+            return False
+        for r in readings:
+            if r.water_level_m is None or r.qc_flag == QcFlag.FAIL:
+                continue
+            if departs_from_forecast(issued, r.station_id, r.ts_s, r.water_level_m):
+                log.info("reading departs from forecast station=%s ts=%d level_m=%.3f: forecasting now",
+                         r.station_id, int(r.ts_s), r.water_level_m)
+                self._request_early_run()
+                return True
+        return False
+
+    def _request_early_run(self) -> None:
+        if self._early_worker is None:
+            self._early_worker = threading.Thread(target=self._early_loop, name="forecast-early", daemon=True)
+            self._early_worker.start()
+        self._wake.set()
+
+    def _early_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                if self.run_once() is not None:
+                    self.early_runs += 1
+            except Exception:
+                log.exception("early forecast failed; the scheduled run will try again")
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._early_worker is not None:
+            self._early_worker.join(10)
 
     def run_once(self) -> IssuedForecast | None:
         """Forecast now; skipped (returns None) if a run is already in progress."""

@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from floodwatch import metrics
 from floodwatch.clock import Clock
+from floodwatch.errors import StoreError
 from floodwatch.settings import Settings
 from gauge_page import _actions
 from gauge_page._api import api_router
@@ -77,6 +78,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.page = ctx
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+        # The page stays up and says why; the next refresh will try again.
+        log.warning("event=page_store_error path=%s error=%s", request.url.path, exc)
+        return JSONResponse({"detail": f"the store cannot be read right now: {exc}"}, status_code=503)
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

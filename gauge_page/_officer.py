@@ -15,6 +15,8 @@ import hmac
 import json
 import logging
 import secrets
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "fw_session"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_MESSAGE_CHARS = 1000
+# Password guessing: after this many failures for one username within the
+# window, that username is refused for the rest of the window (wall clock).
+MAX_FAILED_LOGINS = 5
+FAILED_LOGIN_WINDOW_S = 300.0
 
 
 class LoginBody(BaseModel):
@@ -44,7 +50,7 @@ class MaintenanceBody(BaseModel):
 
 
 class MessageBody(BaseModel):
-    zones: list[str] = Field(min_length=1, description="zone ids, e.g. ['moo-5', 'moo-6']")
+    zones: list[str] = Field(min_length=1, max_length=100, description="zone ids, e.g. ['moo-5', 'moo-6']")
     text_th: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     text_en: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
 
@@ -62,6 +68,14 @@ def officer_router(ctx: PageContext) -> APIRouter:
     # Binds a message preview to its confirmation; new per process, so a
     # restart simply asks the officer to preview again.
     confirm_key = secrets.token_bytes(32)
+    failed_logins: dict[str, list[float]] = {}
+    failed_lock = threading.Lock()
+
+    def recent_failures(username: str, now_wall_s: float) -> list[float]:
+        with failed_lock:
+            recent = [t for t in failed_logins.get(username, []) if now_wall_s - t < FAILED_LOGIN_WINDOW_S]
+            failed_logins[username] = recent
+            return recent
     secure = ctx.settings.page.secure_cookies
 
     def current_session(request: Request) -> Session | None:
@@ -93,12 +107,20 @@ def officer_router(ctx: PageContext) -> APIRouter:
     @router.post("/login", summary="Log in as an officer; sets the session cookie and returns the CSRF token")
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         same_origin(request)
+        now_wall_s = time.time()
+        if len(recent_failures(body.username, now_wall_s)) >= MAX_FAILED_LOGINS:
+            raise HTTPException(429, f"too many wrong passwords for {body.username!r}; wait "
+                                     f"{FAILED_LOGIN_WINDOW_S / 60:.0f} minutes or ask another officer")
         display_name = ctx.state.authenticate(body.username, body.password)
         if display_name is None:
+            with failed_lock:
+                failed_logins.setdefault(body.username, []).append(now_wall_s)
             log.warning("event=login_failed user=%s", body.username)
             ctx.state.record(ts_s=ctx.clock.now_s(), username=body.username, action="login_failed",
                              target="", detail={})
             raise HTTPException(401, "wrong username or password")
+        with failed_lock:
+            failed_logins.pop(body.username, None)
         token, session = ctx.state.create_session(body.username, display_name)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/",
                             max_age=int(ctx.settings.page.session_max_age_s))

@@ -209,6 +209,8 @@ function renderOverview() {
     const tr = el("tr", {
       class: `station-row${row.stale ? " stale" : ""}`, "data-station": row.id, "data-level": row.level_class,
       onclick: OFFICER_VIEW ? () => { location.hash = `station=${row.id}`; } : null,
+      onkeydown: OFFICER_VIEW ? (ev) => { if (ev.key === "Enter") location.hash = `station=${row.id}`; } : null,
+      tabindex: OFFICER_VIEW ? "0" : null,
     },
       el("td", { class: "c-station" },
         el("div", { class: "name", text: name(row) }),

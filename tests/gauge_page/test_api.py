@@ -225,3 +225,22 @@ def test_passwords_are_salted_scrypt_and_short_ones_refused():
     assert not verify_password(PASSWORD, "md5$abc")
     with pytest.raises(ValueError, match="at least 8"):
         gauge_page.hash_password("short")
+
+
+def test_password_guessing_is_slowed_down_per_username(client):
+    for _ in range(5):
+        assert client.post("/api/login", json={"username": "somchai", "password": "guess-guess"}).status_code == 401
+    locked = client.post("/api/login", json={"username": "somchai", "password": PASSWORD})
+    assert locked.status_code == 429 and "wait" in locked.json()["detail"]
+    assert client.get("/api/me").json() == {"logged_in": False}
+
+
+def test_a_store_that_cannot_be_read_answers_503_with_the_reason(client, page_store):
+    page_store.close()
+    r = client.get("/api/stations")
+    assert r.status_code == 503 and "store" in r.json()["detail"]
+
+
+def test_public_surface_is_pinned():
+    assert sorted(gauge_page.__all__) == [
+        "EventHub", "PageState", "create_app", "create_officer", "hash_password", "to_jsonable"]

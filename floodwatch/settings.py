@@ -298,6 +298,28 @@ def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path:
     return Path(env) if env else DEFAULT_CONFIG_FILE
 
 
+def site_env_prefix(site_id: str) -> str:
+    """Environment prefix of one site in a multi-site deployment: ``FLOODWATCH_SITE_LAMPHAYA__``."""
+    return "FLOODWATCH_SITE_" + "".join(c if c.isalnum() else "_" for c in site_id).upper() + "__"
+
+
+def load_site_settings(config_file: Path) -> Settings:
+    """One site's settings in a multi-site deployment.
+
+    Only the site's TOML file and ``FLOODWATCH_SITE_<ID>__*`` variables are
+    read (``FLOODWATCH_SITE_LAMPHAYA__LINE__CHANNEL_ACCESS_TOKEN``), never the
+    plain ``FLOODWATCH_*`` ones, so one site's LINE channel, store or secrets
+    can never leak into another's by a variable meant for the single-site form.
+    """
+    import tomllib
+
+    try:
+        site_id = tomllib.loads(Path(config_file).read_text())["site"]["id"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{config_file} must be a site TOML file with [site] id = \"...\" ({exc})") from exc
+    return load_settings(config_file=Path(config_file), _env_prefix=site_env_prefix(site_id))
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings at start-up; raise :class:`ConfigError` with the fix on bad input."""
     config_file = Path(overrides.get("config_file") or _config_file_from(lambda: {}))  # type: ignore[arg-type]

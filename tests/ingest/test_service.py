@@ -8,6 +8,7 @@ import threading
 import time
 
 from floodwatch.clock import SystemClock
+from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag
 from ingest import IngestService
 from store import open_store
@@ -174,3 +175,42 @@ def test_two_workers_on_a_shared_subscription_store_each_reading_once(tmp_path, 
         for w, s in ((w1, store1), (w2, store2)):
             w.stop()
             s.close()
+
+
+def test_influxdb_answering_503_for_a_while_then_back(tmp_path, broker):
+    from tests.store.influx_standin import InfluxStandIn
+
+    with InfluxStandIn(token="tok", org="floodwatch", buckets={"floodwatch"}) as influx:
+        settings = load_settings(
+            mqtt={"url": broker.url, "client_id": "fw-test-influx"},
+            store={"url": influx.url.replace("http://", "influxdb+http://"), "influx_token": "tok",
+                   "spool_path": str(tmp_path / "spool.db")},
+        )
+        service, store = start_ingest(settings)
+        n = 900
+        msgs = telemetry(n, time.time())
+        pub = Publisher(broker.port)
+        try:
+            pub.publish(msgs[:300])
+            wait_for(lambda: service.stats()["stored"] >= 300, 10, "first third stored in InfluxDB")
+            influx.fail_with(503)
+            pub.publish(msgs[300:600])
+            wait_for(lambda: service.stats()["readings_received"] >= 600 and service.stats()["spool_pending"] > 0,
+                     10, "ingest to spool while InfluxDB answers 503")
+            time.sleep(1.0)
+            influx.fail_with(None)
+            pub.publish(msgs[600:])
+            published = pub.wait_all_acked()
+            wait_for(lambda: service.stats()["stored"] >= n and service.stats()["spool_pending"] == 0, 15,
+                     "the spool to replay into InfluxDB")
+            points = {k[4] for k in influx.points if k[1] == "reading" and k[3] == "qc_flag"}
+            refused = sum(1 for _, _, status in influx.requests if status == 503)
+            print(f"published {published}, stored {len(points)}, duplicates {service.stats()['stored'] - len(points)}, "
+                  f"requests answered 503: {refused}, batches spooled {service.stats()['spooled_batches']}")
+            assert published == n and len(points) == n and service.stats()["stored"] == n
+            assert refused > 0
+        finally:
+            pub.close()
+            service.stop()
+            store.close()
+        assert not influx.violations, influx.violations

@@ -83,6 +83,7 @@ class AlertService:
         self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
         self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in settings.zones}
         self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in settings.stations}
+        self.maintenance: set[StationId] = set()
         self._load_state()
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
@@ -106,6 +107,8 @@ class AlertService:
                     self.zones[ZoneId(ident)] = _codec.load_zone(value)
                 elif kind == "health" and ident in self.health:
                     self.health[StationId(ident)] = _codec.load_health(value)
+                elif key == "maintenance":
+                    self.maintenance = {StationId(s) for s in value.get("stations", []) if s in self.health}
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("event=state_unreadable key=%s error=%r fix=%s", key, exc,
                             "the state starts fresh for this key; an older floodwatch wrote it")
@@ -175,7 +178,7 @@ class AlertService:
             dirty: set[str] = set()
             for r in sorted(readings, key=lambda r: r.ts_s):
                 th = self.thresholds.get(r.station_id)
-                if th is None or r.water_level_m is None:
+                if th is None or r.water_level_m is None or r.station_id in self.maintenance:
                     continue
                 if r.qc_flag in BAD_QC and r.station_id in self.health:
                     self.health[r.station_id], acts = decide_qc(
@@ -220,6 +223,8 @@ class AlertService:
             if station_id not in self.health:
                 log.warning("event=status_unknown_station station=%s status=%s", station_id, status)
                 return
+            if station_id in self.maintenance:
+                return  # officers took it down on purpose
             zone_id = self.settings.station(station_id).zone
             self.health[StationId(station_id)], actions = decide_status(
                 self.health[StationId(station_id)], zone_id, status, ts_s, self.cfg)
@@ -274,7 +279,8 @@ class AlertService:
 
     # ------------------------------------------------------------ decisions
     def _decide_zone(self, zone_id: ZoneId, dirty: set[str]) -> list[Action]:
-        members = [(self.stations[sid], th) for sid, th in self.thresholds.items() if th.zone_id == zone_id]
+        members = [(self.stations[sid], th) for sid, th in self.thresholds.items()
+                   if th.zone_id == zone_id and sid not in self.maintenance]
         if not members:
             return []
         old = self.zones[zone_id]
@@ -409,6 +415,63 @@ class AlertService:
         if self.workers is not None:
             self.workers.wake()
 
+    # ------------------------------------------------------ officer actions
+    def send_manual_message(self, zones: list[str], text_th: str, text_en: str, *, by: str) -> dict[str, Any]:
+        """An officer's own message to every subscriber of each zone, through the same outbox.
+
+        Returns ``{"alert_ids": [...], "recipients": {zone_id: n}}``; one log entry per zone.
+        """
+        for zone_id in zones:
+            self.settings.zone(zone_id)
+        now_s = self.clock.now_s()
+        decisions, recipients = [], {}
+        english = self.db.english_readers()
+        for zone_id in zones:
+            users = self.db.subscribers(zone_id)
+            recipients[zone_id] = len(users)
+            groups = [(ids, [msg.text_message(msg.bilingual([text_th.strip()], [text_en.strip()], lang))])
+                      for ids, lang in (([u for u in users if u not in english], "th"),
+                                        ([u for u in users if u in english], "en")) if ids]
+            row = dict(ts_s=now_s, kind="manual", audience="residents", zone_id=zone_id, station_id=None,
+                       level=int(AlertLevel.NORMAL), text=msg.bilingual([text_th.strip()], [text_en.strip()]))
+            decisions.append((row, groups, int(AlertLevel.WARNING)))
+        with self._lock:
+            ids = self.db.record({}, decisions, now_s)
+        log.info("event=manual_message_queued by=%s zones=%s recipients=%d", by, ",".join(zones),
+                 sum(recipients.values()))
+        if self.workers is not None:
+            self.workers.wake()
+        return {"alert_ids": ids, "recipients": recipients}
+
+    def send_test_alert(self, text: str, *, by: str) -> dict[str, Any]:
+        """A test message to the officers only (never residents)."""
+        officers = self.db.officers()
+        row = dict(ts_s=self.clock.now_s(), kind="test", audience="officers", zone_id=None, station_id=None,
+                   level=int(AlertLevel.NORMAL), text=text)
+        groups = [(officers, [msg.text_message(text)])] if officers else []
+        with self._lock:
+            ids = self.db.record({}, [(row, groups, PRIORITY["officers"])], self.clock.now_s())
+        log.info("event=test_alert_queued by=%s officers=%d", by, len(officers))
+        if self.workers is not None:
+            self.workers.wake()
+        return {"alert_ids": ids, "recipients": len(officers)}
+
+    def set_maintenance(self, station_id: str, on: bool, *, by: str) -> None:
+        """A station under maintenance alerts nobody: its readings and status are ignored by the rules."""
+        self.settings.station(station_id)
+        with self._lock:
+            if on:
+                self.maintenance.add(StationId(station_id))
+            else:
+                self.maintenance.discard(StationId(station_id))
+            self.db.record({"maintenance": {"stations": sorted(self.maintenance)}}, [], self.clock.now_s())
+        log.info("event=maintenance station=%s on=%s by=%s", station_id, on, by)
+
+    def acknowledge(self, alert_id: str, *, by: str) -> None:
+        """An officer saw this alert; shown as ``acknowledged_by`` in :meth:`log`."""
+        with self._lock:
+            self.db.record({f"ack:{alert_id}": {"by": by, "ts_s": self.clock.now_s()}}, [], self.clock.now_s())
+
     # ---------------------------------------------------------- subscribers
     def subscribe(self, user_id: str, zone_id: str) -> None:
         self.settings.zone(zone_id)  # ConfigError names the fix for an unknown zone
@@ -467,6 +530,7 @@ class AlertService:
                     trend_cm_per_h=None if math.isnan(rate) else rate,
                     rise_active=st.rise_active, low_water=st.low_active,
                     online=self.health[sid].online if sid in self.health else True,
+                    maintenance=sid in self.maintenance,
                 )
             return out
 
@@ -478,6 +542,7 @@ class AlertService:
         where ``state`` is pending | sending | delivered | partial | failed | no_recipients.
         """
         out = []
+        states = self.db.load_states()
         for d in self.db.log(limit):
             level = AlertLevel(d["level"])
             zone_name = self.settings.zone(d["zone_id"]).name_th if d["zone_id"] else None
@@ -485,7 +550,8 @@ class AlertService:
                             zone_name_th=zone_name, station=d["station_id"], level=level.name,
                             level_name_th=level.name_th, level_name_en=level.name_en, kind=d["kind"],
                             audience=d["audience"], text=d["text"], recipients=d["recipients"],
-                            delivered=d["delivered"], failed=d["failed"], state=d["state"]))
+                            delivered=d["delivered"], failed=d["failed"], state=d["state"],
+                            acknowledged_by=(states.get(f"ack:{d['id']}") or {}).get("by")))
         return out
 
     def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:

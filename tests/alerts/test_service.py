@@ -119,3 +119,32 @@ def _issued(service, clock, station, level_index, prob, at_h, h=37):
     return _Issued(clock.now_s(), ids, _Fc(t_s=t_s, median_m=median, lower_m=median - 0.1, upper_m=median + 0.1,
                                            exceed_prob=exceed, first_crossing_s=np.full((s, 3), math.nan),
                                            rise_rate_cm_per_h=np.zeros(s), model_name=("t",) * s))
+
+
+def test_officer_actions_manual_message_test_alert_maintenance_and_acknowledge(service, standin, clock):
+    resident, officer = "U" + "1a" * 16, "U" + "1b" * 16
+    service.subscribe(resident, "moo-6")
+    service.add_officer(officer)
+    result = service.send_manual_message(["moo-6"], "แจกกระสอบทรายที่วัด 14:00 น.", "Sandbags at the temple 14:00",
+                                         by="somchai")
+    assert result["recipients"] == {"moo-6": 1}
+    service.send_test_alert("ทดสอบ / test", by="somchai")
+    assert service.wait_delivered(10)
+    assert _texts(standin, resident) == ["แจกกระสอบทรายที่วัด 14:00 น.\n\n— English —\nSandbags at the temple 14:00"]
+    assert _texts(standin, officer) == ["ทดสอบ / test"]
+
+    # LP-W06 under maintenance: its (bogus) high readings and going offline alert nobody
+    service.set_maintenance("LP-W06", True, by="somchai")
+    feed(service, clock, "LP-W06", [1.95, 1.96], step_s=3600)
+    service.on_status("LP-W06", "offline", clock.now_s())
+    assert service.wait_delivered(10)
+    assert len(_texts(standin, resident)) == 1 and len(_texts(standin, officer)) == 1
+    assert service.station_levels()["LP-W06"]["maintenance"] is True
+    service.set_maintenance("LP-W06", False, by="somchai")
+    feed(service, clock, "LP-W06", [1.95, 1.96], step_s=3600)
+    assert service.wait_delivered(10)
+    assert "อพยพ" in _texts(standin, resident)[-1].splitlines()[0]
+
+    newest = service.log(1)[0]
+    service.acknowledge(str(newest["id"]), by="somchai")
+    assert service.log(1)[0]["acknowledged_by"] == "somchai"

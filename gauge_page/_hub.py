@@ -83,6 +83,11 @@ class _Client:
             self.lagging = True
 
 
+def _put_all(clients: list[_Client], event: _Event) -> None:
+    for client in clients:
+        client._put(event)
+
+
 class EventHub:
     """Thread-safe fan-out of ``(event_type, data)`` to every live page.
 
@@ -127,8 +132,17 @@ class EventHub:
                 listener(event_type, plain)
             except Exception:  # a broken listener must not stop ingest
                 log.exception("event=hub_listener_failed type=%s", event_type)
+        # One hand-over per event loop (normally just uvicorn's), not one per
+        # client: the publishing thread pays a single wake-up however many
+        # pages are open.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Client]] = {}
         for client in clients:
-            client.offer(event)
+            by_loop.setdefault(client.loop, []).append(client)
+        for loop, group in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, group, event)
+            except RuntimeError:  # that loop has closed: its clients are going away anyway
+                pass
 
     def add_listener(self, listener: Callable[[str, Any], None]) -> None:
         """Call ``listener(event_type, plain_data)`` synchronously on every publish (keep it quick)."""

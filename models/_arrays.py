@@ -24,7 +24,7 @@ def forward_fill(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     observed = np.isfinite(values)
     n = values.shape[1]
-    positions = np.where(observed, np.arange(n)[None, :], -1)
+    positions = np.where(observed, np.arange(n, dtype=np.int32)[None, :], np.int32(-1))
     source = np.maximum.accumulate(positions, axis=1)
     filled = np.take_along_axis(values, np.maximum(source, 0), axis=1)
     filled = np.where(source >= 0, filled, np.nan)

@@ -23,7 +23,7 @@ Graceful degradation, per station, reported in ``model_name``:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import numpy as np
 from scipy.special import erfc
@@ -225,24 +225,65 @@ def fit(
     y = level_m[:, in_window]
     rain = None if rain_mm is None else rain_mm[:, in_window]
     dt_s = float(t_w[1] - t_w[0]) if t_w.size > 1 else float(np.diff(t_s)[0]) if t_s.size > 1 else 600.0
-    n_stations = y.shape[0]
+    observed = np.isfinite(y)
+    last = last_valid_index(observed)
+    has = last >= 0
+    # Leads count from each station's last observation; a stale gauge needs longer
+    # ones (up to a day of staleness is modelled, beyond that the last anchor holds).
+    stale_s = float(np.max(origin_s - t_w[last[has]], initial=0.0))
+    max_lead_s = horizon_s + min(stale_s, 86_400.0)
+    blocks = [
+        _fit_block(t_w, y[i : i + _BLOCK], None if rain is None else rain[i : i + _BLOCK], origin_s, dt_s, max_lead_s)
+        for i in range(0, y.shape[0], _BLOCK)  # memory blocking: each block is a vectorised fit
+    ]
+    return blocks[0] if len(blocks) == 1 else _concat(blocks)
 
+
+_BLOCK = 1024
+"""Stations fitted together; bounds the (stations x rows x features) temporaries."""
+
+
+def _concat(parts: list) -> object:
+    """Join per-block dataclasses along the station axis; shared fields are taken from the first."""
+    first = parts[0]
+    values = {}
+    for field in fields(first):
+        items = [getattr(p, field.name) for p in parts]
+        if is_dataclass(items[0]):
+            values[field.name] = _concat(items)
+        elif field.name == "model_name":
+            values[field.name] = tuple(name for item in items for name in item)
+        elif field.name in _SHARED_FIELDS:
+            values[field.name] = items[0]
+        else:
+            values[field.name] = np.concatenate(items, axis=0)
+    return replace(first, **values)
+
+
+_SHARED_FIELDS = {"origin_s", "dt_s", "ref_s", "names", "freq_cph", "lead_steps"}
+
+
+def _fit_block(
+    t_w: np.ndarray, y: np.ndarray, rain: np.ndarray | None, origin_s: float, dt_s: float, max_lead_s: float
+) -> ForecastModel:
+    n_stations = y.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         tide = fit_tide(t_w, y, ref_s=origin_s)
         uses_tide = tide.active.any(axis=1) & (tide.explained >= TIDE_MIN_EXPLAINED)
-        tide_now = predict_tide(tide, t_w, harmonics=uses_tide)
+        # The tide over the window, continued past it so lead-specific features can see it.
+        n_ahead = int(np.ceil(max_lead_s / dt_s)) + 1
+        t_ext = np.concatenate([t_w, t_w[-1] + dt_s * np.arange(1, n_ahead + 1)])
+        tide_ext = predict_tide(tide, t_ext, harmonics=uses_tide)
         observed = np.isfinite(y)
-        # Without harmonics the residual is the level itself (mean removed).
-        residual = y - tide_now
+        # Without harmonics the residual is the level minus its mean.
+        residual = y - tide_ext[:, : t_w.size]
         last = last_valid_index(observed)
         rows = np.arange(n_stations)
         has = last >= 0
-        # Leads count from each station's last observation; a stale gauge needs longer
-        # ones (up to a day of staleness is modelled, beyond that the last anchor holds).
-        stale_s = float(np.max(origin_s - t_w[last[has]], initial=0.0))
-        max_lead_s = horizon_s + min(stale_s, 86_400.0)
-        res = fit_residual(residual, rain, dt_s=dt_s, max_lead_s=max_lead_s)
+        res = fit_residual(
+            residual, rain, dt_s=dt_s, max_lead_s=max_lead_s, tide_m=tide_ext, tidal=uses_tide
+        )
         last_obs_s = np.where(has, t_w[np.maximum(last, 0)], np.nan)
         last_level = np.where(has, y[rows, np.maximum(last, 0)], np.nan)
         last_res = np.where(has, residual[rows, np.maximum(last, 0)], np.nan)

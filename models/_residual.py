@@ -9,9 +9,13 @@ the *change* ``r(t + h) - r(t)`` from what is known at ``t``:
   how the water is moving now (lets a rise continue, a fall level out);
 * ``r(t) - mean r over the last 24 h`` and ``... over the last 7 days``: how far
   it stands from its recent normal (surges and freshets relax back);
-* rain through three linear reservoirs (time constants 3 h, 12 h, 48 h, in
-  mm/h): rain already fallen that has not yet reached the gauge, so a storm
-  upstream raises the forecast before the gauge rises.
+* rain totals over the last 3 h, 12 h and 48 h (mm): rain already fallen that
+  has not yet reached the gauge, a discrete linear-reservoir response, so a
+  storm upstream raises the forecast before the gauge rises;
+* tidal gauges only: the residual's change over the same stretch of the tide
+  in the last two tidal (M2) cycles (tide-fit errors and tide-surge
+  interaction repeat with the tide), and the predicted tidal change over the
+  lead (lets the model correct an amplitude the window's fit got wrong).
 
 Direct (one model per lead) rather than iterating a one-step model: errors do
 not compound and each lead is fitted for the loss it is scored on. Leads
@@ -23,6 +27,10 @@ out-of-sample errors per lead; a lead whose ARX does not beat carrying the
 residual forward on that holdout falls back to carrying it forward (whose
 errors need no holdout: it has no parameters). The final coefficients are
 refitted on the whole window.
+
+Cost: features are gathered only at the fitted rows (every ``stride``-th grid
+time, at most ``_MAX_ROWS``) from cumulative sums, so a 30-day, 10-minute
+window costs a few hundred rows per station and lead.
 """
 
 from __future__ import annotations
@@ -30,18 +38,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
-from models._arrays import causal_mean, forward_fill, nan_quantiles
+from models._arrays import forward_fill, nan_quantiles
 
-ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 9.0, 12.0, 18.0, 24.0, 36.0, 48.0, 72.0)
+ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 """Leads the direct models are fitted at; others are interpolated."""
 
 _LAGS_H = (1.0, 3.0, 6.0)
 _MEAN_WINDOWS_H = (24.0, 168.0)
-_RAIN_TIME_CONSTANTS_H = (3.0, 12.0, 48.0)
+_RAIN_WINDOWS_H = (3.0, 12.0, 48.0)
+_M2_PERIOD_H = 12.4206012
+_ANALOG_CYCLES = 2
 _HOLDOUT_FRACTION = 1.0 / 3.0
-_MAX_ROWS = 1500  # rows per fit after thinning: neighbouring 10-min rows say almost the same
+_MAX_ROWS = 720  # rows per fit after thinning: neighbouring 10-min rows say almost the same
 _RIDGE = 1e-3  # on standardised features, per training row
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
@@ -79,33 +88,68 @@ def anchor_steps(dt_s: float, max_lead_s: float) -> np.ndarray:
     return np.concatenate([[0], steps])
 
 
-def _features(residual_m: np.ndarray, rain_mm: np.ndarray | None, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Features known at each grid time, shape (S, T, P), and whether rain was available (S,)."""
-    filled, _ = forward_fill(residual_m)
-    n_stations, n_times = residual_m.shape
-    lag = [max(int(round(h * 3600.0 / dt_s)), 1) for h in _LAGS_H]
+class _Series:
+    """One window's arrays, prepared once, gathered at any indices.
 
-    def lagged(k: int) -> np.ndarray:
-        out = np.full_like(filled, np.nan)
-        out[:, k:] = filled[:, : n_times - k]
-        return out
+    ``idx`` is either shared by all stations, shape (R,), or one per station,
+    shape (S, 1); out-of-range indices give NaN.
+    """
 
-    columns = [np.ones_like(filled)]
-    points = [filled] + [lagged(k) for k in lag]
-    columns += [points[i] - points[i + 1] for i in range(len(lag))]
-    for hours in _MEAN_WINDOWS_H:
-        columns.append(filled - causal_mean(residual_m, max(int(round(hours * 3600.0 / dt_s)), 1)))
-    if rain_mm is None:
-        rain = np.zeros_like(filled)
-    else:
-        rain = np.where(np.isfinite(rain_mm), rain_mm, 0.0) * (3600.0 / dt_s)  # mm/h
-    has_rain = (
-        np.zeros(n_stations, dtype=bool) if rain_mm is None else np.isfinite(rain_mm).any(axis=1)
-    )
-    for tau_h in _RAIN_TIME_CONSTANTS_H:
-        alpha = np.exp(-dt_s / (tau_h * 3600.0))
-        columns.append(lfilter([1.0 - alpha], [1.0, -alpha], rain, axis=1))
-    return np.stack(columns, axis=-1), has_rain
+    def __init__(self, residual_m: np.ndarray, rain_mm: np.ndarray | None, tide_m: np.ndarray, dt_s: float):
+        self.n_stations, self.n_times = residual_m.shape
+        self.filled, _ = forward_fill(residual_m)
+        self.residual = residual_m
+        finite = np.isfinite(residual_m)
+        zeros = np.zeros((self.n_stations, 1))
+        self.csum = np.concatenate([zeros, np.cumsum(np.where(finite, residual_m, 0.0), axis=1)], axis=1)
+        self.ccount = np.concatenate([zeros, np.cumsum(finite, axis=1, dtype=float)], axis=1)
+        rain = np.zeros_like(residual_m) if rain_mm is None else np.where(np.isfinite(rain_mm), rain_mm, 0.0)
+        self.rain_csum = np.concatenate([zeros, np.cumsum(rain, axis=1)], axis=1)
+        self.tide = tide_m
+        self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
+
+    def take(self, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        n = arr.shape[1]
+        valid = (idx >= 0) & (idx < n)
+        safe = np.clip(idx, 0, n - 1)
+        if idx.ndim == 1:
+            out = arr[:, safe]
+        else:
+            out = np.take_along_axis(arr, np.broadcast_to(safe, (arr.shape[0], safe.shape[1])), axis=1)
+        return np.where(valid, out, np.nan)
+
+    def base(self, idx: np.ndarray) -> np.ndarray:
+        """Lead-independent features at ``idx``: (S, R, 9)."""
+        now = self.take(self.filled, idx)
+        points = [now] + [self.take(self.filled, idx - self.steps(h)) for h in _LAGS_H]
+        cols = [np.ones_like(now)]
+        cols += [points[i] - points[i + 1] for i in range(len(_LAGS_H))]
+        for hours in _MEAN_WINDOWS_H:
+            # Mean of the observed samples in (t - window, t], from cumulative sums.
+            hi, lo = idx + 1, np.maximum(idx + 1 - self.steps(hours), 0)
+            total = self.take(self.csum, hi) - self.take(self.csum, lo)
+            count = self.take(self.ccount, hi) - self.take(self.ccount, lo)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols.append(now - np.where(count > 0, total / count, np.nan))
+        for hours in _RAIN_WINDOWS_H:
+            hi, lo = idx + 1, np.maximum(idx + 1 - self.steps(hours), 0)
+            cols.append(self.take(self.rain_csum, hi) - self.take(self.rain_csum, lo))
+        return np.stack(cols, axis=-1)
+
+    def extra(self, idx: np.ndarray, h: int, tidal: np.ndarray) -> np.ndarray:
+        """Lead-specific features at ``idx`` for lead ``h`` steps: (S, R, 2)."""
+        period = self.steps(_M2_PERIOD_H)
+        first_k = max(int(np.ceil(h / period)), 1)
+        total = 0.0
+        count = 0.0
+        for k in range(first_k, first_k + _ANALOG_CYCLES):
+            d = self.take(self.filled, idx + h - k * period) - self.take(self.filled, idx - k * period)
+            usable = np.isfinite(d)
+            total = total + np.where(usable, d, 0.0)
+            count = count + usable
+        analog = np.where(tidal[:, None] & (count > 0), total / np.maximum(count, 1), 0.0)
+        change = self.take(self.tide, idx + h) - self.take(self.tide, idx)
+        return np.stack([analog, np.nan_to_num(change)], axis=-1)
 
 
 def fit_residual(
@@ -114,6 +158,8 @@ def fit_residual(
     *,
     dt_s: float,
     max_lead_s: float,
+    tide_m: np.ndarray | None = None,
+    tidal: np.ndarray | None = None,
 ) -> ResidualFit:
     """Fit the direct ARX models and their out-of-sample errors; predict from the last observation.
 
@@ -127,6 +173,11 @@ def fit_residual(
         Grid step, seconds.
     max_lead_s : float
         Longest lead to fit, seconds from the last observation.
+    tide_m : ndarray, (S, T + L), optional
+        Predicted tide on the grid, continued past its end far enough for the
+        longest lead (L steps); None for no tide.
+    tidal : ndarray of bool, (S,), optional
+        Stations with a tide; only they get the tidal-analog features.
 
     Returns
     -------
@@ -135,71 +186,70 @@ def fit_residual(
     n_stations, n_times = residual_m.shape
     leads = anchor_steps(dt_s, max_lead_s)
     n_anchor = leads.size
+    if tide_m is None:
+        tide_m = np.zeros((n_stations, n_times + int(leads[-1]) + 1))
+    if tidal is None:
+        tidal = np.zeros(n_stations, dtype=bool)
+    has_rain = np.zeros(n_stations, dtype=bool) if rain_mm is None else np.isfinite(rain_mm).any(axis=1)
+    series = _Series(residual_m, rain_mm, tide_m, dt_s)
     observed = np.isfinite(residual_m)
-    features, has_rain = _features(residual_m, rain_mm, dt_s)
-    n_feat = features.shape[-1]
-    last = n_times - 1 - np.argmax(observed[:, ::-1], axis=1)
     any_obs = observed.any(axis=1)
+    last = np.where(any_obs, n_times - 1 - np.argmax(observed[:, ::-1], axis=1), 0)
+    first = np.argmax(observed, axis=1)
 
     # Rows: every `stride`-th grid time; the row must be observed with all lags known.
-    stride = max(n_times // _MAX_ROWS, 1)
+    stride = max(int(np.ceil(n_times / _MAX_ROWS)), 1)
     row_t = np.arange(n_times - 1, -1, -stride)[::-1]
-    x = features[:, row_t, :]  # (S, R, P)
-    row_ok = observed[:, row_t] & np.isfinite(x).all(axis=-1)
-    x = np.where(row_ok[..., None], x, 0.0)
+    x_base = series.base(row_t)  # (S, R, P0)
+    row_ok = observed[:, row_t] & np.isfinite(x_base).all(axis=-1)
+    x_base = np.where(row_ok[..., None], x_base, 0.0)
     r_now = np.where(row_ok, residual_m[:, row_t], 0.0)
-
-    # Standardise so one ridge fits all features and units.
-    n_ok = np.maximum(row_ok.sum(axis=1), 1)
-    scale = np.sqrt((x**2).sum(axis=1) / n_ok[:, None])
-    scale[:, 0] = 1.0
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    x = x / scale[:, None, :]
+    origin_idx = last[:, None]
+    x0_origin = series.base(origin_idx)[:, 0, :]
+    origin_ok = any_obs & np.isfinite(x0_origin).all(axis=1)
+    x0_origin = np.where(origin_ok[:, None], x0_origin, 0.0)
 
     # Time split per station: holdout = rows in the last third of its observed span.
-    first = np.argmax(observed, axis=1)
     split_t = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int)
+    n_ok = np.maximum(row_ok.sum(axis=1), 1)
 
     change = np.zeros((n_stations, n_anchor))
     uses_arx = np.zeros((n_stations, n_anchor), dtype=bool)
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
     error_q[:, 0, :] = np.where(any_obs[:, None], 0.0, np.nan)
-    x_origin = np.where(any_obs[:, None], features[np.arange(n_stations), last, :], np.nan)
-    x_origin = x_origin / scale
-    origin_ok = np.isfinite(x_origin).all(axis=1)
-    x_origin = np.where(origin_ok[:, None], x_origin, 0.0)
-    diag = np.arange(n_feat)
 
-    # A loop over ~13 anchor leads, never over stations.
+    # A loop over ~9 anchor leads, never over stations.
     for a in range(1, n_anchor):
         h = int(leads[a])
-        target_t = row_t + h
-        inside = target_t < n_times
-        target = np.full((n_stations, row_t.size), np.nan)
-        target[:, inside] = residual_m[:, target_t[inside]]
+        extra = series.extra(row_t, h, tidal)
+        x = np.concatenate([x_base, np.where(row_ok[..., None], extra, 0.0)], axis=-1)
+        x_origin = np.concatenate([x0_origin, series.extra(origin_idx, h, tidal)[:, 0, :]], axis=-1)
+        x_origin = np.where(origin_ok[:, None], x_origin, 0.0)
+        n_feat = x.shape[-1]
+        # Standardise so one ridge fits all features and units.
+        scale = np.sqrt(np.einsum("srp,srp->sp", x, x) / n_ok[:, None])
+        scale[:, 0] = 1.0
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        # Single precision for the row algebra: standardised, ridge-conditioned features
+        # lose nothing that matters at millimetres, and memory traffic halves.
+        x = (x / scale[:, None, :]).astype(np.float32)
+        x_origin = x_origin / scale
+
+        target = series.take(residual_m, row_t + h)
         ok = row_ok & np.isfinite(target)
-        d = np.where(ok, target - r_now, 0.0)
-        train = ok & (target_t[None, :] < split_t[:, None])
+        d = np.where(ok, target - r_now, 0.0).astype(np.float32)
+        train = ok & ((row_t + h)[None, :] < split_t[:, None])
         hold = ok & (row_t[None, :] >= split_t[:, None])
-
-        def solve(weight: np.ndarray) -> np.ndarray:
-            xw = x * weight[..., None]
-            gram = np.matmul(xw.transpose(0, 2, 1), x)
-            rhs = np.einsum("srp,sr->sp", xw, d)
-            gram[:, diag, diag] += _RIDGE * np.maximum(weight.sum(axis=1), 1.0)[:, None] + 1e-12
-            return np.linalg.solve(gram, rhs[..., None])[..., 0]
-
         n_train = train.sum(axis=1)
         n_hold = hold.sum(axis=1)
         can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok
-        beta_train = solve(train.astype(float))
-        err_arx = np.where(hold, d - np.einsum("srp,sp->sr", x, beta_train), np.nan)
-        err_cf_hold = np.where(hold, d, np.nan)
+
+        beta_train, beta_all = _ridge_pair(x, d, train, ok)
+        err_arx = np.where(hold, d - np.einsum("srp,sp->sr", x, beta_train.astype(np.float32)), np.nan)
         n_hold_safe = np.maximum(n_hold, 1)
-        mse_arx = (np.where(hold, err_arx, 0.0) ** 2).sum(axis=1) / n_hold_safe
-        mse_cf = (np.where(hold, err_cf_hold, 0.0) ** 2).sum(axis=1) / n_hold_safe
+        mse_arx = np.nansum(err_arx**2, axis=1) / n_hold_safe
+        mse_cf = (np.where(hold, d, 0.0) ** 2).sum(axis=1) / n_hold_safe
         choose = can_fit & (mse_arx < mse_cf)
-        beta_all = solve(ok.astype(float))
         change[:, a] = np.where(choose, np.einsum("sp,sp->s", x_origin, beta_all), 0.0)
         uses_arx[:, a] = choose
         # Carrying forward has no parameters: all its rows are out-of-sample.
@@ -213,3 +263,44 @@ def fit_residual(
         uses_arx=uses_arx,
         has_rain=has_rain,
     )
+
+
+def _ridge_pair(x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-station ridge regressions of ``d`` on ``x``: one on the training rows, one on all rows.
+
+    Training rows are a time prefix of all rows, so the shared prefix's Gram
+    matrix is computed once: the pair costs little more than one fit.
+
+    Returns
+    -------
+    beta_train, beta_all : ndarray, (S, P)
+    """
+    n_feat = x.shape[-1]
+    # Rows before `cut` are training rows wherever they are usable, for every station.
+    not_train = rows & ~train
+    cut = int(np.argmax(not_train.any(axis=0))) if not_train.any() else x.shape[1]
+    last_train = int(np.nonzero(train.any(axis=0))[0].max(initial=-1)) + 1
+
+    def gram_rhs(weight: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        if hi <= lo:
+            return np.zeros((x.shape[0], n_feat, n_feat)), np.zeros((x.shape[0], n_feat))
+        xw = np.where(weight[:, lo:hi, None], x[:, lo:hi], 0.0)
+        xt = xw.transpose(0, 2, 1)
+        return (
+            np.matmul(xt, xw).astype(np.float64),
+            np.matmul(xt, d[:, lo:hi, None])[..., 0].astype(np.float64),
+        )
+
+    g_pre, b_pre = gram_rhs(rows, 0, cut)
+    g_tr, b_tr = gram_rhs(train, cut, max(last_train, cut))
+    g_rest, b_rest = gram_rhs(rows, cut, x.shape[1])
+    diag = np.arange(n_feat)
+
+    def solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
+        gram = gram.copy()
+        gram[:, diag, diag] += _RIDGE * np.maximum(n_rows, 1.0)[:, None] + 1e-12
+        return np.linalg.solve(gram, rhs[..., None])[..., 0]
+
+    beta_train = solve(g_pre + g_tr, b_pre + b_tr, train.sum(axis=1))
+    beta_all = solve(g_pre + g_rest, b_pre + b_rest, rows.sum(axis=1))
+    return beta_train, beta_all

@@ -71,7 +71,8 @@ _DOODSON: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("ETA2", (2, 3, 0, -1, 0, 0)),
     ("M3", (3, 0, 0, 0, 0, 0)),
 )
-# Shallow-water (compound) constituents: the river bends the tide.
+# Shallow-water (compound) constituents, the t_tide / UTide shallow-water set:
+# the river and the estuary bend the tide.
 _COMPOUND: tuple[tuple[str, dict[str, int]], ...] = (
     ("M4", {"M2": 2}),
     ("MS4", {"M2": 1, "S2": 1}),
@@ -85,6 +86,17 @@ _COMPOUND: tuple[tuple[str, dict[str, int]], ...] = (
     ("M8", {"M2": 4}),
     ("MSN2", {"M2": 1, "S2": 1, "N2": -1}),
     ("2SM2", {"S2": 2, "M2": -1}),
+    ("SO3", {"S2": 1, "O1": 1}),
+    ("SK3", {"S2": 1, "K1": 1}),
+    ("SN4", {"S2": 1, "N2": 1}),
+    ("SK4", {"S2": 1, "K2": 1}),
+    ("2MK5", {"M2": 2, "K1": 1}),
+    ("2SK5", {"S2": 2, "K1": 1}),
+    ("2MN6", {"M2": 2, "N2": 1}),
+    ("2MK6", {"M2": 2, "K2": 1}),
+    ("2SM6", {"S2": 2, "M2": 1}),
+    ("MSK6", {"M2": 1, "S2": 1, "K2": 1}),
+    ("3MK7", {"M2": 3, "K1": 1}),
 )
 # Order in which the Rayleigh pass considers them: the big astronomical ones,
 # then the main overtides, then the rest.
@@ -92,6 +104,7 @@ _PRIORITY = (
     "M2", "K1", "S2", "O1", "M4", "N2", "P1", "K2", "Q1", "MS4", "M6", "MN4",
     "NU2", "MU2", "L2", "2N2", "MK3", "J1", "M1", "OO1", "2MK3", "M3", "S4", "2MS6",
     "MK4", "M8", "T2", "LDA2", "RHO1", "2Q1", "EPS2", "ETA2", "MSN2", "2SM2",
+    "2MK5", "2SK5", "2MN6", "SK3", "SO3", "SN4", "SK4", "2MK6", "2SM6", "MSK6", "3MK7",
 )
 
 
@@ -231,6 +244,117 @@ def _masked_gram(x: np.ndarray, observed: np.ndarray, chunk: int = 512) -> np.nd
     return out
 
 
+_ITERATE_MAX_MISSING = 0.25
+_RIDGE_REL = 1e-9  # a whisper of ridge keeps gappy records solvable without biasing clean ones
+
+
+def _missing_index(pick: np.ndarray, n_times: int) -> np.ndarray:
+    """Column indices of each row's True entries, padded with ``n_times`` (a zero row): (B, width)."""
+    counts = pick.sum(axis=1)
+    width = max(int(counts.max(initial=0)), 1)
+    rows, cols = np.nonzero(pick)
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    index = np.full((pick.shape[0], width), n_times, dtype=np.intp)
+    index[rows, slot] = cols
+    return index
+
+
+def _pcg_masked(
+    x: np.ndarray, observed: np.ndarray, use: np.ndarray, rhs: np.ndarray, chunk: int = 1024
+) -> np.ndarray:
+    """Solve every station's masked normal equations by preconditioned conjugate gradients.
+
+    ``G_s = G - X_m^T X_m``: the full-grid Gram minus the station's missing rows.
+    Preconditioned with the full-grid Gram's inverse, the system is the
+    identity minus a small (missing share) perturbation, so a handful of
+    iterations reach machine precision, at the cost of touching only the
+    missing rows. Inactive columns are identity rows.
+    """
+    n_stations, n_params = use.shape
+    n_times = x.shape[0]
+    gram_full = x.T @ x
+    ridge = _RIDGE_REL * np.diag(gram_full)
+    patterns, which = np.unique(use, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    precond = np.empty((patterns.shape[0], n_params, n_params))
+    for k, pattern in enumerate(patterns):  # a few distinct constituent sets, not stations
+        m = np.where(pattern[:, None] & pattern[None, :], gram_full, 0.0)
+        m[np.diag_indices(n_params)] = np.where(pattern, np.diag(gram_full) + ridge, 1.0)
+        precond[k] = np.linalg.inv(m)
+    x_pad = np.vstack([x, np.zeros((1, n_params))])
+    out = np.zeros((n_stations, n_params))
+    for start in range(0, n_stations, chunk):  # memory blocking, not per-station maths
+        blk = slice(start, start + chunk)
+        u = use[blk]
+        xm = x_pad[_missing_index(~observed[blk], n_times)]  # (B, m, P)
+        b = rhs[blk]
+        group = which[blk]
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            vu = np.where(u, v, 0.0)
+            miss = np.matmul(xm, vu[..., None])
+            av = vu @ gram_full + ridge * vu - np.matmul(xm.transpose(0, 2, 1), miss)[..., 0]
+            return np.where(u, av, v)
+
+        def precondition(r: np.ndarray) -> np.ndarray:
+            z = np.empty_like(r)
+            for k in np.unique(group):
+                sel = group == k
+                z[sel] = r[sel] @ precond[k]
+            return z
+
+        sol = precondition(b)
+        res = b - apply(sol)
+        z = precondition(res)
+        direction = z.copy()
+        rz = (res * z).sum(axis=1)
+        b_norm = np.maximum((b * b).sum(axis=1), 1e-300)
+        for _ in range(_PCG_MAX_ITER):
+            if np.all((res * res).sum(axis=1) <= 1e-26 * b_norm):
+                break
+            ad = apply(direction)
+            denom = (direction * ad).sum(axis=1)
+            alpha = np.where(denom > 0, rz / np.where(denom > 0, denom, 1.0), 0.0)
+            sol += alpha[:, None] * direction
+            res -= alpha[:, None] * ad
+            z = precondition(res)
+            rz_new = (res * z).sum(axis=1)
+            beta = np.where(rz > 0, rz_new / np.where(rz > 0, rz, 1.0), 0.0)
+            direction = z + beta[:, None] * direction
+            rz = rz_new
+        out[blk] = np.where(u, sol, 0.0)
+    return out
+
+
+_PCG_MAX_ITER = 60
+
+
+def _direct_masked(x: np.ndarray, observed: np.ndarray, use: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve each station's normal equations from its own Gram matrix (for gappy records)."""
+    n_params = x.shape[1]
+    gram = _masked_gram(x, observed)
+    both = use[:, :, None] & use[:, None, :]
+    gram = np.where(both, gram, 0.0)
+    diag = np.arange(n_params)
+    gram[:, diag, diag] = np.where(use, gram[:, diag, diag] * (1.0 + _RIDGE_REL) + 1e-12, 1.0)
+    return np.where(use, np.linalg.solve(gram, np.where(use, rhs, 0.0)[..., None])[..., 0], 0.0)
+
+
+def _mean_trend_ssr(trend: np.ndarray, y0: np.ndarray, observed: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Residual sum of squares of a mean + trend fit alone, per station (S,)."""
+    w = observed.astype(float)
+    n = w.sum(axis=1)
+    st = w @ trend
+    stt = w @ (trend**2)
+    sy = y0.sum(axis=1)
+    sty = y0 @ trend
+    det = n * stt - st**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(det > 0, (stt * sy - st * sty) / det, np.where(n > 0, sy / np.maximum(n, 1), 0.0))
+        b = np.where(det > 0, (n * sty - st * sy) / det, 0.0)
+    return np.maximum(yy - a * sy - b * sty, 0.0)
+
+
 def fit_tide(t_s: np.ndarray, level_m: np.ndarray, *, ref_s: float | None = None) -> TideFit:
     """Fit the harmonic tide of every station on its observed samples.
 
@@ -270,26 +394,33 @@ def fit_tide(t_s: np.ndarray, level_m: np.ndarray, *, ref_s: float | None = None
     use[:, 2::2] = active
     use[:, 3::2] = active
 
-    gram = _masked_gram(x, observed)
-    y0 = np.where(observed, level_m, 0.0)
-    rhs = y0 @ x
-    # Unused columns become identity rows with zero right-hand side -> coefficient 0.
-    both = use[:, :, None] & use[:, None, :]
-    gram = np.where(both, gram, 0.0)
-    diag = np.arange(n_params)
-    gram[:, diag, diag] = np.where(use, gram[:, diag, diag], 1.0)
-    # A whisper of ridge keeps gappy records solvable without biasing clean ones.
-    gram[:, diag, diag] *= 1.0 + 1e-9
-    rhs = np.where(use, rhs, 0.0)
-    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]
-
-    harmonic = coef[:, 2:] @ x[:, 2:].T
-    detrended = level_m - (coef[:, :1] + coef[:, 1:2] * x[None, :, 1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var_total = np.nanmean(np.where(observed, detrended, np.nan) ** 2, axis=1) if n_times else 0
-        var_res = np.nanmean(np.where(observed, detrended - harmonic, np.nan) ** 2, axis=1)
-        explained = np.clip(1.0 - var_res / var_total, 0.0, 1.0)
-    explained = np.where(np.isfinite(explained), explained, 0.0)
+    # Only columns some station uses enter the algebra.
+    cols = np.nonzero(use.any(axis=0))[0]
+    coef = np.zeros((n_stations, n_params))
+    if cols.size:
+        x_u = x[:, cols]
+        use_u = use[:, cols]
+        y0 = np.where(observed, level_m, 0.0)
+        rhs = np.where(use_u, y0 @ x_u, 0.0)
+        n_missing = n_times - n_obs
+        # Few gaps: iterate from the shared full-grid Gram. Many: build each Gram from its rows.
+        iterate = (n_obs > 0) & (n_missing <= _ITERATE_MAX_MISSING * n_times)
+        sub = np.zeros((n_stations, cols.size))
+        if iterate.any():
+            sub[iterate] = _pcg_masked(x_u, observed[iterate], use_u[iterate], rhs[iterate])
+        direct = ~iterate
+        if direct.any():
+            sub[direct] = _direct_masked(x_u, observed[direct], use_u[direct], rhs[direct])
+        coef[:, cols] = sub
+        # Explained share from sums of squares: at the solution G c = b, so SSR = y.y - c.b.
+        yy = (y0**2).sum(axis=1)
+        ssr_full = np.maximum(yy - (sub * rhs).sum(axis=1), 0.0)
+        ssr_mean_trend = _mean_trend_ssr(x[:, 1], y0, observed, yy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            explained = np.clip(1.0 - ssr_full / ssr_mean_trend, 0.0, 1.0)
+        explained = np.where(np.isfinite(explained) & (n_obs > 2), explained, 0.0)
+    else:
+        explained = np.zeros(n_stations)
     mean_m = np.where(n_obs > 0, coef[:, 0], np.nan)
     return TideFit(
         ref_s=ref_s,

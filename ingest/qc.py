@@ -2,8 +2,9 @@
 
 Each test takes arrays for one station in time order and returns flags
 ``(N,) uint8`` with IOOS QARTOD values: 1 pass, 2 not evaluated, 3 suspect,
-4 fail, 9 missing. :func:`aggregate` keeps the worst (QARTOD's rule; 9 ranks
-highest, as in ioos_qc's ``qartod_compare``). The definitions follow the
+4 fail, 9 missing. :func:`aggregate` follows ioos_qc's ``qartod_compare``
+precedence (fail > suspect > pass > not evaluated > missing), except that a
+reading whose main value is missing is MISSING whatever the other tests say. The definitions follow the
 IOOS QARTOD manuals for water level (2021) and in-situ data, as implemented
 by ``ioos_qc.qartod`` (gross_range_test, spike_test, rate_of_change_test,
 flat_line_test), with one deliberate change: QARTOD's spike test compares a
@@ -230,12 +231,24 @@ def timestamp_sanity(t_s: np.ndarray, now_s: float, future_suspect_s: float) -> 
     return flags
 
 
-def aggregate(test_flags: dict[str, np.ndarray]) -> np.ndarray:
-    """Worst flag per reading; NOT_EVALUATED only where no test could judge."""
+_PRECEDENCE = np.zeros(256, dtype=np.uint8)  # flag -> rank (ioos_qc qartod_compare)
+_PRECEDENCE[[MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL]] = [1, 2, 3, 4, 5]
+_BY_RANK = np.array([NOT_EVALUATED, MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL], dtype=np.uint8)
+
+
+def aggregate(test_flags: dict[str, np.ndarray], value_missing: np.ndarray | None = None) -> np.ndarray:
+    """One flag per reading: fail > suspect > pass > not evaluated > missing (ioos_qc's precedence).
+
+    Parameters
+    ----------
+    test_flags : name -> (N,) uint8 flags of each test.
+    value_missing : (N,) bool, readings without the station's main value; these are MISSING.
+    """
     stacked = np.stack(list(test_flags.values()))
-    judged = np.where(stacked == NOT_EVALUATED, 0, stacked)
-    worst = judged.max(axis=0)
-    return np.where(worst == 0, NOT_EVALUATED, worst).astype(np.uint8)
+    worst = _BY_RANK[_PRECEDENCE[stacked].max(axis=0)]
+    if value_missing is not None:
+        worst = np.where(value_missing, MISSING, worst)
+    return worst.astype(np.uint8)
 
 
 def run_tests(
@@ -259,7 +272,7 @@ def run_tests(
     else:
         tests["rate_of_change"] = rain_intensity(values, t_s, limits.rate_suspect_per_s, default_dt_s)
     tests["timestamp"] = timestamp_sanity(t_s, now_s, limits.future_suspect_s)
-    return aggregate(tests), tests
+    return aggregate(tests, ~np.isfinite(np.asarray(values, dtype=float))), tests
 
 
 def describe(tests: dict[str, np.ndarray], i: int) -> str:

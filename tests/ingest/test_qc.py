@@ -53,9 +53,12 @@ def test_flat_line_suspect_then_fail_for_a_stuck_sensor():
     assert (flags[run_s >= 6 * 3600] == qc.FAIL).all()
 
 
-def test_aggregate_keeps_the_worst_and_missing_ranks_highest():
-    agg = qc.aggregate({"a": np.array([1, 3, 2, 4, 2], np.uint8), "b": np.array([1, 1, 2, 3, 9], np.uint8)})
-    np.testing.assert_array_equal(agg, [1, 3, 2, 4, 9])
+def test_aggregate_follows_ioos_qc_precedence_and_a_missing_value_is_missing():
+    a = np.array([1, 3, 2, 4, 2, 9, 1], np.uint8)
+    b = np.array([1, 1, 2, 3, 9, 9, 1], np.uint8)
+    np.testing.assert_array_equal(qc.aggregate({"a": a, "b": b}), [1, 3, 2, 4, 2, 9, 1])
+    missing = np.array([False] * 6 + [True])
+    np.testing.assert_array_equal(qc.aggregate({"a": a, "b": b}, missing), [1, 3, 2, 4, 2, 9, 9])
 
 
 def test_checker_uses_history_across_batches_and_names_the_tests():

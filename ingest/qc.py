@@ -156,23 +156,31 @@ def _nanmedian_rows(x: np.ndarray) -> np.ndarray:
 
 
 def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float) -> np.ndarray:
-    """SUSPECT where |change since the previous value| / elapsed time exceeds ``suspect_per_s``.
+    """SUSPECT where |change since the previous finite value| / elapsed time exceeds ``suspect_per_s``.
 
     Parameters
     ----------
-    values : (N,) float in time order; t_s : (N,) UTC epoch s.
+    values : (N,) float in time order, NaN where missing or excluded (e.g. a failed spike,
+        so the reading after a spike is compared with the last good one);
+    t_s : (N,) UTC epoch s.
     """
     v = np.asarray(values, dtype=float)
     t = np.asarray(t_s, dtype=float)
-    flags = np.full(v.size, NOT_EVALUATED, dtype=np.uint8)
-    if v.size < 2:
+    n = v.size
+    flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
+    if n < 2:
         return flags
-    dv = np.abs(np.diff(v))
-    dt = np.maximum(np.diff(t), 1.0)  # readings 0 s apart (a re-send) count as 1 s
-    ok = np.isfinite(dv)
-    later = flags[1:]
-    later[ok] = PASS
-    later[ok & (dv / dt > suspect_per_s)] = SUSPECT
+    finite = np.isfinite(v)
+    last_finite = np.maximum.accumulate(np.where(finite, np.arange(n), -1))
+    prev = np.empty(n, dtype=np.int64)
+    prev[0] = -1
+    prev[1:] = last_finite[:-1]
+    ok = finite & (prev >= 0)
+    p = np.where(ok, prev, 0)
+    dv = np.abs(v - v[p])
+    dt = np.maximum(t - t[p], 1.0)  # readings 0 s apart (a re-send) count as 1 s
+    flags[ok] = PASS
+    flags[ok & (dv / dt > suspect_per_s)] = SUSPECT
     return flags
 
 
@@ -267,7 +275,10 @@ def run_tests(
     tests: dict[str, np.ndarray] = {"gross_range": gross_range(values, limits)}
     if limits.field == "water_level_m":
         tests["spike"] = spike(values, limits.spike_suspect, limits.spike_fail)
-        tests["rate_of_change"] = rate_of_change(values, t_s, limits.rate_suspect_per_s)
+        # Judge the rate against the last reading that was not a failed spike.
+        tests["rate_of_change"] = rate_of_change(
+            np.where(tests["spike"] == FAIL, np.nan, values), t_s, limits.rate_suspect_per_s
+        )
         tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s)
     else:
         tests["rate_of_change"] = rain_intensity(values, t_s, limits.rate_suspect_per_s, default_dt_s)

@@ -214,3 +214,30 @@ def test_influxdb_answering_503_for_a_while_then_back(tmp_path, broker):
             service.stop()
             store.close()
         assert not influx.violations, influx.violations
+
+
+def test_a_single_spike_is_stored_failed_and_kept_out_of_windows(settings, broker):
+    import math
+
+    stored = []
+    service, store = start_ingest(settings, on_stored=stored.extend)
+    pub = Publisher(broker.port)
+    now = float(int(time.time()) // 600 * 600)
+    t0 = now - 48 * 600
+    levels = [1.0 + 0.5 * math.sin(2 * math.pi * i / 74.5) for i in range(48)]  # tide, 12.42 h period
+    levels[30] += 1.2  # a bird under the radar
+    try:
+        pub.publish([("floodwatch/LP-W01/telemetry",
+                      json.dumps({"ts": t0 + 600 * i, "seq": i, "boot": 1, "water_level_m": v}).encode())
+                     for i, v in enumerate(levels)])
+        wait_for(lambda: len(stored) >= 48, 10, "the series stored")
+        flags = {r.seq: r.qc_flag for r in stored}
+        print(f"published 48, stored {len(stored)}, failed {[s for s, f in flags.items() if f == QcFlag.FAIL]}")
+        assert flags[30] == QcFlag.FAIL
+        assert all(f in (QcFlag.PASS, QcFlag.NOT_EVALUATED) for s, f in flags.items() if s != 30)
+        w = store.read_window(["LP-W01"], "water_level_m", t0, t0 + 48 * 600, 600)
+        assert math.isnan(w.values[0, 30]) and max(w.values[0, :30]) < 1.6
+    finally:
+        pub.close()
+        service.stop()
+        store.close()

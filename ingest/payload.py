@@ -87,11 +87,13 @@ class TipCounters:
     """
 
     last: dict[str, tuple[int | None, float, int]] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
 
     def rain_mm(self, station_id: str, boot: int | None, ts_s: float, tips: int, mm_per_tip: float) -> float | None:
         prev = self.last.get(station_id)
         if prev is None:
             self.last[station_id] = (boot, ts_s, tips)
+            self.changed.add(station_id)
             # No baseline: a first boot-time reading (tips == 0) is honest zero,
             # otherwise the tips since boot may include rain already counted.
             return 0.0 if tips == 0 else None
@@ -99,6 +101,7 @@ class TipCounters:
         if ts_s <= prev_ts_s:
             return None  # older than the baseline: a re-send; the store drops it as a duplicate
         self.last[station_id] = (boot, ts_s, tips)
+        self.changed.add(station_id)
         rebooted = (boot is not None and prev_boot is not None and boot != prev_boot) or tips < prev_tips
         delta = tips if rebooted else tips - prev_tips
         return delta * mm_per_tip

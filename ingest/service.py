@@ -145,6 +145,7 @@ class IngestService:
             return
         self._started = True
         self._spool = Spool(spool_path(self.settings))
+        self._tips.last.update(self._spool.load_tips())
         self._seed_history()
         metrics.add_collector(self._collect_ages)
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
@@ -321,6 +322,10 @@ class IngestService:
             readings = self._checker.check(readings, now_s)
 
         stored = self._write(readings, rejections)
+        if self._tips.changed:
+            assert self._spool is not None
+            self._spool.save_tips({sid: self._tips.last[sid] for sid in self._tips.changed})
+            self._tips.changed.clear()
         counts["batches"] += 1
         for station_id, status in statuses:
             counts["status"] += 1

@@ -31,7 +31,26 @@ class Spool:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)")
+        # Ingest's own small state lives here too: the last tip counter per rain
+        # gauge, so a restart does not lose the first interval's rain.
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS tip_counters (station TEXT PRIMARY KEY, boot INTEGER, ts_s REAL, tips INTEGER)"
+        )
         self._pending = self._conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+
+    def load_tips(self) -> dict[str, tuple[int | None, float, int]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT station, boot, ts_s, tips FROM tip_counters").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def save_tips(self, counters: dict[str, tuple[int | None, float, int]]) -> None:
+        if not counters:
+            return
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO tip_counters (station, boot, ts_s, tips) VALUES (?,?,?,?)",
+                [(sid, *v) for sid, v in counters.items()],
+            )
 
     def __len__(self) -> int:
         """Batches waiting."""

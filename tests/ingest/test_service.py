@@ -241,3 +241,31 @@ def test_a_single_spike_is_stored_failed_and_kept_out_of_windows(settings, broke
         pub.close()
         service.stop()
         store.close()
+
+
+def test_rain_tips_keep_their_baseline_across_an_ingest_restart(settings, broker):
+    def publish(pub, seq, tips):
+        pub.publish([("floodwatch/LP-R01/telemetry",
+                      json.dumps({"ts": t0 + 600 * seq, "seq": seq, "boot": 4, "rain_tips": tips}).encode())])
+
+    t0 = time.time() - 7200
+    pub = Publisher(broker.port)
+    service, store = start_ingest(settings)
+    try:
+        publish(pub, 0, 0)
+        publish(pub, 1, 10)
+        wait_for(lambda: service.stats()["stored"] >= 2, 10, "two rain readings")
+    finally:
+        service.stop()
+        store.close()
+    service, store = start_ingest(settings)
+    try:
+        publish(pub, 2, 15)  # 5 tips since the last reading the previous process saw
+        wait_for(lambda: service.stats()["stored"] >= 1, 10, "the reading after the restart")
+        rain = [r.rain_mm for r in store.read_readings("LP-R01", t0 - 1, t0 + 7200)]
+        print(f"rain per reading across the restart: {rain}")
+        assert rain == [0.0, 2.0, 1.0]
+    finally:
+        pub.close()
+        service.stop()
+        store.close()

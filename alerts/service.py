@@ -313,9 +313,9 @@ class AlertService:
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
-            log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d ts=%s",
-                     a.kind, a.audience, a.zone_id, a.station_id, a.level.name, recipients,
-                     thai_datetime(a.ts_s))
+            log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d "
+                     "ts_s=%.0f level_m=%.3f", a.kind, a.audience, a.zone_id, a.station_id, a.level.name,
+                     recipients, a.ts_s, a.water_level_m)
         if decisions and self.workers is not None:
             self.workers.wake()
 

@@ -17,12 +17,15 @@ Replies go through the reply API with the event's reply token.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request, Response
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.webhook import WebhookParser
 from starlette.concurrency import run_in_threadpool
 
 from floodwatch.errors import LineApiError
@@ -62,9 +65,6 @@ def build_router(service: "AlertService") -> APIRouter:
         if secret is None:
             log.error("event=webhook_rejected reason=no_channel_secret fix=set FLOODWATCH_LINE__CHANNEL_SECRET")
             return _json(503, "the channel secret is not configured; set FLOODWATCH_LINE__CHANNEL_SECRET")
-        from linebot.v3.exceptions import InvalidSignatureError
-        from linebot.v3.webhook import WebhookParser
-
         try:
             events = WebhookParser(secret.get_secret_value()).parse(body.decode("utf-8"), signature)
         except InvalidSignatureError:
@@ -79,8 +79,6 @@ def build_router(service: "AlertService") -> APIRouter:
 
 
 def _json(status: int, message: str) -> Response:
-    import json
-
     return Response(json.dumps({"message": message}, ensure_ascii=False), status_code=status,
                     media_type="application/json")
 
@@ -141,13 +139,15 @@ class Conversation:
         items = []
         for zone in self.settings.zones[: msg.QUICK_REPLY_MAX - 3]:
             picked = zone.id in mine
-            action = "remove" if picked else "add"
-            short = zone.name_th.split(" ")[0] + " " + zone.name_th.split(" ")[1] if " " in zone.name_th else zone.name_th
-            label = ("✓ " if picked else "") + (short if lang == "th" else zone.name_en.split(",")[0])
-            items.append(_postback_item(label[:20], urlencode({"action": action, "zone": zone.id}),
-                                        display=(("ยกเลิก " if picked else "เลือก ") + zone.name_th)[:300]
-                                        if lang == "th" else
-                                        (("Leave " if picked else "Pick ") + zone.name_en)[:300]))
+            data = urlencode({"action": "remove" if picked else "add", "zone": zone.id})
+            if lang == "th":
+                label = " ".join(zone.name_th.split(" ")[:2])  # "หมู่ 1": how residents name their village
+                display = ("ยกเลิก " if picked else "เลือก ") + zone.name_th
+            else:
+                label = zone.name_en.split(",")[0]
+                display = ("Leave " if picked else "Pick ") + zone.name_en
+            # LINE: quick-reply labels at most 20 characters, display text at most 300
+            items.append(_postback_item((("✓ " if picked else "") + label)[:20], data, display[:300]))
         items.append(_message_item("สถานะ" if lang == "th" else "Status", "สถานะ" if lang == "th" else "status"))
         items.append(_postback_item("English" if lang == "th" else "ภาษาไทย",
                                     urlencode({"action": "lang", "lang": "en" if lang == "th" else "th"}),

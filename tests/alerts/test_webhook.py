@@ -123,6 +123,9 @@ def test_several_residents_in_one_webhook_and_a_redelivery_are_idempotent(servic
     again = [postback_event(u, "action=add&zone=moo-3", redelivery=True) for u in users]
     assert standin.send_webhook(webhook_url, SECRET, again).status == 200
     assert sorted(service.subscribers("moo-3")) == sorted(users)
+    standin.send_webhook(webhook_url, SECRET, [text_message_event(users[0], "เลิก")])
+    assert sorted(service.subscribers("moo-3")) == sorted(users[1:])
+    assert "หยุดการแจ้งเตือนทุกหมู่บ้านแล้ว" in _last_reply(standin, users[0])["text"]
 
 
 def test_low_water_opt_in_and_tide_outlook(service, standin, webhook_url, clock):

@@ -110,7 +110,7 @@ class Node:
         """Stop waking, flush what the broker can take, publish ``offline``, disconnect."""
         if self._runner is not None:
             self._runner.stop()
-        self.flush()
+        _resume_and_flush([self])
         if self.owns_link:
             self.link.stop()
 
@@ -277,6 +277,19 @@ class _Runner:
                 node.flush()
 
 
+def _resume_and_flush(nodes: list[Node], timeout_s: float = 3.0) -> None:
+    """At the end of a run, hand the broker what nodes still hold, if it will take it."""
+    for node in nodes:
+        node.offline = False
+        if node.owns_link:
+            node.link.resume()
+    holding = [n for n in nodes if n.core.buffer]
+    deadline = time.monotonic() + timeout_s
+    for node in holding:
+        node.link.wait_connected(max(0.0, deadline - time.monotonic()))
+        node.flush()
+
+
 def _origin(clock, start_s: float | None) -> float:
     if start_s is not None:
         return float(start_s)
@@ -391,8 +404,7 @@ class Fleet:
     def stop(self) -> None:
         """Stop waking nodes, flush buffers the broker can take, publish ``offline``, disconnect."""
         self._runner.stop()
-        for node in self.nodes:
-            node.flush()
+        _resume_and_flush(self.nodes)
         for link in self.links:
             link.stop()
         log.info("event=fleet_stopped %s", " ".join(f"{k}={v}" for k, v in self.stats().items()

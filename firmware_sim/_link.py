@@ -131,9 +131,7 @@ class MqttLink:
         """Publish ``offline`` on every status topic, wait for the acks, disconnect cleanly."""
         if self._cut:
             return
-        if self._suspended:
-            self.resume()
-            self.wait_connected(min(timeout_s, 2.0))
+        self.resume()
         self._stopping = True
         infos = []
         if self.connected:
@@ -175,18 +173,20 @@ class MqttLink:
 
         Unlike :meth:`cut` the link can :meth:`resume`; paho keeps the
         unacknowledged messages and re-sends them after the reconnect.
+        Returns at once: the network thread notices the dead socket and ends.
         """
         if self._suspended or self._cut:
             return
         self._suspended = True
-        self._client.loop_stop()
+        self._connected.clear()
         sock = self._client.socket()
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)  # the DISCONNECT below cannot go out
             except OSError:
                 pass
-        self._connected.clear()
+        # Marks the client as disconnecting so paho's loop ends instead of reconnecting.
+        self._client.disconnect()
         self.disconnects += 1
         log.info("event=link_suspended client=%s", self.client_id)
 
@@ -194,6 +194,7 @@ class MqttLink:
         """The network is back: reconnect (paho keeps retrying in the background if it fails)."""
         if not self._suspended:
             return
+        self._client.loop_stop()  # the old network thread has ended or ends now
         self._suspended = False
         try:
             self._client.reconnect()

@@ -10,7 +10,6 @@ and LINE answers 409 for the ones it already accepted.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 import uuid
@@ -361,7 +360,3 @@ class AlertDb:
     def add_officer(self, user_id: str, now_s: float) -> None:
         with self._lock:
             self._conn.execute("INSERT OR IGNORE INTO officers (user_id, added_s) VALUES (?, ?)", (user_id, now_s))
-
-
-def nan_to_none(x: float) -> float | None:
-    return None if isinstance(x, float) and math.isnan(x) else x

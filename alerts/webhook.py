@@ -33,7 +33,7 @@ from floodwatch.timefmt import english_datetime, english_time, thai_datetime, th
 from floodwatch.vocabulary import AlertLevel
 
 from alerts import messages as msg
-from alerts.rules import tide_extrema, trend_word
+from alerts.rules import trend_word
 
 if TYPE_CHECKING:
     from alerts.service import AlertService

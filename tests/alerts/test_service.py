@@ -9,7 +9,7 @@ import numpy as np
 from alerts import AlertService
 from floodwatch.vocabulary import AlertLevel, QcFlag
 
-from tests.alerts.conftest import feed, reading, wait_until
+from tests.alerts.conftest import feed, reading
 
 
 def _texts(standin, user_id):
@@ -80,8 +80,6 @@ def test_restart_neither_repeats_nor_forgets(alert_settings, standin, clock):
 
 
 def test_forecast_raises_an_alert_with_its_probability_and_lead_time(service, standin, clock):
-    from models import Forecast  # noqa: F401 - shape reference only when models exists
-
     service.subscribe("Uforecast", "moo-4")
     issued = _issued(service, clock, station="LP-W03", level_index=1, prob=0.85, at_h=2.0)
     service.on_forecast(issued)

@@ -22,6 +22,7 @@ from models._forecast import (
     rise_rate_cm_per_h,
 )
 from models._tide import TideFit, fit_tide, predict_tide
+from models.backtest import rolling_origin_backtest
 
 __all__ = [
     "Forecast",
@@ -35,4 +36,5 @@ __all__ = [
     "predict",
     "predict_tide",
     "rise_rate_cm_per_h",
+    "rolling_origin_backtest",
 ]

@@ -13,7 +13,7 @@ the *change* ``r(t + h) - r(t)`` from what is known at ``t``:
   has not yet reached the gauge, a discrete linear-reservoir response, so a
   storm upstream raises the forecast before the gauge rises;
 * tidal gauges only: the residual's change over the same stretch of the tide
-  in the last two tidal (M2) cycles (tide-fit errors and tide-surge
+  in the last four M2 and K1 cycles (tide-fit errors and tide-surge
   interaction repeat with the tide), and the predicted tidal change over the
   lead (lets the model correct an amplitude the window's fit got wrong).
 
@@ -47,8 +47,8 @@ ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 _LAGS_H = (1.0, 3.0, 6.0)
 _MEAN_WINDOWS_H = (24.0, 168.0)
 _RAIN_WINDOWS_H = (3.0, 12.0, 48.0)
-_M2_PERIOD_H = 12.4206012
-_ANALOG_CYCLES = 2
+_ANALOG_PERIODS_H = (12.4206012, 23.9344696)  # M2 and K1 periods
+_ANALOG_CYCLES = 4
 _HOLDOUT_FRACTION = 1.0 / 3.0
 _MAX_ROWS = 720  # rows per fit after thinning: neighbouring 10-min rows say almost the same
 _RIDGE = 1e-3  # on standardised features, per training row
@@ -107,6 +107,7 @@ class _Series:
         self.rain_csum = np.concatenate([zeros, np.cumsum(rain, axis=1)], axis=1)
         self.tide = tide_m
         self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
+        self._cycle_means: dict[int, np.ndarray] = {}
 
     def take(self, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
         n = arr.shape[1]
@@ -136,20 +137,36 @@ class _Series:
             cols.append(self.take(self.rain_csum, hi) - self.take(self.rain_csum, lo))
         return np.stack(cols, axis=-1)
 
+    def cycle_mean(self, period: int) -> np.ndarray:
+        """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points), (S, T)."""
+        if period not in self._cycle_means:
+            total = np.zeros_like(self.filled)
+            count = np.zeros_like(self.filled)
+            for k in range(_ANALOG_CYCLES):
+                if k * period >= self.n_times:
+                    break
+                shifted = np.full_like(self.filled, np.nan)
+                shifted[:, k * period :] = self.filled[:, : self.n_times - k * period]
+                usable = np.isfinite(shifted)
+                total += np.where(usable, shifted, 0.0)
+                count += usable
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._cycle_means[period] = np.where(count > 0, total / count, np.nan)
+        return self._cycle_means[period]
+
     def extra(self, idx: np.ndarray, h: int, tidal: np.ndarray) -> np.ndarray:
-        """Lead-specific features at ``idx`` for lead ``h`` steps: (S, R, 2)."""
-        period = self.steps(_M2_PERIOD_H)
-        first_k = max(int(np.ceil(h / period)), 1)
-        total = 0.0
-        count = 0.0
-        for k in range(first_k, first_k + _ANALOG_CYCLES):
-            d = self.take(self.filled, idx + h - k * period) - self.take(self.filled, idx - k * period)
-            usable = np.isfinite(d)
-            total = total + np.where(usable, d, 0.0)
-            count = count + usable
-        analog = np.where(tidal[:, None] & (count > 0), total / np.maximum(count, 1), 0.0)
+        """Lead-specific features at ``idx`` for lead ``h`` steps: (S, R, 3)."""
+        cols = []
+        for period_h in _ANALOG_PERIODS_H:
+            period = self.steps(period_h)
+            first_k = max(int(np.ceil(h / period)), 1)
+            means = self.cycle_mean(period)
+            # Mean change over [t - kP, t + h - kP] for the last cycles wholly in the past.
+            analog = self.take(means, idx + h - first_k * period) - self.take(means, idx - first_k * period)
+            cols.append(np.where(tidal[:, None] & np.isfinite(analog), analog, 0.0))
         change = self.take(self.tide, idx + h) - self.take(self.tide, idx)
-        return np.stack([analog, np.nan_to_num(change)], axis=-1)
+        cols.append(np.nan_to_num(change))
+        return np.stack(cols, axis=-1)
 
 
 def fit_residual(

@@ -310,11 +310,13 @@ def _pcg_masked(
         rz = (res * z).sum(axis=1)
         b_norm = np.maximum((b * b).sum(axis=1), 1e-300)
         for _ in range(_PCG_MAX_ITER):
-            if np.all((res * res).sum(axis=1) <= 1e-26 * b_norm):
+            # Converged stations stop moving, so a station's answer never depends on its neighbours.
+            going = (res * res).sum(axis=1) > 1e-26 * b_norm
+            if not going.any():
                 break
             ad = apply(direction)
             denom = (direction * ad).sum(axis=1)
-            alpha = np.where(denom > 0, rz / np.where(denom > 0, denom, 1.0), 0.0)
+            alpha = np.where(going & (denom > 0), rz / np.where(denom > 0, denom, 1.0), 0.0)
             sol += alpha[:, None] * direction
             res -= alpha[:, None] * ad
             z = precondition(res)

@@ -57,6 +57,7 @@ def rolling_origin_backtest(
     window_s: float = DEFAULT_WINDOW_S,
     warmup_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep_predictions: bool = False,
 ) -> dict[str, Any]:
     """Score forecaster and baselines from many origins with no look-ahead.
 
@@ -81,6 +82,9 @@ def rolling_origin_backtest(
         scored forecast had a full window.
     progress : callable(done, total), optional
         Called after each batch of origins.
+    keep_predictions : bool
+        Also return ``origins_s`` (O,) and ``predictions`` (model -> (O, max lead steps)
+        array, metres), for inspection; not JSON-serialisable.
 
     Returns
     -------
@@ -158,6 +162,9 @@ def rolling_origin_backtest(
         cols = err[:, lead_steps - 1]
         result["rmse_m"][m] = [_round(np.sqrt(np.nanmean(c**2))) for c in cols.T]
         result["mae_m"][m] = [_round(np.nanmean(np.abs(c))) for c in cols.T]
+    if keep_predictions:
+        result["origins_s"] = t_s[origins]
+        result["predictions"] = preds
     if threshold_m is not None:
         result.update(
             _crossing_scores(t_s, level_m, origins, preds, target, now_level, lead_steps, threshold_m, dt_s)

@@ -1,0 +1,236 @@
+"""forecast_stations: every station in one call, graceful degradation, honest bands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.signal import lfilter
+
+import models
+from floodwatch.errors import ForecastError
+from models import Forecast, fit, forecast_stations, predict, rise_rate_cm_per_h
+from tests.models.synthetic import grid, tide
+
+DT_S = 600.0
+HORIZON_S = 24 * 3600.0
+LEVELS = np.array([1.0, 1.4, 1.8])
+
+
+def _network(days: float = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four kinds of gauge on one 10-minute grid: tidal, tidal with gaps, river with rain, dead."""
+    t_s = grid(days, DT_S)
+    rng = np.random.default_rng(seed)
+    ref = float(t_s[-1])
+    astro = tide(t_s, {"M2": (0.5, 30.0), "K1": (0.25, 100.0), "S2": (0.15, 200.0)}, ref, mean_m=0.8)
+    surge = lfilter([1.0], [1.0, -0.995], rng.normal(0, 0.004, t_s.size))
+    tidal = astro + surge + rng.normal(0, 0.01, t_s.size)
+    gappy = tidal + rng.normal(0, 0.01, t_s.size)
+    gappy[rng.random(t_s.size) < 0.05] = np.nan
+    gappy[1000:1300] = np.nan  # a two-day outage
+    rain = np.where(rng.random(t_s.size) < 0.01, rng.exponential(5.0, t_s.size), 0.0)
+    river = 0.5 + lfilter([0.002], [1.0, -0.99], rain) + np.cumsum(rng.normal(0, 0.001, t_s.size))
+    dead = np.full(t_s.size, np.nan)
+    level = np.stack([tidal, gappy, river, dead])
+    rain_mm = np.stack([np.full(t_s.size, np.nan)] * 2 + [rain, np.full(t_s.size, np.nan)])
+    return t_s, level, rain_mm
+
+
+def _forecast(t_s, level, rain_mm=None, **kw) -> Forecast:
+    thresholds = np.tile(LEVELS, (level.shape[0], 1))
+    return forecast_stations(t_s, level, rain_mm, thresholds_m=thresholds, horizon_s=HORIZON_S, step_s=DT_S, **kw)
+
+
+def test_shapes_and_model_names_for_a_mixed_network():
+    t_s, level, rain_mm = _network()
+    fc = _forecast(t_s, level, rain_mm)
+    n_leads = int(HORIZON_S / DT_S)
+    assert fc.t_s.shape == (n_leads,)
+    np.testing.assert_allclose(fc.t_s, t_s[-1] + DT_S * np.arange(1, n_leads + 1))
+    for arr in (fc.median_m, fc.lower_m, fc.upper_m):
+        assert arr.shape == (4, n_leads)
+    assert fc.exceed_prob.shape == (4, 3, n_leads)
+    assert fc.first_crossing_s.shape == (4, 3)
+    assert fc.rise_rate_cm_per_h.shape == (4,)
+    assert fc.model_name[0].startswith("tide+")
+    assert fc.model_name[1].startswith("tide+")
+    assert not fc.model_name[2].startswith("tide"), "a river has no tide to fit"
+    assert fc.model_name[3] == "no-data"
+    assert np.all(np.isnan(fc.median_m[3])) and np.all(np.isnan(fc.exceed_prob[3]))
+    assert np.all(np.isfinite(fc.median_m[:3]))
+
+
+def test_bands_are_ordered_and_probabilities_fall_with_the_level():
+    t_s, level, rain_mm = _network(seed=1)
+    fc = _forecast(t_s, level, rain_mm)
+    live = slice(0, 3)
+    assert np.all(fc.lower_m[live] <= fc.median_m[live] + 1e-12)
+    assert np.all(fc.median_m[live] <= fc.upper_m[live] + 1e-12)
+    p = fc.exceed_prob[live]
+    assert np.all((p >= 0) & (p <= 1))
+    assert np.all(np.diff(p, axis=1) <= 1e-12), "a higher level cannot be likelier to be reached"
+    # The band widens with lead time for the tidal gauge (errors grow).
+    width = fc.upper_m[0] - fc.lower_m[0]
+    assert width[-1] > width[0]
+
+
+def test_noise_free_tide_is_forecast_exactly():
+    t_s = grid(30, DT_S)
+    truth = {"M2": (0.7, 15.0), "S2": (0.2, 80.0), "K1": (0.3, 250.0), "O1": (0.2, 330.0), "M4": (0.05, 40.0)}
+    level = tide(t_s, truth, float(t_s[-1]), mean_m=1.0)[None, :]
+    fc = _forecast(t_s, level)
+    expected = tide(fc.t_s, truth, float(t_s[-1]), mean_m=1.0)
+    np.testing.assert_allclose(fc.median_m[0], expected, atol=1e-5)
+    np.testing.assert_allclose(fc.upper_m[0] - fc.lower_m[0], 0.0, atol=1e-5)
+    # With no spread, exceedance is certain where the tide is at/above a level and zero below.
+    np.testing.assert_array_equal(fc.exceed_prob[0, 0] > 0.5, expected >= LEVELS[0])
+
+
+@settings(max_examples=8, deadline=None)
+@given(perm_seed=st.integers(0, 10_000))
+def test_invariant_to_station_order(perm_seed):
+    t_s, level, rain_mm = _network(days=10, seed=4)
+    order = np.random.default_rng(perm_seed).permutation(level.shape[0])
+    a = _forecast(t_s, level, rain_mm)
+    b = _forecast(t_s, level[order], rain_mm[order])
+    for name in ("median_m", "lower_m", "upper_m", "exceed_prob", "first_crossing_s", "rise_rate_cm_per_h"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name)[order], rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert b.model_name == tuple(a.model_name[i] for i in order)
+
+
+def test_masked_samples_do_not_change_the_forecast_of_other_stations():
+    t_s, level, rain_mm = _network(days=10, seed=6)
+    a = _forecast(t_s, level, rain_mm)
+    poked = level.copy()
+    poked[1, 200:260] = np.nan  # more QC failures on station 1 only
+    b = _forecast(t_s, poked, rain_mm)
+    for s in (0, 2, 3):
+        np.testing.assert_allclose(a.median_m[s], b.median_m[s], rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert not np.array_equal(a.median_m[1], b.median_m[1])
+
+
+def test_short_history_falls_back_to_persistence_with_a_band():
+    t_s = grid(2, DT_S)
+    level = np.full((2, t_s.size), np.nan)
+    level[0, -4:] = [1.00, 1.02, 1.01, 1.03]  # forty minutes of data
+    level[1, -1] = 2.5  # a single reading
+    fc = _forecast(t_s, level)
+    assert fc.model_name == ("persistence", "persistence")
+    np.testing.assert_allclose(fc.median_m[0], 1.03, atol=0.02)
+    assert np.all(fc.upper_m[0, 1:] > fc.lower_m[0, 1:]), "spread from the few steps seen"
+    np.testing.assert_allclose(fc.median_m[1], 2.5)
+    assert fc.first_crossing_s[1, 0] == t_s[-1], "already above every level: crossing is now"
+
+
+def test_stale_gauge_is_forecast_from_its_last_reading():
+    t_s, level, _ = _network(days=12, seed=2)
+    stale = level[:1].copy()
+    stale[0, -36:] = np.nan  # six hours offline
+    fc = _forecast(t_s, stale)
+    assert fc.model_name[0].startswith("tide+")
+    truth = level[0, -1]
+    assert abs(fc.median_m[0, 0] - truth) < 0.15
+
+
+def test_rain_raises_the_forecast_before_the_gauge_rises():
+    # A gauge that answers rain through a slow reservoir: rain now shows up hours later.
+    t_s = grid(30, DT_S)
+    rng = np.random.default_rng(8)
+    rain = np.where(rng.random(t_s.size) < 0.006, rng.exponential(8.0, t_s.size), 0.0)
+    rain[-3:] = [20.0, 25.0, 15.0]  # a storm in the last half hour
+    alpha = np.exp(-DT_S / (6 * 3600.0))
+    stage = lfilter([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.004], [1.0, -alpha], rain)  # 1 h delay
+    level = (0.6 + stage + rng.normal(0, 0.003, t_s.size))[None, :]
+    with_rain = _forecast(t_s, level, rain[None, :])
+    without = _forecast(t_s, level, None)
+    assert with_rain.model_name[0].endswith("+rain")
+    six_h = int(6 * 3600 / DT_S) - 1
+    rise_expected = lfilter([0.0] * 6 + [0.004], [1.0, -alpha], np.concatenate([rain, np.zeros(36)]))[-1] - stage[-1]
+    assert rise_expected > 0.1
+    gained = with_rain.median_m[0, six_h] - level[0, -1]
+    assert gained > 0.5 * rise_expected
+    assert with_rain.median_m[0, six_h] > without.median_m[0, six_h] + 0.05
+
+
+def test_first_crossing_time_on_a_steady_rise():
+    t_s = grid(3, DT_S)
+    rate_m_per_h = 0.05
+    level = (0.5 + rate_m_per_h * (t_s - t_s[0]) / 3600.0)
+    level = level + np.random.default_rng(0).normal(0, 0.002, t_s.size)
+    fc = _forecast(t_s, level[None, :])
+    rate = fc.rise_rate_cm_per_h[0]
+    assert rate == pytest.approx(5.0, abs=0.5)
+    now = level[-1]
+    thresholds = np.array([[now + 0.25, now + 0.5, now + 50.0]])
+    fc = forecast_stations(t_s, level[None, :], thresholds_m=thresholds, horizon_s=HORIZON_S, step_s=DT_S)
+    hours = (fc.first_crossing_s[0, :2] - t_s[-1]) / 3600.0
+    np.testing.assert_allclose(hours, [5.0, 10.0], rtol=0.2)
+    assert np.isnan(fc.first_crossing_s[0, 2]), "50 m is not reached within a day"
+
+
+def test_rise_rate_is_robust_to_one_spike():
+    t_s = grid(1, DT_S)
+    level = 1.0 + 0.2 * (t_s - t_s[0]) / 3600.0
+    spiky = level.copy()
+    spiky[-3] += 3.0  # a bird on the ultrasonic sensor
+    rates = rise_rate_cm_per_h(t_s, np.stack([level, spiky]))
+    np.testing.assert_allclose(rates, [20.0, 20.0], atol=1e-6)
+    assert np.isnan(rise_rate_cm_per_h(t_s, np.full((1, t_s.size), np.nan))[0])
+
+
+def test_origin_before_the_grid_end_sees_no_later_data():
+    t_s, level, rain_mm = _network(days=12, seed=3)
+    cut = t_s.size - 50
+    thresholds = np.tile(LEVELS, (4, 1))
+    a = forecast_stations(t_s, level, rain_mm, thresholds_m=thresholds, horizon_s=HORIZON_S, step_s=DT_S,
+                          origin_s=t_s[cut - 1])
+    b = forecast_stations(t_s[:cut], level[:, :cut], rain_mm[:, :cut], thresholds_m=thresholds,
+                          horizon_s=HORIZON_S, step_s=DT_S)
+    np.testing.assert_allclose(a.median_m, b.median_m, equal_nan=True)
+
+
+def test_fit_once_predict_many():
+    t_s, level, rain_mm = _network(days=10)
+    model = fit(t_s, level, rain_mm, horizon_s=HORIZON_S)
+    short = predict(model, thresholds_m=np.tile(LEVELS, (4, 1)), horizon_s=6 * 3600.0, step_s=DT_S)
+    long = predict(model, thresholds_m=np.tile(LEVELS, (4, 1)), horizon_s=HORIZON_S, step_s=DT_S)
+    np.testing.assert_allclose(short.median_m, long.median_m[:, : short.median_m.shape[1]], equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t, y: _forecast(t, y[:, :-1]), "match t_s"),
+        (lambda t, y: _forecast(t[::-1], y), "regular, increasing"),
+        (lambda t, y: _forecast(t, y, -np.ones_like(y)), "must not be negative"),
+        (lambda t, y: forecast_stations(t, y, thresholds_m=np.ones((9, 3)), horizon_s=3600, step_s=600),
+         "thresholds_m must be shaped"),
+        (lambda t, y: forecast_stations(t, y, thresholds_m=np.ones((2, 3)), horizon_s=60, step_s=600),
+         "step_s <= horizon_s"),
+    ],
+)
+def test_bad_input_is_rejected_with_the_rule(call, message):
+    t_s = grid(1, DT_S)
+    level = np.ones((2, t_s.size))
+    with pytest.raises(ForecastError, match=message):
+        call(t_s, level)
+
+
+def test_public_api_is_pinned():
+    assert sorted(models.__all__) == [
+        "Forecast",
+        "ForecastModel",
+        "TideFit",
+        "exceedance_probability",
+        "first_crossing_time",
+        "fit",
+        "fit_tide",
+        "forecast_stations",
+        "predict",
+        "predict_tide",
+        "rise_rate_cm_per_h",
+        "rolling_origin_backtest",
+    ]
+    for name in models.__all__:
+        assert getattr(models, name) is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     station_id TEXT,
     level INTEGER NOT NULL,
     text TEXT NOT NULL,
-    recipients INTEGER NOT NULL
+    recipients INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,13 +59,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     chunk INTEGER NOT NULL,
     retry_key TEXT NOT NULL UNIQUE,
     user_ids TEXT NOT NULL,
+    recipients INTEGER NOT NULL DEFAULT 0,
     messages TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered | failed
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered | failed | superseded | expired
     attempts INTEGER NOT NULL DEFAULT 0,
     last_status INTEGER,
     last_error TEXT,
     created_s REAL NOT NULL,
+    -- real (wall-clock) time of creation: LINE honours a retry key for 24 h of real time
+    created_wall_s REAL NOT NULL DEFAULT 0,
     done_s REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, priority DESC, id);
@@ -106,6 +112,19 @@ class AlertDb:
         self._conn.execute("PRAGMA synchronous=FULL")  # a decision must survive a power cut
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add columns a newer floodwatch needs to a state file an older one created."""
+        wanted = {
+            "decisions": {"delivered": "INTEGER NOT NULL DEFAULT 0", "failed": "INTEGER NOT NULL DEFAULT 0"},
+            "outbox": {"recipients": "INTEGER NOT NULL DEFAULT 0", "created_wall_s": "REAL NOT NULL DEFAULT 0"},
+        }
+        for table, columns in wanted.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -151,12 +170,12 @@ class AlertDb:
                     for user_ids, messages in groups:
                         payload = json.dumps(messages, ensure_ascii=False)
                         for start in range(0, len(user_ids), MULTICAST_MAX_RECIPIENTS):
+                            part = user_ids[start:start + MULTICAST_MAX_RECIPIENTS]
                             cur.execute(
-                                "INSERT INTO outbox (decision_id, chunk, retry_key, user_ids, messages, priority,"
-                                " created_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (decision_id, n, str(uuid.uuid4()),
-                                 json.dumps(user_ids[start:start + MULTICAST_MAX_RECIPIENTS]), payload, priority,
-                                 now_s),
+                                "INSERT INTO outbox (decision_id, chunk, retry_key, user_ids, recipients, messages,"
+                                " priority, created_s, created_wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (decision_id, n, str(uuid.uuid4()), json.dumps(part), len(part), payload, priority,
+                                 now_s, time.time()),
                             )
                             n += 1
                 cur.execute("COMMIT")
@@ -165,7 +184,7 @@ class AlertDb:
                 raise
         return ids
 
-    def supersede(self, zone_id: str, max_level: int, before_decision_id: int, now_s: float) -> int:
+    def supersede(self, zone_id: str, max_level: int, before_decision_id: int) -> int:
         """Drop never-attempted resident chunks of a zone's older decisions at or below ``max_level``.
 
         Only chunks no attempt was made for: nobody can have received them, so
@@ -177,7 +196,7 @@ class AlertDb:
                 "UPDATE outbox SET status = 'superseded', done_s = ? WHERE status = 'pending' AND attempts = 0"
                 " AND decision_id IN (SELECT id FROM decisions WHERE zone_id = ? AND audience = 'residents'"
                 " AND level <= ? AND id < ?)",
-                (now_s, zone_id, max_level, before_decision_id),
+                (time.time(), zone_id, max_level, before_decision_id),
             )
             return cur.rowcount
 
@@ -207,7 +226,7 @@ class AlertDb:
         """(chunks pending, recipients pending)."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(json_array_length(user_ids)), 0) FROM outbox WHERE status = 'pending'"
+                "SELECT COUNT(*), COALESCE(SUM(recipients), 0) FROM outbox WHERE status = 'pending'"
             ).fetchone()
         return int(row[0]), int(row[1])
 
@@ -223,20 +242,55 @@ class AlertDb:
             )
 
     def mark_done(self, chunk_id: int, outcome: str, status: int | None, error: str | None, now_s: float) -> None:
+        """Settle a chunk (delivered | failed | expired) and count its recipients on the decision."""
+        column = {"delivered": "delivered", "failed": "failed", "expired": "failed"}[outcome]
         with self._lock:
-            self._conn.execute(
-                "UPDATE outbox SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?, done_s = ?"
-                " WHERE id = ?",
-                (outcome, status, error, now_s, chunk_id),
-            )
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                row = cur.execute("SELECT decision_id, recipients, status FROM outbox WHERE id = ?",
+                                  (chunk_id,)).fetchone()
+                cur.execute(
+                    "UPDATE outbox SET status = ?, attempts = attempts + 1, last_status = ?, last_error = ?,"
+                    " done_s = ? WHERE id = ?",
+                    (outcome, status, error, now_s, chunk_id),
+                )
+                if row is not None and row[2] in ("pending", "superseded"):
+                    cur.execute(f"UPDATE decisions SET {column} = {column} + ? WHERE id = ?", (row[1], row[0]))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def expire_stale(self, max_age_wall_s: float) -> list[tuple[int, str]]:
+        """Give up on chunks pending longer than ``max_age_wall_s`` of real time; returns (id, retry key).
+
+        LINE honours a retry key for 24 hours: after that a resend of a chunk
+        LINE may already have executed could reach residents twice, and an
+        alert that old is no longer news anyway.
+        """
+        cutoff = time.time() - max_age_wall_s
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, retry_key FROM outbox WHERE status = 'pending' AND created_wall_s > 0"
+                " AND created_wall_s < ?", (cutoff,)).fetchall()
+        for chunk_id, _ in rows:
+            self.mark_done(chunk_id, "expired", None, "pending longer than the retry key lives", time.time())
+        return [(r[0], r[1]) for r in rows]
+
+    def prune(self, older_than_s: float) -> int:
+        """Forget settled outbox chunks (their user ids) settled before ``older_than_s``; decisions stay."""
+        with self._lock:
+            cur = self._conn.execute(
+                "DELETE FROM outbox WHERE status != 'pending' AND done_s IS NOT NULL AND done_s < ?", (older_than_s,))
+            return cur.rowcount
 
     # ------------------------------------------------------------ decisions
     def log(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level, d.text, d.recipients,"
-                " COALESCE(SUM(CASE WHEN o.status = 'delivered' THEN json_array_length(o.user_ids) END), 0),"
-                " COALESCE(SUM(CASE WHEN o.status = 'failed' THEN json_array_length(o.user_ids) END), 0),"
+                " d.delivered, d.failed,"
                 " COUNT(o.id), COALESCE(SUM(o.status = 'pending'), 0),"
                 " COALESCE(SUM(o.status = 'superseded'), 0)"
                 " FROM decisions d LEFT JOIN outbox o ON o.decision_id = d.id"
@@ -248,18 +302,16 @@ class AlertDb:
              delivered, failed, chunks, pending, superseded) in rows:
             if recipients == 0:
                 state = "no_recipients"
-            elif superseded and not pending and not delivered:
-                state = "superseded"
-            elif recipients == 0:
-                state = "no_recipients"
             elif pending:
                 state = "sending" if delivered or failed else "pending"
             elif failed and delivered:
                 state = "partial"
             elif failed:
                 state = "failed"
-            else:
+            elif delivered:
                 state = "delivered"
+            else:
+                state = "superseded"  # never sent: a higher alert for the zone replaced it
             out.append(dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id,
                             station_id=station_id, level=level, text=text, recipients=recipients,
                             delivered=delivered, failed=failed, chunks=chunks, state=state))

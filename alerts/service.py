@@ -52,6 +52,11 @@ USABLE_QC = (QcFlag.PASS, QcFlag.NOT_EVALUATED)
 BAD_QC = (QcFlag.SUSPECT, QcFlag.FAIL)
 
 PRIORITY = {"officers": 2, "low_water": 1}
+# LINE honours a retry key for 24 h (real time): give up on a chunk before a resend could duplicate it
+RETRY_KEY_LIFETIME_S = 23 * 3600.0
+# settled outbox chunks (with their user ids) are kept this long for inquiries; decisions forever
+OUTBOX_KEEP_S = 30 * 86400.0
+HOUSEKEEPING_INTERVAL_S = 60.0
 
 
 class AlertService:
@@ -93,6 +98,7 @@ class AlertService:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_quota_check = -math.inf
+        self._last_housekeeping = -math.inf
         self.quota: dict[str, Any] | None = None
         self._closed = False
 
@@ -268,12 +274,30 @@ class AlertService:
             self.workers.wake()
         return len(decisions)
 
+    def _housekeeping_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_housekeeping < HOUSEKEEPING_INTERVAL_S:
+            return
+        self._last_housekeeping = now
+        self.housekeeping()
+
+    def housekeeping(self) -> dict[str, int]:
+        """Expire chunks older than a retry key lives; forget settled chunks after 30 days."""
+        expired = self.db.expire_stale(RETRY_KEY_LIFETIME_S)
+        for chunk_id, retry_key in expired:
+            metrics.inc("floodwatch_line_deliveries_total", outcome="expired")
+            log.error("event=line_expired chunk=%s retry_key=%s fix=%s", chunk_id, retry_key,
+                      "LINE could not be reached for 23 h; check the token, the quota and the network")
+        pruned = self.db.prune(time.time() - OUTBOX_KEEP_S)
+        return {"expired": len(expired), "pruned": pruned}
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(self._tick_interval_s):
             try:
                 self.tick()
                 self.daily_tide_outlook()
                 self._check_quota_if_due()
+                self._housekeeping_if_due()
             except Exception:  # keep ticking; the next tick may succeed
                 log.exception("event=tick_failed")
 
@@ -305,7 +329,7 @@ class AlertService:
         ids = self.db.record(states, decisions, self.clock.now_s())
         for a, decision_id in zip(actions, ids):
             if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
-                dropped = self.db.supersede(a.zone_id, int(a.level) - 1, decision_id, self.clock.now_s())
+                dropped = self.db.supersede(a.zone_id, int(a.level) - 1, decision_id)
                 if dropped:
                     log.info("event=alerts_superseded zone=%s chunks=%d by_level=%s", a.zone_id, dropped,
                              a.level.name)

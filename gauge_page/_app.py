@@ -66,8 +66,9 @@ def create_app(
                       alerts=alerts, forecasts=forecasts, ingest=ingest)
     hub.add_listener(ctx.on_hub_event)
     # Maintenance flags outlive restarts: hand them to a fresh alert service.
-    for station_id, flag in state.maintenance().items():
-        _actions.set_maintenance(alerts, station_id, True, by=flag["username"])
+    if alerts is not None and hasattr(alerts, "set_maintenance"):
+        for station_id, flag in state.maintenance().items():
+            _actions.set_maintenance(alerts, station_id, True, by=flag["username"])
 
     app = FastAPI(
         title="floodwatch live gauge page",

@@ -153,8 +153,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
         first = ctx.state.acknowledge(alert_id, ts_s=ctx.clock.now_s(), username=session.username)
         if not first:
             raise HTTPException(409, f"alert {alert_id} was already acknowledged")
-        forwarded = _actions.acknowledge(ctx.alerts, alert_id, by=session.username)
-        audit(session, "acknowledge", alert_id, {"alert_service_told": forwarded})
+        _actions.acknowledge(ctx.alerts, alert_id, by=session.username)
+        audit(session, "acknowledge", alert_id, {})
         return {"ok": True, "alert_id": alert_id}
 
     @router.post("/stations/{station_id}/maintenance",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -244,3 +245,30 @@ def test_a_store_that_cannot_be_read_answers_503_with_the_reason(client, page_st
 def test_public_surface_is_pinned():
     assert sorted(gauge_page.__all__) == [
         "EventHub", "PageState", "create_app", "create_officer", "hash_password", "to_jsonable"]
+
+
+def test_a_station_in_maintenance_alerts_nobody_until_it_is_back(service_client):
+    from floodwatch.vocabulary import QcFlag, Reading, StationId
+
+    c, service, line = service_client
+    headers = log_in(c)
+    on = c.post("/api/stations/LP-W04/maintenance", json={"on": True, "note": "cleaning the sensor"},
+                headers=headers)
+    assert on.json()["alert_service_told"] is True
+    residents = [f"U{n:032d}" for n in range(4)]  # moo-3, LP-W04's zone
+
+    def flood(start_s: float) -> None:
+        # What ingest's on_stored hands the alert service: readings far above evacuate (1.85 m).
+        service.on_readings([Reading(StationId("LP-W04"), start_s + 60.0 * k, seq=k, water_level_m=2.10,
+                                     qc_flag=QcFlag.PASS) for k in range(6)])
+        assert service.wait_delivered(10.0)
+
+    flood(time.time() - 900.0)
+    assert [d for d in line.delivered_messages() if d.user_id in residents] == []
+
+    assert c.post("/api/stations/LP-W04/maintenance", json={"on": False}, headers=headers).status_code == 200
+    flood(time.time() - 400.0)
+    texts = [d.message.get("text", "") for d in line.delivered_messages() if d.user_id in residents]
+    assert len(texts) == 4 and all("อพยพ" in t for t in texts)
+    actions = [a["action"] for a in c.get("/api/audit").json()["entries"]]
+    assert actions[:2] == ["maintenance_off", "maintenance_on"]

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_s REAL NOT NULL,
     PRIMARY KEY (user_id, zone_id)
 );
-CREATE INDEX IF NOT EXISTS subscriptions_zone ON subscriptions (zone_id);
+CREATE INDEX IF NOT EXISTS subscriptions_zone_user ON subscriptions (zone_id, user_id);
+CREATE INDEX IF NOT EXISTS users_not_thai ON users (lang) WHERE lang != 'th';
 CREATE TABLE IF NOT EXISTS officers (user_id TEXT PRIMARY KEY, added_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -202,7 +203,7 @@ class AlertDb:
 
     def english_readers(self) -> set[str]:
         with self._lock:
-            rows = self._conn.execute("SELECT user_id FROM users WHERE lang = 'en'").fetchall()
+            rows = self._conn.execute("SELECT user_id FROM users WHERE lang != 'th' AND lang = 'en'").fetchall()
         return {r[0] for r in rows}
 
     # --------------------------------------------------------------- outbox
@@ -356,7 +357,8 @@ class AlertDb:
             cur = self._conn.cursor()
             cur.execute("BEGIN")
             for user_id, zone_id in pairs:
-                cur.execute("INSERT OR IGNORE INTO users (user_id, updated_s) VALUES (?, ?)", (user_id, now_s))
+                cur.execute("INSERT INTO users (user_id, updated_s) VALUES (?, ?)"
+                            " ON CONFLICT (user_id) DO UPDATE SET followed = 1", (user_id, now_s))
                 cur.execute("INSERT OR IGNORE INTO subscriptions (user_id, zone_id, created_s) VALUES (?, ?, ?)",
                             (user_id, zone_id, now_s))
             cur.execute("COMMIT")
@@ -375,10 +377,10 @@ class AlertDb:
                                " WHERE user_id = ?", (now_s, user_id))
 
     def subscribers(self, zone_id: str) -> list[str]:
+        # unfollow deletes a user's subscriptions, so every row here belongs to a follower
         with self._lock:
             rows = self._conn.execute(
-                "SELECT s.user_id FROM subscriptions s JOIN users u USING (user_id)"
-                " WHERE s.zone_id = ? AND u.followed = 1 ORDER BY s.user_id", (zone_id,)
+                "SELECT user_id FROM subscriptions WHERE zone_id = ? ORDER BY user_id", (zone_id,)
             ).fetchall()
         return [r[0] for r in rows]
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from floodwatch.settings import Settings
 
 HISTORY = 64
+_EMPTY = np.empty(0)
 
 
 class QcChecker:
@@ -45,39 +46,68 @@ class QcChecker:
             self._remember(sid, t, v)
 
     def check(self, readings: Sequence[Reading], now_s: float) -> list[Reading]:
-        """Return the readings with ``qc_flag`` and ``qc_tests`` set, in the same order."""
+        """Return the readings with ``qc_flag`` and ``qc_tests`` set, in the same order.
+
+        All stations of one kind (level, rain) in the batch are judged in one
+        vectorised call over a (stations, history + new) array.
+        """
         out: list[Reading | None] = [None] * len(readings)
         by_station: dict[str, list[int]] = {}
         for i, r in enumerate(readings):
             by_station.setdefault(r.station_id, []).append(i)
-        for sid, idxs in by_station.items():
+        groups: dict[str, list[str]] = {}
+        for sid in by_station:
             limits = self._limits.get(sid)
             if limits is None:  # parse_payload refuses unknown stations; keep the reading unjudged
-                for i in idxs:
+                for i in by_station[sid]:
                     out[i] = readings[i]
                 continue
+            groups.setdefault(limits.field, []).append(sid)
+        for field, sids in groups.items():
+            self._check_group(field, sids, by_station, readings, now_s, out)
+        return out  # type: ignore[return-value]
+
+    def _check_group(self, field: str, sids: list[str], by_station: dict[str, list[int]],
+                     readings: Sequence[Reading], now_s: float, out: list) -> None:
+        rows_t, rows_v, new_pos = [], [], []
+        for sid in sids:
+            idxs = by_station[sid]
             new_t = np.fromiter((readings[i].ts_s for i in idxs), dtype=float, count=len(idxs))
-            new_v = np.fromiter((_value(readings[i], limits.field) for i in idxs), dtype=float, count=len(idxs))
-            hist_t, hist_v = self._tails.get(sid, (np.empty(0), np.empty(0)))
+            new_v = np.fromiter((_value(readings[i], field) for i in idxs), dtype=float, count=len(idxs))
+            hist_t, hist_v = self._tails.get(sid, (_EMPTY, _EMPTY))
             t = np.concatenate([hist_t, new_t])
             v = np.concatenate([hist_v, new_v])
             if t.size < 2 or bool((t[1:] >= t[:-1]).all()):  # the usual case: readings arrive in order
-                t_sorted, v_sorted = t, v
                 pos = np.arange(hist_t.size, t.size)
             else:
                 order = np.argsort(t, kind="stable")
-                t_sorted, v_sorted = t[order], v[order]
+                t, v = t[order], v[order]
                 where = np.empty_like(order)
                 where[order] = np.arange(order.size)
                 pos = where[hist_t.size:]  # position of each new reading in the sorted series
-            flags_sorted, tests_sorted = qc.run_tests(v_sorted, t_sorted, now_s, limits, self._interval_s[sid])
-            new_flags = flags_sorted[pos].tolist()
-            for k, i in enumerate(idxs):
+            rows_t.append(t)
+            rows_v.append(v)
+            new_pos.append(pos)
+            self._remember(sid, t, v, presorted=True)
+        width = max(t.size for t in rows_t)
+        # Right-align every station's series; NaN on the left is "no earlier reading".
+        t_mat = np.full((len(sids), width), np.nan)
+        v_mat = np.full((len(sids), width), np.nan)
+        for row, (t, v) in enumerate(zip(rows_t, rows_v)):
+            t_mat[row, width - t.size:] = t
+            v_mat[row, width - v.size:] = v
+        limits = qc.stack_limits([self._limits[sid] for sid in sids])
+        interval = np.array([self._interval_s[sid] for sid in sids])
+        first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t))
+        flags, tests = qc.run_tests(v_mat, t_mat, now_s, limits, interval, last=width - first_new)
+        for row, sid in enumerate(sids):
+            shift = width - rows_t[row].size
+            cols = new_pos[row] + shift
+            new_flags = flags[row, cols].tolist()
+            for k, i in enumerate(by_station[sid]):
                 flag = new_flags[k]
-                tests = qc.describe(tests_sorted, int(pos[k])) if flag != qc.PASS else ""
-                out[i] = _with_flag(readings[i], _FLAGS[flag], tests)
-            self._remember(sid, t_sorted, v_sorted, presorted=True)
-        return out  # type: ignore[return-value]
+                text = qc.describe(tests, (row, int(cols[k]))) if flag != qc.PASS else ""
+                out[i] = _with_flag(readings[i], _FLAGS[flag], text)
 
     def _remember(self, sid: str, t: np.ndarray, v: np.ndarray, presorted: bool = False) -> None:
         if not presorted:

@@ -98,144 +98,179 @@ def limits_for(station: "StationConfig") -> QcLimits:
     )
 
 
+def _col(x: float | np.ndarray, ndim: int) -> np.ndarray | float:
+    """A per-station threshold (S,) as (S, 1) so it broadcasts along time; scalars unchanged."""
+    a = np.asarray(x, dtype=float)
+    return a.reshape(a.shape + (1,)) if a.ndim and ndim > 1 else a
+
+
 def gross_range(values: np.ndarray, limits: QcLimits) -> np.ndarray:
     """FAIL outside the sensor span, SUSPECT outside the climatological span, else PASS.
 
     Parameters
     ----------
-    values : (N,) float, NaN where missing.
+    values : (..., N) float, NaN where missing.
+    limits : thresholds as floats, or (S,) arrays for ``values`` of shape (S, N).
     """
     v = np.asarray(values, dtype=float)
+    d = v.ndim
     flags = np.full(v.shape, PASS, dtype=np.uint8)
-    flags[(v < limits.suspect_min) | (v > limits.suspect_max)] = SUSPECT
-    flags[(v < limits.fail_min) | (v > limits.fail_max)] = FAIL
+    flags[(v < _col(limits.suspect_min, d)) | (v > _col(limits.suspect_max, d))] = SUSPECT
+    flags[(v < _col(limits.fail_min, d)) | (v > _col(limits.fail_max, d))] = FAIL
     flags[~np.isfinite(v)] = MISSING
     return flags
 
 
-def spike(values: np.ndarray, suspect: float, fail: float, window: int = 3) -> np.ndarray:
+def spike(values: np.ndarray, suspect: float | np.ndarray, fail: float | np.ndarray, window: int = 3,
+          last: int | None = None) -> np.ndarray:
     """Deviation from the median of the previous ``window`` values (one-sided, real time).
 
     Parameters
     ----------
-    values : (N,) float in time order, NaN where missing.
-    suspect, fail : thresholds in the units of ``values``.
+    values : (..., N) float in time order along the last axis, NaN where missing.
+    suspect, fail : thresholds in the units of ``values``; floats or (S,) for (S, N) values.
+
+    last : judge only the last ``last`` positions (the rest NOT_EVALUATED); None judges all.
 
     Returns
     -------
-    (N,) uint8: NOT_EVALUATED for the first value (no history) and missing values.
+    (..., N) uint8: NOT_EVALUATED where there is no earlier value, and for missing values.
     """
     v = np.asarray(values, dtype=float)
-    n = v.size
-    flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
+    flags = np.full(v.shape, NOT_EVALUATED, dtype=np.uint8)
+    n = v.shape[-1]
     if n < 2:
         return flags
-    padded = np.concatenate([np.full(window, np.nan), v])
-    prev = np.lib.stride_tricks.sliding_window_view(padded[:-1], window)  # (N, window): the values before i
-    ref = _nanmedian_rows(prev)
-    have = np.isfinite(ref) & np.isfinite(v)
-    dev = np.abs(v - np.where(have, ref, 0.0))
-    flags[have] = PASS
-    flags[have & (dev > suspect)] = SUSPECT
-    flags[have & (dev > fail)] = FAIL
+    m = n if last is None else max(1, min(int(last), n))
+    pad = np.full(v.shape[:-1] + (window,), np.nan)
+    padded = np.concatenate([pad, v], axis=-1)
+    prev = np.lib.stride_tricks.sliding_window_view(padded[..., :-1], window, axis=-1)  # (..., N, window)
+    ref = _nanmedian_last(prev[..., n - m:, :])
+    v_new = v[..., n - m:]
+    have = np.isfinite(ref) & np.isfinite(v_new)
+    dev = np.abs(v_new - np.where(have, ref, 0.0))
+    out = flags[..., n - m:]
+    out[have] = PASS
+    out[have & (dev > _col(suspect, v.ndim))] = SUSPECT
+    out[have & (dev > _col(fail, v.ndim))] = FAIL
     return flags
 
 
-def _nanmedian_rows(x: np.ndarray) -> np.ndarray:
-    """Median of each row ignoring NaN, NaN for all-NaN rows; (N, W) -> (N,).
+def _nanmedian_last(x: np.ndarray) -> np.ndarray:
+    """Median over the last axis ignoring NaN, NaN where all are NaN; (..., W) -> (...).
 
-    np.nanmedian does the same ~20x slower on the short rows used here.
+    np.nanmedian does the same ~20x slower on the short windows used here.
     """
-    s = np.sort(x, axis=1)  # NaN sort last
-    k = np.isfinite(x).sum(axis=1)
-    rows = np.arange(x.shape[0])
-    lo = np.clip((k - 1) // 2, 0, x.shape[1] - 1)
-    hi = np.clip(k // 2, 0, x.shape[1] - 1)
-    med = 0.5 * (s[rows, lo] + s[rows, hi])
+    s = np.sort(x, axis=-1)  # NaN sort last
+    k = np.isfinite(x).sum(axis=-1)
+    w = x.shape[-1]
+    lo = np.clip((k - 1) // 2, 0, w - 1)[..., None]
+    hi = np.clip(k // 2, 0, w - 1)[..., None]
+    med = 0.5 * (np.take_along_axis(s, lo, -1) + np.take_along_axis(s, hi, -1))[..., 0]
     return np.where(k > 0, med, np.nan)
 
 
-def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float) -> np.ndarray:
+def _previous_finite(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each position, the index of the last finite value before it along the last axis.
+
+    Returns (index, has_previous); index is 0 where there is none.
+    """
+    n = v.shape[-1]
+    positions = np.broadcast_to(np.arange(n), v.shape)
+    last_finite = np.maximum.accumulate(np.where(np.isfinite(v), positions, -1), axis=-1)
+    prev = np.concatenate([np.full(v.shape[:-1] + (1,), -1), last_finite[..., :-1]], axis=-1)
+    return np.maximum(prev, 0), prev >= 0
+
+
+def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float | np.ndarray) -> np.ndarray:
     """SUSPECT where |change since the previous finite value| / elapsed time exceeds ``suspect_per_s``.
 
     Parameters
     ----------
-    values : (N,) float in time order, NaN where missing or excluded (e.g. a failed spike,
+    values : (..., N) float in time order, NaN where missing or excluded (e.g. a failed spike,
         so the reading after a spike is compared with the last good one);
-    t_s : (N,) UTC epoch s.
+    t_s : (..., N) UTC epoch s.
     """
     v = np.asarray(values, dtype=float)
     t = np.asarray(t_s, dtype=float)
-    n = v.size
-    flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
-    if n < 2:
+    flags = np.full(v.shape, NOT_EVALUATED, dtype=np.uint8)
+    if v.shape[-1] < 2:
         return flags
-    finite = np.isfinite(v)
-    last_finite = np.maximum.accumulate(np.where(finite, np.arange(n), -1))
-    prev = np.empty(n, dtype=np.int64)
-    prev[0] = -1
-    prev[1:] = last_finite[:-1]
-    ok = finite & (prev >= 0)
-    p = np.where(ok, prev, 0)
-    dv = np.abs(v - v[p])
-    dt = np.maximum(t - t[p], 1.0)  # readings 0 s apart (a re-send) count as 1 s
+    p, has_prev = _previous_finite(v)
+    ok = np.isfinite(v) & has_prev
+    dv = np.abs(v - np.take_along_axis(v, p, -1))
+    dt = np.maximum(t - np.take_along_axis(t, p, -1), 1.0)  # readings 0 s apart (a re-send) count as 1 s
     flags[ok] = PASS
-    flags[ok & (dv / dt > suspect_per_s)] = SUSPECT
+    with np.errstate(invalid="ignore"):
+        flags[ok & (dv / dt > _col(suspect_per_s, v.ndim))] = SUSPECT
     return flags
 
 
-def rain_intensity(rain_mm: np.ndarray, t_s: np.ndarray, suspect_per_s: float, default_dt_s: float) -> np.ndarray:
+def rain_intensity(rain_mm: np.ndarray, t_s: np.ndarray, suspect_per_s: float | np.ndarray,
+                   default_dt_s: float | np.ndarray) -> np.ndarray:
     """SUSPECT where rain per reading / interval since the previous reading exceeds the limit.
 
-    The first reading uses ``default_dt_s`` (the node's publish interval).
+    A reading with no earlier one uses ``default_dt_s`` (the node's publish interval).
     """
     r = np.asarray(rain_mm, dtype=float)
     t = np.asarray(t_s, dtype=float)
-    dt = np.empty_like(t)
-    dt[0] = default_dt_s
-    dt[1:] = np.diff(t)
-    dt = np.maximum(dt, 60.0)
-    flags = np.full(r.size, PASS, dtype=np.uint8)
-    flags[r / dt > suspect_per_s] = SUSPECT
+    p, has_prev = _previous_finite(t)
+    dt = np.where(has_prev, t - np.take_along_axis(t, p, -1), _col(default_dt_s, r.ndim))
+    dt = np.maximum(np.nan_to_num(dt, nan=60.0), 60.0)
+    flags = np.full(r.shape, PASS, dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        flags[r / dt > _col(suspect_per_s, r.ndim)] = SUSPECT
     flags[~np.isfinite(r)] = NOT_EVALUATED
     return flags
 
 
-def flat_line(values: np.ndarray, t_s: np.ndarray, tolerance: float, suspect_s: float, fail_s: float) -> np.ndarray:
+def flat_line(values: np.ndarray, t_s: np.ndarray, tolerance: float | np.ndarray,
+              suspect_s: float | np.ndarray, fail_s: float | np.ndarray, last: int | None = None) -> np.ndarray:
     """Stuck sensor: how long have the values stayed within ``tolerance`` of the current one.
 
-    SUSPECT when that run lasts ``suspect_s`` or more, FAIL at ``fail_s``.
-    O(N^2) in memory over the short history ingest keeps (N <= a few hundred).
+    SUSPECT when that run lasts ``suspect_s`` or more, FAIL at ``fail_s``. Only the
+    ``last`` positions are judged when given (the rest NOT_EVALUATED): ingest needs
+    flags for the new readings only, and this test is O(N x last) per station.
     """
     v = np.asarray(values, dtype=float)
     t = np.asarray(t_s, dtype=float)
-    n = v.size
-    flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
-    if n < 2 or not np.isfinite(suspect_s):
+    n = v.shape[-1]
+    flags = np.full(v.shape, NOT_EVALUATED, dtype=np.uint8)
+    if n < 2:
         return flags
+    m = n if last is None else max(1, min(int(last), n))
+    nd = v.ndim
     idx = np.arange(n)
-    not_close = (np.abs(v[None, :] - v[:, None]) > tolerance) | ~np.isfinite(v[None, :])
-    earlier = idx[None, :] <= idx[:, None]
-    last_break = np.where(not_close & earlier, idx[None, :], -1).max(axis=1)
+    judged = idx[n - m:]
+    v_new = v[..., n - m:]
+    with np.errstate(invalid="ignore"):
+        not_close = (np.abs(v[..., None, :] - v_new[..., :, None]) > _col(tolerance, nd)[..., None]) | ~np.isfinite(
+            v[..., None, :]
+        )  # (..., m, N): does value j break the run that ends at judged position i?
+    earlier = idx[None, :] <= judged[:, None]
+    last_break = np.where(not_close & earlier, idx, -1).max(axis=-1)
     start = np.clip(last_break + 1, 0, n - 1)
-    run_s = t - t[start]
+    run_s = t[..., n - m:] - np.take_along_axis(t, start, -1)
     # With no break in the history we cannot know how long it has really been
     # flat beyond the history's start: judge it on what we have.
-    ok = np.isfinite(v)
-    flags[ok] = PASS
-    flags[ok & (run_s >= suspect_s)] = SUSPECT
-    flags[ok & (run_s >= fail_s)] = FAIL
+    ok = np.isfinite(v_new)
+    out = flags[..., n - m:]
+    out[ok] = PASS
+    with np.errstate(invalid="ignore"):
+        out[ok & (run_s >= _col(suspect_s, nd))] = SUSPECT
+        out[ok & (run_s >= _col(fail_s, nd))] = FAIL
     return flags
 
 
-def timestamp_sanity(t_s: np.ndarray, now_s: float, future_suspect_s: float) -> np.ndarray:
+def timestamp_sanity(t_s: np.ndarray, now_s: float, future_suspect_s: float | np.ndarray) -> np.ndarray:
     """SUSPECT for readings stamped ahead of the receiving clock by more than ``future_suspect_s``.
 
     (Far-future and beyond-retention timestamps are refused at the boundary.)
     """
     t = np.asarray(t_s, dtype=float)
-    flags = np.full(t.size, PASS, dtype=np.uint8)
-    flags[t > now_s + future_suspect_s] = SUSPECT
+    flags = np.full(t.shape, PASS, dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        flags[t > now_s + _col(future_suspect_s, t.ndim)] = SUSPECT
     return flags
 
 
@@ -249,8 +284,8 @@ def aggregate(test_flags: dict[str, np.ndarray], value_missing: np.ndarray | Non
 
     Parameters
     ----------
-    test_flags : name -> (N,) uint8 flags of each test.
-    value_missing : (N,) bool, readings without the station's main value; these are MISSING.
+    test_flags : name -> (..., N) uint8 flags of each test.
+    value_missing : (..., N) bool, readings without the station's main value; these are MISSING.
     """
     stacked = np.stack(list(test_flags.values()))
     worst = _BY_RANK[_PRECEDENCE[stacked].max(axis=0)]
@@ -259,35 +294,58 @@ def aggregate(test_flags: dict[str, np.ndarray], value_missing: np.ndarray | Non
     return worst.astype(np.uint8)
 
 
+def stack_limits(limits: list[QcLimits]) -> QcLimits:
+    """Limits of several stations with the same field as one QcLimits of (S,) arrays."""
+    fields = {limit.field for limit in limits}
+    if len(fields) != 1:
+        raise ValueError(f"cannot stack limits of different fields {sorted(fields)}; group stations by field")
+    arrays = {
+        name: np.array([getattr(limit, name) for limit in limits], dtype=float)
+        for name in QcLimits.__dataclass_fields__
+        if name != "field"
+    }
+    return QcLimits(field=limits[0].field, **arrays)
+
+
 def run_tests(
     values: np.ndarray,
     t_s: np.ndarray,
     now_s: float,
     limits: QcLimits,
-    default_dt_s: float = 600.0,
+    default_dt_s: float | np.ndarray = 600.0,
+    last: int | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """All tests for one station's series (history then new readings, in time order).
+    """All tests for one station's series, or several stations' at once.
+
+    Parameters
+    ----------
+    values, t_s : (N,) or (S, N): history then new readings, in time order along the last
+        axis; rows shorter than N are padded on the left with NaN (values and times).
+    limits : one station's, or :func:`stack_limits` of S stations (same field).
+    last : judge only the last ``last`` positions with the costly flat-line test (ingest's
+        new readings); None judges all.
 
     Returns
     -------
-    flags : (N,) uint8 aggregate; tests : name -> (N,) uint8 per-test flags.
+    flags : (..., N) uint8 aggregate; tests : name -> (..., N) uint8 per-test flags.
     """
     tests: dict[str, np.ndarray] = {"gross_range": gross_range(values, limits)}
     if limits.field == "water_level_m":
-        tests["spike"] = spike(values, limits.spike_suspect, limits.spike_fail)
+        tests["spike"] = spike(values, limits.spike_suspect, limits.spike_fail, last=last)
         # Judge the rate against the last reading that was not a failed spike.
         tests["rate_of_change"] = rate_of_change(
             np.where(tests["spike"] == FAIL, np.nan, values), t_s, limits.rate_suspect_per_s
         )
-        tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s)
+        tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s,
+                                       last=last)
     else:
         tests["rate_of_change"] = rain_intensity(values, t_s, limits.rate_suspect_per_s, default_dt_s)
     tests["timestamp"] = timestamp_sanity(t_s, now_s, limits.future_suspect_s)
     return aggregate(tests, ~np.isfinite(np.asarray(values, dtype=float))), tests
 
 
-def describe(tests: dict[str, np.ndarray], i: int) -> str:
-    """'spike=4,rate_of_change=3' for reading ``i``: the tests that did not pass."""
+def describe(tests: dict[str, np.ndarray], i: int | tuple[int, int]) -> str:
+    """'spike=4,rate_of_change=3' for reading ``i`` (or ``(row, i)``): the tests that did not pass."""
     return ",".join(f"{name}={int(f[i])}" for name, f in tests.items() if f[i] in (SUSPECT, FAIL, MISSING))
 
 

@@ -73,3 +73,30 @@ def test_checker_uses_history_across_batches_and_names_the_tests():
     assert "spike=4" in second[0].qc_tests
     future = checker.check([Reading(sid, T0 + 1e5 + 600, water_level_m=float(v[6]))], T0 + 1e5)
     assert future[0].qc_flag == QcFlag.SUSPECT and "timestamp=3" in future[0].qc_tests
+
+
+def test_many_stations_in_one_call_give_the_same_flags_as_one_by_one():
+    settings = load_settings()
+    stations = settings.level_stations[:3]
+    rng = np.random.default_rng(7)
+    series = []
+    for k, n in enumerate((40, 25, 60)):
+        t = T0 + 600.0 * np.arange(n)
+        v = 1.0 + 0.4 * np.sin(np.arange(n) / 9.0 + k) + rng.normal(0, 0.01, n)
+        v[rng.integers(5, n, 2)] += rng.choice([-1.0, 0.35, 0.8])  # spikes of several sizes
+        v[15] += 1.0  # and one certain spike
+        v[3] = np.nan  # a reading without its level
+        v[-12:] = v[-12]  # a stuck sensor at the end
+        series.append((t, v))
+    width = max(t.size for t, _ in series)
+    t_mat = np.full((3, width), np.nan)
+    v_mat = np.full((3, width), np.nan)
+    for row, (t, v) in enumerate(series):
+        t_mat[row, width - t.size:] = t
+        v_mat[row, width - v.size:] = v
+    limits = [qc.limits_for(s) for s in stations]
+    flags, _ = qc.run_tests(v_mat, t_mat, T0 + 1e6, qc.stack_limits(limits))
+    for row, ((t, v), lim) in enumerate(zip(series, limits)):
+        alone, _ = qc.run_tests(v, t, T0 + 1e6, lim)
+        np.testing.assert_array_equal(flags[row, width - t.size:], alone)
+        assert {1, 4, 9} <= set(alone.tolist())

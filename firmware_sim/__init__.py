@@ -8,7 +8,7 @@ store-and-forward, faults) and publish the MQTT contract in
 of MQTT connections, following a ``floodwatch.clock`` clock.
 """
 
-from firmware_sim._fleet import Fleet, Node, synthetic_stations
+from firmware_sim._fleet import Fleet, Node, synthetic_stations, with_synthetic_stations
 from firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome
 from firmware_sim._history import history
 from firmware_sim._link import MqttLink, parse_broker_url
@@ -39,4 +39,5 @@ __all__ = [
     "load_scenario",
     "parse_broker_url",
     "synthetic_stations",
+    "with_synthetic_stations",
 ]

@@ -304,7 +304,7 @@ def synthetic_stations(settings, count: int) -> list:
     its template's truth. They are not in the registry: ingestion will
     reject them unless it is told about them.
     """
-    templates = list(settings.stations)
+    templates = [s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)]
     if count and not templates:
         raise ValueError("the registry has no stations to copy for synthetic nodes")
     out = []
@@ -312,6 +312,15 @@ def synthetic_stations(settings, count: int) -> list:
         template = templates[i % len(templates)]
         out.append(template.model_copy(update={"id": f"{SYNTHETIC_PREFIX}{i + 1:05d}", "rain_station": None}))
     return out
+
+
+def with_synthetic_stations(settings, count: int):
+    """A copy of ``settings`` whose registry also holds ``SIM-00001``... (for load-testing ingestion).
+
+    Give this to ingestion (and the fleet) so the synthetic nodes' readings
+    are converted and stored instead of refused as unknown stations.
+    """
+    return settings.model_copy(update={"stations": list(settings.stations) + synthetic_stations(settings, count)})
 
 
 class Fleet:
@@ -361,7 +370,7 @@ class Fleet:
             self.nodes.append(node)
             self.links.append(node.link)
         extras = synthetic_stations(settings, extra_nodes)
-        templates = {s.id: s for s in settings.stations}
+        templates = {s.id: s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)}
         n_links = -(-len(extras) // max(1, nodes_per_link))
         shared = [MqttLink(broker_url, client_id=f"{client_prefix}-load-{k}", window=window)
                   for k in range(n_links)]
@@ -380,7 +389,8 @@ class Fleet:
     @staticmethod
     def _choose(settings, stations) -> list:
         if stations is None:
-            return list(settings.stations)
+            # Synthetic stations added to the registry for ingestion come from extra_nodes.
+            return [s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)]
         chosen = []
         for s in stations:
             chosen.append(settings.station(s) if isinstance(s, str) else s)

@@ -27,7 +27,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -274,13 +274,10 @@ class Scenario:
         ndarray, shape (S, T), millimetres per hour.
         """
         t = np.atleast_1d(np.asarray(t_s, dtype=float))
+        if t.ndim != 1:
+            raise ValueError(f"t_s must be one-dimensional (T,), got shape {t.shape}")
         ids = np.array(list(station_ids), dtype=object)[:, None]
-        rate = np.zeros((ids.shape[0], t.shape[0]))
-        for event in self.rain:
-            mask = ids == event.station_id
-            if mask.any():
-                rate = rate + np.where(mask, _rain_rate_mm_per_h(event, t[None, :]), 0.0)
-        return rate
+        return self.rain_rate_at(ids, t[None, :])
 
     def truth_rain_mm(self, station_ids: Sequence[str], t0_s: float, t1_s: float) -> np.ndarray:
         """Rain fallen between two scenario times at each station, shape (S,), mm."""
@@ -526,6 +523,3 @@ def _resolve_base(data: dict) -> dict:
         merged[key] = list(merged.get(key, [])) + list(data.get(key, []))
     return merged
 
-
-def iter_fault_kinds(scenarios: Iterable[Scenario]) -> set[str]:
-    return {f.kind for s in scenarios for f in s.faults}

@@ -120,3 +120,34 @@ def test_synthetic_stations_copy_the_registry_calibration(settings):
     assert extra[0].mount_height_m == template.mount_height_m and extra[0].kind == template.kind
     assert len({s.id for s in extra}) == 25
     assert np.isfinite([s.publish_interval_s for s in extra]).all()
+
+
+def test_ingestion_stores_synthetic_nodes_once_told_about_them(broker, settings, tmp_path):
+    """The load-test path: SIM-* stations added to ingestion's registry are converted and stored."""
+    from ingest import IngestService
+    from store import open_store
+
+    settings.mqtt.url = broker.url
+    settings.mqtt.client_id = "fw-test-ingest-load"
+    settings.store.url = f"sqlite:///{tmp_path}/load.db"
+    extended = firmware_sim.with_synthetic_stations(settings, 300)
+    assert len(extended.stations) == len(settings.stations) + 300
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=3000.0)
+    store = open_store(extended)
+    service = IngestService(extended, store, clock)
+    service.start()
+    try:
+        assert service.wait_connected(10)
+        with Fleet(extended, load_scenario("tidal_normal"), broker.url, clock, seed=1, extra_nodes=300) as fleet:
+            assert len(fleet.nodes) == len(settings.stations) + 300
+            time.sleep(1.5)
+        published = fleet.stats()["published"]
+        deadline = time.monotonic() + 20
+        while service.stats()["stored"] < published and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.stats()["stored"] == published and service.stats()["rejected"] == 0
+        latest = store.latest()
+        assert "SIM-00300" in latest and latest["SIM-00001"].water_level_m is not None
+    finally:
+        service.stop()
+        store.close()

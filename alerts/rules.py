@@ -75,11 +75,11 @@ class RuleConfig:
             cooldown_s=a.cooldown_s,
             reminder_s=a.reminder_s,
             rise_rate_cm_per_h=a.rise_rate_cm_per_h,
-            rise_window_s=getattr(a, "rise_window_s", 3600.0),
-            confirm_readings=getattr(a, "confirm_readings", 2),
+            rise_window_s=a.rise_window_s,
+            confirm_readings=a.confirm_readings,
             exceed_probability=f.exceed_probability,
             lead_s=f.lead_h * 3600.0,
-            officer_cooldown_s=getattr(a, "officer_cooldown_s", a.cooldown_s),
+            officer_cooldown_s=a.officer_cooldown_s,
         )
 
 

@@ -92,7 +92,7 @@ def simulated_flood(settings: Settings, end_s: float, *, hours: float = 48.0, st
     return out
 
 
-def take_screenshots(out_dir: Path) -> tuple[Path, Path]:
+def take_screenshots(out_dir: Path, *, lang: str = "th") -> tuple[Path, Path]:
     """Run the whole stack on a simulated flood and photograph the overview and one station."""
     from playwright.sync_api import sync_playwright
     from pydantic import SecretStr
@@ -134,6 +134,8 @@ def take_screenshots(out_dir: Path) -> tuple[Path, Path]:
             with BackgroundServer(app, hub) as server, sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1440, "height": 1100}, device_scale_factor=1)
+                page.goto(server.url + "/public")  # set the language before the officer page loads
+                page.evaluate("lang => localStorage.setItem('fw_lang', lang)", lang)
                 page.goto(server.url + "/")
                 page.wait_for_selector('#station-rows tr[data-station="LP-W06"]')
                 page.wait_for_selector("#alert-rows tr")
@@ -146,6 +148,8 @@ def take_screenshots(out_dir: Path) -> tuple[Path, Path]:
                 station = out_dir / "station.png"
                 page.locator("#station-detail").screenshot(path=str(station))
                 phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+                phone.goto(server.url + "/public")
+                phone.evaluate("lang => localStorage.setItem('fw_lang', lang)", lang)
                 phone.goto(server.url + "/")
                 phone.wait_for_selector('#station-rows tr[data-station="LP-W06"]')
                 phone.wait_for_timeout(500)
@@ -162,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="example: python -m gauge_page.screenshots --out docs/screenshots")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "screenshots",
                         help="folder for overview.png and station.png (default: docs/screenshots)")
+    parser.add_argument("--lang", choices=("th", "en"), default="th", help="page language (default: th)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    for path in take_screenshots(args.out):
+    for path in take_screenshots(args.out, lang=args.lang):
         print(path)
     return 0
 

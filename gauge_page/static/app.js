@@ -380,7 +380,7 @@ function renderHealth() {
       el("td", {}, el("div", { class: "name", text: name(s) }), el("span", { class: "sid", text: s.id })),
       el("td", {}, s.ts_s ? el("div", { class: "nowrap", text: fmtTime(s.ts_s, true) }) : t("no_data"),
         s.ts_s ? el("div", { class: "sid", text: fmtAge(s.data_age_s) }) : null),
-      el("td", { text: s.battery_v === null ? "–" : `${s.battery_v.toFixed(2)} V` }),
+      el("td", { class: "nowrap", text: s.battery_v === null ? "–" : `${s.battery_v.toFixed(2)} V` }),
       el("td", { class: "nowrap", text: s.rssi_dbm === null ? "–" : `${Math.round(s.rssi_dbm)} dBm` }),
       el("td", { class: `st-${s.status}` }, statusText, " ", maint));
   }));

@@ -93,30 +93,24 @@ def test_forecast_raises_an_alert_with_its_probability_and_lead_time(service, st
     assert len(_texts(standin, "Uforecast")) == 1
 
 
-class _Fc:
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
-
-
-class _Issued:
-    def __init__(self, issued_s, station_ids, forecast):
-        self.issued_s, self.station_ids, self.forecast = issued_s, station_ids, forecast
-
-
 def _issued(service, clock, station, level_index, prob, at_h, h=37):
-    """An IssuedForecast-shaped value built from plain arrays (the scheduler's type has the same fields)."""
+    """A real scheduler.IssuedForecast of a models.Forecast with the chances and levels a test needs."""
+    from models import Forecast
+    from scheduler import IssuedForecast
+
     ids = tuple(service.thresholds)
     s = len(ids)
-    t_s = clock.now_s() + np.arange(h) * 600.0
+    t_s = clock.now_s() + np.arange(1, h + 1) * 600.0  # origin + k * step, k = 1..H
     median = np.full((s, h), 0.5)
     exceed = np.zeros((s, 3, h))
     row = ids.index(station)
     hit = t_s >= clock.now_s() + at_h * 3600
     exceed[row, : level_index + 1, hit] = prob
     median[row] = np.linspace(1.3, 1.8, h)
-    return _Issued(clock.now_s(), ids, _Fc(t_s=t_s, median_m=median, lower_m=median - 0.1, upper_m=median + 0.1,
-                                           exceed_prob=exceed, first_crossing_s=np.full((s, 3), math.nan),
-                                           rise_rate_cm_per_h=np.zeros(s), model_name=("t",) * s))
+    forecast = Forecast(t_s=t_s, median_m=median, lower_m=median - 0.1, upper_m=median + 0.1, exceed_prob=exceed,
+                        first_crossing_s=np.full((s, 3), math.nan), rise_rate_cm_per_h=np.zeros(s),
+                        model_name=("test",) * s)
+    return IssuedForecast(clock.now_s(), ids, forecast)
 
 
 def test_officer_actions_manual_message_test_alert_maintenance_and_acknowledge(service, standin, clock):

@@ -441,6 +441,7 @@ class Fleet:
             "duplicates_sent": sum(n.duplicates_sent for n in self.nodes),
             "buffered": sum(len(n.core.buffer) for n in self.nodes),
             "dropped": sum(n.core.dropped for n in self.nodes),
+            "window_full": sum(l.window_full for l in self.links),
             "reboots": sum(n.core.boot - 1 for n in self.nodes),
             "scenario_s": self.clock.now_s() - self.start_s,
             "lag_s": self._runner.lag_s,

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 log = logging.getLogger("firmware_sim.link")
 
 MAX_WINDOW = 60_000  # below paho's 65,535 message-id limit, with room for status messages
+CONGESTED_HOLD_S = 0.2  # after the window stayed full, refuse at once for this long
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
@@ -89,6 +90,8 @@ class MqttLink:
         self.connects = 0
         self.disconnects = 0
         self.published = 0  # PUBACKs received
+        self.window_full = 0  # publishes refused because the window stayed full
+        self._congested_until = 0.0
         self._lock = threading.Lock()
         # Which acknowledged message ids hold a window slot. Never hold _lock
         # while calling paho: paho calls on_publish under its own mutex.
@@ -209,17 +212,22 @@ class MqttLink:
         return self.window - self._slots._value  # type: ignore[attr-defined]
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False,
-                timeout_s: float = 1.0) -> bool:
+                timeout_s: float = 0.5) -> bool:
         """QoS 1 publish within the window.
 
         Returns False, having sent nothing, when the link is down or the
         window stayed full for ``timeout_s``: the caller keeps the data
-        (store and forward). True means paho owns the message and will
-        deliver it, across reconnects if need be.
+        (store and forward). After such a wait the link answers False at
+        once for ``CONGESTED_HOLD_S``, so one slow broker does not stall a
+        scheduler with thousands of nodes. True means paho owns the message
+        and will deliver it, across reconnects if need be.
         """
         if not self.connected or self._stopping:
             return False
-        if not self._slots.acquire(timeout=timeout_s):
+        wait_s = timeout_s if time.monotonic() >= self._congested_until else 0.0
+        if not self._slots.acquire(timeout=wait_s):
+            self._congested_until = time.monotonic() + CONGESTED_HOLD_S
+            self.window_full += 1
             return False
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

@@ -46,12 +46,6 @@ class RangeSensorModel:
                    echo_probability=0.03, temperature_coefficient=0.0017)
 
 
-def air_temperature_c(epoch_s: float) -> float:
-    """Air temperature in Lam Phaya: 24-33 °C, warmest at 14:00 Bangkok time."""
-    hour = ((epoch_s + BANGKOK_UTC_OFFSET_S) % 86400.0) / 3600.0
-    return 28.5 + 4.5 * math.cos(2 * math.pi * (hour - 14.0) / 24.0)
-
-
 def solar_fraction(epoch_s: float, rain_mm_per_h: float = 0.0) -> float:
     """Sunlight on the panel, 0-1: a half-sine from 06:00 to 18:00, dimmed by rain clouds."""
     hour = ((epoch_s + BANGKOK_UTC_OFFSET_S) % 86400.0) / 3600.0

@@ -126,3 +126,28 @@ def test_status_is_retained_online_then_offline_and_the_will_fires_on_a_power_cu
     after = Recorder(broker.port)
     assert after.wait_for(lambda: after.statuses("LP-W02") == ["offline"] and after.statuses("LP-W03") == ["offline"])
     after.close()
+
+
+def test_a_stalled_broker_fills_the_window_and_the_node_buffers_instead_of_queueing(broker, settings):
+    """Back-pressure: with PUBACKs stopped, at most `window` publishes are in flight; the rest wait in order."""
+    import os
+    import signal
+
+    recorder = Recorder(broker.port)
+    clock = AcceleratedClock(sim_start_s=time.time(), factor=6000.0)
+    node = Node(settings.station("LP-W04"), load_scenario("tidal_normal"), broker.url, clock, seed=8, window=3).start()
+    try:
+        assert recorder.wait_for(lambda: len(recorder.readings("LP-W04")) >= 3)
+        os.kill(broker.proc.pid, signal.SIGSTOP)  # the broker freezes: TCP stays up, no PUBACKs
+        try:
+            assert recorder.wait_for(lambda: len(node.core.buffer) >= 10, timeout_s=15)
+            assert node.link.in_flight == 3 and node.link.window_full >= 1 and node.link.connected
+        finally:
+            os.kill(broker.proc.pid, signal.SIGCONT)
+        assert recorder.wait_for(lambda: not node.core.buffer, timeout_s=15)
+    finally:
+        node.stop()
+    made = node.core.readings_made
+    assert recorder.wait_for(lambda: len(recorder.readings("LP-W04")) >= made)
+    recorder.close()
+    assert first_occurrences([r["seq"] for r in recorder.readings("LP-W04")]) == list(range(made))

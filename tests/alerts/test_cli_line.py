@@ -34,13 +34,22 @@ def test_check_verifies_token_shows_quota_and_messages_an_officer():
         assert push.headers.get("x-line-retry-key")
 
 
-def test_check_fails_with_the_fix_on_a_wrong_token_or_no_recipient():
+def test_check_fails_with_the_fix_on_a_wrong_token_or_no_recipient(monkeypatch, capsys):
+    from cli.line import main
+
+    def run(*args: str, token: str = TOKEN, officers: str = "[]") -> tuple[int, str]:
+        monkeypatch.setenv("FLOODWATCH_LINE__API_BASE_URL", standin.base_url)
+        monkeypatch.setenv("FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN", token)
+        monkeypatch.setenv("FLOODWATCH_ALERTS__OFFICERS", officers)
+        code = main(["check", *args])
+        return code, capsys.readouterr().out
+
     with LineStandIn(tokens={TOKEN}) as standin:
-        wrong = _run(standin, token="revoked-token")
-        assert wrong.returncode == 1
-        assert "FAIL token: LINE answered 401" in wrong.stdout and "FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN" in wrong.stdout
-        nobody = _run(standin, officers="[]")
-        assert nobody.returncode == 1 and "FLOODWATCH_ALERTS__OFFICERS" in nobody.stdout
-        quiet = _run(standin, "--no-message", officers="[]")
-        assert quiet.returncode == 0 and "no monthly limit" in quiet.stdout
+        code, out = run(token="revoked-token")
+        assert code == 1
+        assert "FAIL token: LINE answered 401" in out and "FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN" in out
+        code, out = run()
+        assert code == 1 and "FLOODWATCH_ALERTS__OFFICERS" in out
+        code, out = run("--no-message")
+        assert code == 0 and "no monthly limit" in out
         assert standin.requests("/v2/bot/message/push") == []

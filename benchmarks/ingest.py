@@ -35,9 +35,11 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,7 +165,7 @@ def spawn_publisher(port: int, n: int, offset: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, __file__, "--publish", str(port), str(n), str(offset)])
 
 
-def live_raw_rate(port: int, n: int, offset: int) -> tuple[float, int]:
+def live_raw_rate(port: int, n: int, offset: int, name: str = "live-raw") -> tuple[float, int]:
     times: list[float] = []
     done = threading.Event()
 
@@ -173,7 +175,7 @@ def live_raw_rate(port: int, n: int, offset: int) -> tuple[float, int]:
             done.set()
 
     subscribed = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-live-raw", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{name}", protocol=mqtt.MQTTv5)
     c.on_message = on_message
     c.on_subscribe = lambda *a: subscribed.set()
     c.on_connect = lambda client, u, f, rc, p: client.subscribe("floodwatch/+/telemetry", qos=1)
@@ -188,10 +190,10 @@ def live_raw_rate(port: int, n: int, offset: int) -> tuple[float, int]:
     return (len(times) - 1) / (times[-1] - times[0]), len(times)
 
 
-def live_ingest_rate(port: int, n: int, offset: int, folder: Path) -> dict:
+def live_ingest_rate(port: int, n: int, offset: int, folder: Path, name: str = "live") -> dict:
     metrics.reset()
-    settings = load_settings(mqtt={"url": f"mqtt://127.0.0.1:{port}", "client_id": "bench-live-ingest"},
-                             store={"url": f"sqlite:///{folder}/live.db"})
+    settings = load_settings(mqtt={"url": f"mqtt://127.0.0.1:{port}", "client_id": f"bench-{name}"},
+                             store={"url": f"sqlite:///{folder}/{name}.db"})
     store = open_store(settings)
     first: list[float] = []
     last = [0.0]
@@ -215,15 +217,19 @@ def live_ingest_rate(port: int, n: int, offset: int, folder: Path) -> dict:
     pub.wait(60)
     service.stop()
     store.close()
-    with sqlite3.connect(folder / "live.db") as db:
+    with sqlite3.connect(folder / f"{name}.db") as db:
         rows, distinct = db.execute(
             "SELECT COUNT(*), COUNT(DISTINCT station || '@' || ts_s) FROM readings").fetchone()
     return {"published": n, "stored": rows, "duplicates": rows - distinct,
             "rate_per_s": stored[0] / (last[0] - first[0])}
 
 
-def raw_rate(port: int, msgs: list[tuple[str, bytes]]) -> tuple[float, int]:
-    client_id = "bench-raw"
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def raw_rate(port: int, msgs: list[tuple[str, bytes]], client_id: str = "bench-raw") -> tuple[float, int, float]:
     make_session(port, client_id, "floodwatch/+/telemetry")
     publish_all(port, msgs)
     n = len(msgs)
@@ -238,12 +244,14 @@ def raw_rate(port: int, msgs: list[tuple[str, bytes]]) -> tuple[float, int]:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.on_message = on_message
     c.connect("127.0.0.1", port, clean_start=False, properties=session_props())
+    cpu0 = cpu_s()
     t0 = time.perf_counter()
     c.loop_start()
     done.wait(120)
+    cpu = cpu_s() - cpu0
     c.disconnect()
     c.loop_stop()
-    return len(times) / (times[-1] - t0), len(times)
+    return len(times) / (times[-1] - t0), len(times), cpu / max(1, len(times)) * 1e6
 
 
 def ingest_rate(port: int, msgs: list[tuple[str, bytes]], expected: int, folder: Path, name: str,
@@ -269,10 +277,12 @@ def ingest_rate(port: int, msgs: list[tuple[str, bytes]], expected: int, folder:
     if prof is not None:
         loop = service._write_loop
         service._write_loop = lambda: prof.runcall(loop)  # type: ignore[method-assign]
+    cpu0 = cpu_s()
     t0 = time.perf_counter()
     service.start()
     done.wait(180)
     elapsed = time.perf_counter() - t0
+    cpu = cpu_s() - cpu0
     stats = service.stats()
     service.stop()
     store.close()
@@ -284,7 +294,8 @@ def ingest_rate(port: int, msgs: list[tuple[str, bytes]], expected: int, folder:
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
         print(f"--- writer thread profile ({name}) ---\n{out.getvalue()}", file=sys.stderr)
     return {"published": published, "stored": rows, "duplicates": rows - distinct,
-            "rate_per_s": stats["readings_received"] / elapsed, "batches": stats["batches"]}
+            "rate_per_s": stats["readings_received"] / elapsed, "batches": stats["batches"],
+            "cpu_us_per_msg": cpu / max(1, stats["messages_received"]) * 1e6}
 
 
 def latency(port: int, folder: Path, n: int = 300, rate_per_s: float = 100.0) -> dict:
@@ -329,6 +340,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object (default: readable lines)")
     parser.add_argument("-n", type=int, default=20_000, help="messages per phase (default 20000)")
     parser.add_argument("--batch", type=int, default=10, help="readings per buffered message in phase (c)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate bare and ingest runs this many times and report medians (default 3): "
+                        "the machine's load drifts, alternating keeps the comparison fair")
     parser.add_argument("--profile", action="store_true", help="cProfile the ingest writer thread (stderr)")
     parser.add_argument("--publish", nargs=3, type=int, metavar=("PORT", "N", "OFFSET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -343,43 +357,54 @@ def main() -> int:
     broker, port = start_broker(folder)
     try:
         now_s = time.time()
-        live_raw, live_raw_received = live_raw_rate(port, args.n, 0)
-        live = live_ingest_rate(port, args.n, 0, folder)
-        single = messages(readings(args.n, now_s, 0), 1)
-        raw, raw_received = raw_rate(port, single)
-        ing = ingest_rate(port, single, args.n, folder, "single", args.profile)
-        batched_rs = readings(args.n, now_s, args.n)
-        batched_msgs = messages(batched_rs, args.batch)
+        live_raws, lives, drain_raws, drains = [], [], [], []
+        for r in range(args.rounds):
+            offset = 2 * r * args.n
+            live_raws.append(live_raw_rate(port, args.n, offset, f"live-raw-{r}"))
+            lives.append(live_ingest_rate(port, args.n, offset, folder, f"live-{r}"))
+            single = messages(readings(args.n, now_s, offset + args.n), 1)
+            drain_raws.append(raw_rate(port, single, f"bench-raw-{r}"))
+            drains.append(ingest_rate(port, single, args.n, folder, f"single-{r}", args.profile and r == 0))
+        batched_msgs = messages(readings(args.n, now_s, 2 * args.rounds * args.n), args.batch)
         bat = ingest_rate(port, batched_msgs, args.n, folder, "batched", args.profile)
         lat = latency(port, folder)
     finally:
         broker.terminate()
         broker.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
+    med = statistics.median
+    live_raw = med(x[0] for x in live_raws)
+    live_ing = med(x["rate_per_s"] for x in lives)
+    drain_raw = med(x[0] for x in drain_raws)
+    drain_ing = med(x["rate_per_s"] for x in drains)
     result = {
         "raw_rate_per_s": round(live_raw, 1),
-        "ingest_rate_per_s": round(live["rate_per_s"], 1),
-        "ratio": round(live["rate_per_s"] / live_raw, 3),
-        "published": live["published"],
-        "stored": live["stored"],
-        "duplicates": live["duplicates"],
-        "raw_received": live_raw_received,
-        "drain_raw_rate_per_s": round(raw, 1),
-        "drain_ingest_rate_per_s": round(ing["rate_per_s"], 1),
-        "drain_ratio": round(ing["rate_per_s"] / raw, 3),
-        "drain_published": ing["published"],
-        "drain_stored": ing["stored"],
-        "drain_duplicates": ing["duplicates"],
-        "drain_ingest_batches": ing["batches"],
+        "ingest_rate_per_s": round(live_ing, 1),
+        "ratio": round(live_ing / live_raw, 3),
+        "published": sum(x["published"] for x in lives),
+        "stored": sum(x["stored"] for x in lives),
+        "duplicates": sum(x["duplicates"] for x in lives),
+        "raw_received": sum(x[1] for x in live_raws),
+        "rounds": args.rounds,
+        "ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(live_raws, lives)],
+        "drain_raw_rate_per_s": round(drain_raw, 1),
+        "drain_ingest_rate_per_s": round(drain_ing, 1),
+        "drain_ratio": round(drain_ing / drain_raw, 3),
+        "drain_ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(drain_raws, drains)],
+        "drain_published": sum(x["published"] for x in drains),
+        "drain_stored": sum(x["stored"] for x in drains),
+        "drain_duplicates": sum(x["duplicates"] for x in drains),
+        "drain_raw_cpu_us_per_msg": round(med(x[2] for x in drain_raws), 1),
+        "drain_ingest_cpu_us_per_msg": round(med(x["cpu_us_per_msg"] for x in drains), 1),
         "batched_readings_per_message": args.batch,
         "batched_messages_published": bat["published"],
         "batched_stored": bat["stored"],
         "batched_duplicates": bat["duplicates"],
         "batched_ingest_readings_per_s": round(bat["rate_per_s"], 1),
-        "batched_us_per_reading": round(1e6 / bat["rate_per_s"], 1),
-        "single_us_per_reading": round(1e6 / ing["rate_per_s"], 1),
+        "batched_cpu_us_per_reading": round(bat["cpu_us_per_msg"] / args.batch, 1),
         **lat,
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if args.json:
         print(json.dumps(result))

@@ -23,9 +23,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from floodwatch.errors import PayloadError
 from floodwatch.vocabulary import Reading, StationId
@@ -55,21 +55,30 @@ PHYSICS_LIMITS: dict[str, tuple[float, float]] = {
 _MEASUREMENTS = ("water_level_m", "distance_m", "rain_mm", "rain_tips", "battery_v", "rssi_dbm")
 
 
+def _within(name: str) -> Any:
+    lo, hi = PHYSICS_LIMITS[name]
+    return Field(default=None, ge=lo, le=hi)
+
+
 class _ReadingIn(BaseModel):
-    """One reading as a node sends it. Strict JSON types: "1.5" is not a number."""
+    """One reading as a node sends it. Strict JSON types: "1.5" is not a number.
+
+    The physics limits are checked here too, by pydantic-core, which is
+    cheaper than checking them again in Python on the hot path.
+    """
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="ignore")
 
     ts: float | str | None = None
-    seq: int | None = None
-    boot: int | None = None
+    seq: int | None = _within("seq")
+    boot: int | None = _within("boot")
     station_id: str | None = None
-    water_level_m: float | None = None
-    distance_m: float | None = None
-    rain_mm: float | None = None
-    rain_tips: int | None = None
-    battery_v: float | None = None
-    rssi_dbm: float | None = None
+    water_level_m: float | None = _within("water_level_m")
+    distance_m: float | None = _within("distance_m")
+    rain_mm: float | None = _within("rain_mm")
+    rain_tips: int | None = _within("rain_tips")
+    battery_v: float | None = _within("battery_v")
+    rssi_dbm: float | None = _within("rssi_dbm")
 
 
 class _MessageIn(_ReadingIn):
@@ -178,12 +187,14 @@ def parse_message(
                 station_id,
             )
         try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PayloadError("not_utf8", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})", station_id) from exc
-        try:
             msg = _MessageIn.model_validate_json(payload)
         except ValidationError as exc:
+            try:
+                payload.decode("utf-8")  # pydantic refuses bad UTF-8 as bad JSON; say which it was
+            except UnicodeDecodeError as dec:
+                raise PayloadError(
+                    "not_utf8", f"payload is not UTF-8 ({dec.reason} at byte {dec.start})", station_id
+                ) from exc
             if not any(e["loc"][:1] == ("readings",) and len(e["loc"]) > 1 for e in exc.errors()):
                 raise _validation_error(exc, station_id) from exc
             # One bad reading in a buffer: judge each reading alone (slow path, errors only).
@@ -317,12 +328,6 @@ def _convert(
             " load history with `floodwatch import-csv`",
             station_id,
         )
-    for name, (lo, hi) in PHYSICS_LIMITS.items():
-        v = getattr(item, name)
-        if v is not None and not (lo <= v <= hi):
-            raise PayloadError(
-                "out_of_physics", f"{name}={v} is outside what any sensor can report [{lo}, {hi}]", station_id
-            )
     level_m = item.water_level_m
     rain_mm = item.rain_mm
     if station.kind == "water_level":
@@ -373,7 +378,19 @@ def _validation_error(exc: ValidationError, station_id: str | None) -> PayloadEr
         return PayloadError("bad_json", f"payload is not JSON ({first['msg']})", station_id)
     if first["type"] in ("model_type", "model_attributes_type"):
         return PayloadError("bad_json", "payload must be a JSON object", station_id)
-    reason = "non_finite" if any(e["type"] == "finite_number" for e in errs) else "invalid_field"
+    types = {e["type"] for e in errs}
+    if "finite_number" in types:
+        reason = "non_finite"
+    elif types <= {"greater_than_equal", "less_than_equal"}:
+        reason = "out_of_physics"
+        e = errs[0]
+        name = str(e["loc"][-1])
+        lo, hi = PHYSICS_LIMITS.get(name, (None, None))
+        return PayloadError(
+            reason, f"{name}={e.get('input')} is outside what any sensor can report [{lo}, {hi}]", station_id
+        )
+    else:
+        reason = "invalid_field"
     parts = []
     for e in errs[:3]:
         where = ".".join(str(p) for p in e["loc"])

@@ -31,8 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
@@ -68,8 +67,7 @@ metrics.describe("floodwatch_readings_duplicate_total", "counter", "readings dro
 metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "age of the newest reading per station")
 
 
-@dataclass(frozen=True)
-class _Msg:
+class _Msg(NamedTuple):
     topic: str
     payload: bytes
     mid: int
@@ -252,6 +250,7 @@ class IngestService:
             log.warning("event=mqtt_disconnected reason=%s; paho reconnects", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Runs in paho's network thread for every message: keep it to one tuple and one put.
         self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, self.clock.now_s()))
 
     # -- writer --------------------------------------------------------------

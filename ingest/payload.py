@@ -107,11 +107,16 @@ class TipCounters:
             # otherwise the tips since boot may include rain already counted.
             return 0.0 if tips == 0 else None
         prev_boot, prev_ts_s, prev_tips = prev
-        if ts_s <= prev_ts_s:
+        both_booted = boot is not None and prev_boot is not None
+        if both_booted and boot < prev_boot:
+            return None  # a re-send from before the node's last reboot
+        new_boot = both_booted and boot > prev_boot
+        if not new_boot and ts_s <= prev_ts_s:
             return None  # older than the baseline: a re-send; the store drops it as a duplicate
         self.last[station_id] = (boot, ts_s, tips)
         self.changed.add(station_id)
-        rebooted = (boot is not None and prev_boot is not None and boot != prev_boot) or tips < prev_tips
+        # A new boot counts from zero even if the node's clock went back before NTP set it.
+        rebooted = new_boot or tips < prev_tips
         delta = tips if rebooted else tips - prev_tips
         return delta * mm_per_tip
 

@@ -105,3 +105,15 @@ def test_bad_payloads_are_refused_with_a_reason(settings, topic, body, reason):
         parse_payload(topic, body, settings, NOW_S)
     assert info.value.reason == reason
     assert info.value.detail
+
+
+def test_rain_tips_after_a_reboot_count_even_if_the_clock_went_back(settings):
+    tips = TipCounters()
+    topic = "floodwatch/LP-R02/telemetry"
+    per_tip = settings.station("LP-R02").mm_per_tip
+    parse_payload(topic, payload(ts=NOW_S - 1000, boot=1, seq=9, rain_tips=40), settings, NOW_S, tips)
+    # rebooted; the RTC came back 5 minutes behind until NTP corrected it
+    [r] = parse_payload(topic, payload(ts=NOW_S - 1300, boot=2, seq=0, rain_tips=2), settings, NOW_S, tips)
+    assert r.rain_mm == pytest.approx(2 * per_tip)
+    [late] = parse_payload(topic, payload(ts=NOW_S - 900, boot=1, seq=10, rain_tips=41), settings, NOW_S, tips)
+    assert late.rain_mm is None  # a buffered reading from before the reboot: rain unknown, never double

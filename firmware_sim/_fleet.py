@@ -10,6 +10,7 @@ handful. Threads: one scheduler plus one paho network thread per link.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import logging
@@ -62,6 +63,10 @@ class Node:
     topic_prefix : str
     reconnect_delay_s : (int, int)
         paho's reconnect back-off for the node's own link.
+    window : int
+        Unacknowledged QoS 1 publishes allowed on the node's own link.
+    client_id : str, optional
+        MQTT client id of the node's own link (default ``fw-node-{station}``).
     """
 
     def __init__(self, station, scenario: Scenario, broker_url: str, clock, seed: int = 0, *,
@@ -77,7 +82,7 @@ class Node:
         self.start_s = _origin(clock, start_s)
         config = firmware or FirmwareConfig()
         if publish_raw is not None and publish_raw != config.publish_raw:
-            config = FirmwareConfig(**{**config.__dict__, "publish_raw": publish_raw})
+            config = dataclasses.replace(config, publish_raw=publish_raw)
         self.truth_id = truth_station_id or station.id
         faults = scenario.faults_for(station.id)
         self.core = NodeCore(station=station, origin_s=self.start_s, faults=faults, config=config, seed=seed)
@@ -89,6 +94,7 @@ class Node:
             will_topic=self.status_topic, reconnect_delay_s=reconnect_delay_s, window=window,
         )
         self.offline = False
+        self.powered = True
         self.messages_sent = 0
         self.readings_sent = 0
         self.duplicates_sent = 0
@@ -121,11 +127,13 @@ class Node:
         """
         if not self.owns_link:
             raise RuntimeError(f"{self.station_id} shares a connection; a power cut needs its own link")
+        self.powered = False
         if self._runner is not None:
             self._runner.stop()
         self.link.cut()
 
     def stats(self) -> dict:
+        """This node's counters: readings made and sent, messages, batches, buffer, boot and seq."""
         return {
             "station_id": self.station_id,
             "readings_made": self.core.readings_made,
@@ -264,6 +272,8 @@ class _Runner:
         rain_cum_mm = self.scenario.rain_cumulative_mm(ids, t)
         rain_rate = self.scenario.rain_rate_at(ids, t)
         for k, ((t_s, i), node) in enumerate(zip(due, nodes)):
+            if not node.powered:
+                continue  # a power cut: the node never wakes again
             outcome = node.core.wake(float(t_s), float(level_m[k]), float(rain_cum_mm[k]), float(rain_rate[k]))
             node.deliver(outcome)
             heapq.heappush(self._heap, (outcome.next_wake_s, i))

@@ -122,8 +122,11 @@ def resident_alert_text(action: Action, station: StationConfig, zone: ZoneConfig
     th = [head_th, f"พื้นที่: {zone.name_th}", f"สถานีวัด: {station.name_th}"]
     en = [head_en, f"Area: {zone.name_en}", f"Gauge: {station.name_en}"]
     if not math.isnan(action.water_level_m):
-        th.append(f"ระดับน้ำ {action.water_level_m:.2f} ม.รทก. ({_relative_th(action.water_level_m, warning_m)})")
-        en.append(f"Water level {action.water_level_m:.2f} m above mean sea level "
+        at_th = "" if math.isnan(action.observed_s) else f" เมื่อ {thai_time(action.observed_s)}"
+        at_en = "" if math.isnan(action.observed_s) else f" at {english_time(action.observed_s)}"
+        th.append(f"ระดับน้ำ {action.water_level_m:.2f} ม.รทก.{at_th} "
+                  f"({_relative_th(action.water_level_m, warning_m)})")
+        en.append(f"Water level {action.water_level_m:.2f} m above mean sea level{at_en} "
                   f"({_relative_en(action.water_level_m, warning_m)})")
     rate_th = "" if math.isnan(rate) else f" {abs(rate):.0f} ซม./ชม."
     rate_en = "" if math.isnan(rate) else f" {abs(rate):.0f} cm/h"

@@ -173,6 +173,7 @@ class Action:
     previous_level: AlertLevel = AlertLevel.NORMAL
     forecast: StationForecast | None = None
     detail: str = ""
+    observed_s: float = math.nan  # when ``water_level_m`` was measured (UTC epoch s)
 
 
 def rise_rate_cm_per_h(history: Sequence[tuple[float, float]], window_s: float) -> float:
@@ -346,7 +347,8 @@ def decide_zone(
 
     def action(kind: str, level: AlertLevel) -> Action:
         return Action(kind, "residents", zone.zone_id, st.station_id, level, now_s,  # type: ignore[arg-type]
-                      st.last_level_m, st.rise_rate_cm_per_h(cfg.rise_window_s), zone.level, st.forecast)
+                      st.last_level_m, st.rise_rate_cm_per_h(cfg.rise_window_s), zone.level, st.forecast,
+                      observed_s=st.last_ts_s)
 
     if target > zone.level:
         # Always told at once: every lowering was announced, so residents must hear it rose again.

@@ -9,7 +9,9 @@ import numpy as np
 from alerts import AlertService
 from floodwatch.vocabulary import AlertLevel, QcFlag
 
-from tests.alerts.conftest import feed, reading
+from floodwatch.timefmt import thai_time
+
+from tests.alerts.conftest import T0_S, feed, reading
 
 
 def _texts(standin, user_id):
@@ -37,7 +39,7 @@ def test_warning_reaches_each_resident_of_the_zone_once_and_nobody_else(service,
         assert len(warnings) == 1 and len(watches) == 1, texts
         w = warnings[0]
         assert w.index("เตือนภัย") < w.index("WARNING"), "Thai first"
-        assert "2.05 ม.รทก." in w and "สูงกว่าระดับเตือน (2.00 ม.) 0.05 ม." in w
+        assert f"2.05 ม.รทก. เมื่อ {thai_time(T0_S + 7 * 3600)} (สูงกว่าระดับเตือน (2.00 ม.) 0.05 ม.)" in w
         assert "2569" in w, "Buddhist-era year"
         assert "แม่น้ำท่าจีน สะพานท่าจีน ถนน 346" in w
     for u in moo5:

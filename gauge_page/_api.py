@@ -34,7 +34,7 @@ def api_router(ctx: PageContext) -> APIRouter:
     @router.get("/stations", summary="Every station with its latest reading and level class, most dangerous first")
     def stations() -> dict[str, Any]:
         rows = ctx.station_rows()
-        zone_levels, source = ctx.zone_levels(rows)
+        zone_levels, subscribers, source = ctx.zone_levels(rows)
         return {
             "now_s": ctx.clock.now_s(),
             "clock_factor": float(getattr(ctx.clock, "factor", 1.0)),
@@ -47,6 +47,7 @@ def api_router(ctx: PageContext) -> APIRouter:
                     "level": zone_levels.get(z.id, 0),
                     "level_name_th": AlertLevel(zone_levels.get(z.id, 0)).name_th,
                     "level_name_en": AlertLevel(zone_levels.get(z.id, 0)).name_en,
+                    "subscribers": subscribers.get(z.id),
                 }
                 for z in ctx.settings.zones
             ],

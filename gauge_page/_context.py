@@ -108,16 +108,19 @@ class PageContext:
         ]
         return _overview.sort_by_danger(rows)
 
-    def zone_levels(self, rows: list[_overview.StationRow]) -> tuple[dict[str, int], str]:
-        """Each zone's alert level and where it came from ('alerts' or 'observed')."""
+    def zone_levels(self, rows: list[_overview.StationRow]) -> tuple[dict[str, int], dict[str, int], str]:
+        """Each zone's alert level, its subscriber count, and where the levels came from ('alerts' or 'observed')."""
         if self.alerts is not None and hasattr(self.alerts, "zone_levels"):
             try:
                 levels = dict(self.alerts.zone_levels())
-                # alerts.AlertService gives {zone: {"level": int, ...}}; a bare int is accepted too.
-                return {str(z): int(v["level"] if isinstance(v, dict) else v) for z, v in levels.items()}, "alerts"
+                # alerts.AlertService gives {zone: {"level": int, "subscribers": n, ...}}; a bare int is accepted too.
+                by_zone = {str(z): int(v["level"] if isinstance(v, dict) else v) for z, v in levels.items()}
+                subscribers = {str(z): int(v["subscribers"]) for z, v in levels.items()
+                               if isinstance(v, dict) and v.get("subscribers") is not None}
+                return by_zone, subscribers, "alerts"
             except Exception:
                 log.exception("event=zone_levels_failed")
-        return _overview.zone_levels_from_rows(rows), "observed"
+        return _overview.zone_levels_from_rows(rows), {}, "observed"
 
     # ----------------------------------------------------------- station detail
     def station_series(self, station_id: str, hours: float) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def simulated_flood(settings: Settings, end_s: float, *, hours: float = 48.0, st
 
     Level stations follow a semidiurnal tide with a flood surge over the last
     day that leaves each at the height in ``_FLOOD_TARGETS``; rain gauges see
-    a burst while the water rises. A spike (QC fail) and a suspect reading are
+    a burst while the water rises. Spikes (QC fail) and a suspect reading are
     included so the chart's QC marks show, and LP-W07's node falls silent two
     hours before the end on a low battery.
     """
@@ -74,7 +74,7 @@ def simulated_flood(settings: Settings, end_s: float, *, hours: float = 48.0, st
                 if station.id == "LP-W07" and ts > end_s - 2 * 3600.0:
                     break
                 flag, tests, value = QcFlag.PASS, "", float(level[i])
-                if station.id == "LP-W03" and i == t_s.size - 37:
+                if station.id in ("LP-W03", "LP-W06") and i == t_s.size - 37:
                     flag, tests, value = QcFlag.FAIL, "spike", value + 0.9
                 if station.id == "LP-W01" and i == t_s.size - 20:
                     flag, tests, value = QcFlag.SUSPECT, "rate_of_change", value + 0.25

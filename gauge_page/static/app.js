@@ -42,7 +42,7 @@ const I18N = {
     band_low: "ขอบล่าง", band_high: "ขอบบน", rain: "ฝน (มม.)", watch_line: "เฝ้าระวัง", warning_line: "เตือนภัย",
     evacuate_line: "อพยพ", peak: "สูงสุด", at: "เวลา", level_now: "ระดับล่าสุด", rate: "อัตรา",
     forecast_issued: "ออกคาดการณ์", services: "บริการ", ingest: "รับข้อมูล", forecaster: "คาดการณ์",
-    alert_service: "แจ้งเตือน", running: "ทำงาน", zone_level: "ระดับของพื้นที่", officers_only: "เจ้าหน้าที่",
+    alert_service: "แจ้งเตือน", running: "ทำงาน", zone_level: "ระดับของพื้นที่", officers_only: "เจ้าหน้าที่", stored: "บันทึก", rejected: "ปฏิเสธ", now: "ตอนนี้",
     dl_pending: "รอส่ง", dl_sending: "กำลังส่ง", dl_delivered: "ส่งถึงแล้ว", dl_partial: "ส่งได้บางส่วน", dl_failed: "ส่งไม่สำเร็จ",
     dl_no_recipients: "ไม่มีผู้รับ", dl_superseded: "ถูกแทนที่", kind_escalate: "ระดับสูงขึ้น", kind_forecast: "คาดการณ์", kind_rise: "น้ำขึ้นเร็ว",
     kind_reminder: "เตือนซ้ำ", kind_deescalate: "ระดับลดลง", kind_all_clear: "กลับสู่ปกติ", kind_low_water: "น้ำต่ำ",
@@ -79,7 +79,7 @@ const I18N = {
     band_low: "lower bound", band_high: "upper bound", rain: "rain (mm)", watch_line: "watch", warning_line: "warning",
     evacuate_line: "evacuate", peak: "peak", at: "at", level_now: "latest level", rate: "rate",
     forecast_issued: "forecast issued", services: "Services", ingest: "ingest", forecaster: "forecaster",
-    alert_service: "alerts", running: "running", zone_level: "zone level", officers_only: "officers",
+    alert_service: "alerts", running: "running", zone_level: "zone level", officers_only: "officers", stored: "stored", rejected: "rejected", now: "now",
     dl_pending: "pending", dl_sending: "sending", dl_delivered: "delivered", dl_partial: "partly delivered", dl_failed: "failed",
     dl_no_recipients: "no recipients", dl_superseded: "superseded", kind_escalate: "level up", kind_forecast: "forecast", kind_rise: "fast rise",
     kind_reminder: "reminder", kind_deescalate: "level down", kind_all_clear: "all clear", kind_low_water: "low water",
@@ -271,7 +271,8 @@ function renderMap() {
       const lvl = zoneLevel[p.id] || 0;
       const zone = state.zones.find((z) => z.id === p.id) || p;
       const shape = mk("path", { d: path(f.geometry.coordinates[0], true), class: "zone", fill: LEVEL_COLOURS[lvl], "data-zone": p.id, "data-level": lvl });
-      shape.append(mk("title", {}, `${name(zone)}: ${t(`lvl_${lvl}`)}`));
+      const subs = zone.subscribers !== undefined && zone.subscribers !== null ? ` · ${zone.subscribers} ${t("residents")}` : "";
+      shape.append(mk("title", {}, `${name(zone)}: ${t(`lvl_${lvl}`)}${subs}`));
       nodes.push(shape);
       const ring = f.geometry.coordinates[0];
       const cx = ring.slice(0, -1).reduce((a, c) => a + c[0], 0) / (ring.length - 1);
@@ -367,7 +368,9 @@ function renderHealth() {
   const h = state.health;
   if (!body || !h) return;
   const yes = (b) => (b ? t("running") : t("not_running"));
-  $("#services").textContent = `${t("services")}: ${t("ingest")} ${yes(h.ingest.running)} · ${t("forecaster")} ${yes(h.forecasts.running)}`
+  const ing = h.ingest.stats || null;
+  const ingestCounts = ing && ing.stored !== undefined ? ` (${t("stored")} ${ing.stored} · ${t("rejected")} ${ing.rejected ?? 0})` : "";
+  $("#services").textContent = `${t("services")}: ${t("ingest")} ${yes(h.ingest.running)}${ingestCounts} · ${t("forecaster")} ${yes(h.forecasts.running)}`
     + (h.forecasts.issued_s ? ` (${t("forecast_issued")} ${fmtTime(h.forecasts.issued_s, true)})` : "")
     + ` · ${t("alert_service")} ${yes(h.alerts.running)}`;
   body.replaceChildren(...h.stations.map((s) => {
@@ -476,8 +479,30 @@ function drawChart(series) {
       { label: isRainStation ? "mm" : "m MSL", size: 55 },
       { scale: "rain", side: 1, label: "mm", grid: { show: false }, size: 45 },
     ],
+    // Ticks on Bangkok hours and midnights, whatever the viewing device's time zone.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Asia/Bangkok"),
     cursor: { drag: { x: true, y: false } },
     legend: { live: true },
+    hooks: {
+      // A vertical "now" line: observed to its left, forecast to its right.
+      draw: [(u) => {
+        const x = u.valToPos(series.now_s, "x", true);
+        if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = "rgba(55,71,79,0.7)";
+        ctx.lineWidth = 1.5 * devicePixelRatio;
+        ctx.setLineDash([2 * devicePixelRatio, 3 * devicePixelRatio]);
+        ctx.beginPath();
+        ctx.moveTo(x, u.bbox.top);
+        ctx.lineTo(x, u.bbox.top + u.bbox.height);
+        ctx.stroke();
+        ctx.fillStyle = "rgba(55,71,79,0.9)";
+        ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+        ctx.fillText(t("now"), x + 4 * devicePixelRatio, u.bbox.top + 12 * devicePixelRatio);
+        ctx.restore();
+      }],
+    },
   };
   if (state.chart) state.chart.destroy();
   box.replaceChildren();

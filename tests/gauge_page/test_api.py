@@ -171,6 +171,9 @@ def test_maintenance_is_recorded_and_shown(client):
 
 def test_manual_message_needs_the_previewed_content_and_is_acknowledgeable(service_client):
     c, service, line = service_client
+    stations = c.get("/api/stations").json()
+    assert stations["zone_level_source"] == "alerts"
+    assert {z["id"]: z["subscribers"] for z in stations["zones"]}["moo-3"] == 4
     headers = log_in(c)
     message = {"zones": ["moo-3"], "text_th": "ปิดประตูระบายน้ำ 18:00 น.", "text_en": "Sluice closes 18:00"}
     preview = c.post("/api/messages/preview", json=message, headers=headers).json()

@@ -62,8 +62,6 @@ class DeliveryWorkers:
         self._claimed: set[int] = set()
         self._not_before: dict[int, float] = {}  # chunk id -> monotonic time of its next attempt
         self._workers: list[threading.Thread] = []
-        self._idle = threading.Event()
-        self.requests_sent = 0
 
     def start(self) -> None:
         self._stop.clear()
@@ -132,7 +130,6 @@ class DeliveryWorkers:
 
     def _deliver(self, chunk: OutboxChunk) -> None:
         self.pacer.wait()
-        self.requests_sent += 1
         outcome = self.client.multicast(chunk.user_ids, chunk.messages, chunk.retry_key)
         if outcome.status is not None and outcome.status >= 400:
             metrics.inc("floodwatch_line_api_errors_total", status=str(outcome.status))

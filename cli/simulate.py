@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="publish water_level_m / rain_mm instead of the raw distance_m / rain_tips real nodes send")
     p.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                    help="print a progress line this often (default 5; 0 turns it off)")
+    p.add_argument("--credentials", type=Path, default=None, metavar="PATH",
+                   help="the username:password file `floodwatch mqtt-config` writes: each registry node logs in "
+                   "as its station id (for a locked-down broker; synthetic nodes need an open one)")
     p.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
                    help="also write the final summary as JSON to PATH")
 
@@ -115,9 +118,18 @@ def run(args: argparse.Namespace) -> int:
     duration_s = args.duration if args.duration is not None else scenario.duration_s / factor
     start_s = time.time()
     clock = AcceleratedClock(sim_start_s=start_s, factor=factor)
+    credentials = None
+    if args.credentials is not None:
+        from cli.mqtt_config import read_credentials
+
+        if not args.credentials.is_file():
+            print(f"error: credentials file {args.credentials} does not exist; "
+                  "`floodwatch mqtt-config` writes one next to the broker's configuration", file=sys.stderr)
+            return 2
+        credentials = read_credentials(args.credentials)
     fleet = firmware_sim.Fleet(
         settings, scenario, broker_url, clock, seed=args.seed, stations=stations, extra_nodes=extra,
-        publish_raw=not args.converted,
+        publish_raw=not args.converted, credentials=credentials,
     )
     print(
         f"floodwatch simulate: {len(fleet.nodes)} nodes ({len(stations)} registry, {extra} synthetic) on "

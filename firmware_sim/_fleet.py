@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -67,6 +68,9 @@ class Node:
         Unacknowledged QoS 1 publishes allowed on the node's own link.
     client_id : str, optional
         MQTT client id of the node's own link (default ``fw-node-{station}``).
+    password : str, optional
+        For a locked-down broker (``floodwatch mqtt-config``): the node logs
+        in as its station id with this password.
     """
 
     def __init__(self, station, scenario: Scenario, broker_url: str, clock, seed: int = 0, *,
@@ -74,7 +78,7 @@ class Node:
                  publish_raw: bool | None = None, truth_station_id: str | None = None,
                  link: MqttLink | None = None, topic_prefix: str = "floodwatch",
                  reconnect_delay_s: tuple[int, int] = (1, 4), window: int = 1000,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, password: str | None = None) -> None:
         self.station = station
         self.station_id = station.id
         self.scenario = scenario
@@ -92,6 +96,7 @@ class Node:
         self.link = link or MqttLink(
             broker_url, client_id=client_id or f"fw-node-{station.id}", status_topics=[self.status_topic],
             will_topic=self.status_topic, reconnect_delay_s=reconnect_delay_s, window=window,
+            username=station.id if password is not None else None, password=password,
         )
         self.offline = False
         self.powered = True
@@ -293,7 +298,8 @@ def _resume_and_flush(nodes: list[Node], timeout_s: float = 3.0) -> None:
         node.offline = False
         if node.owns_link:
             node.link.resume()
-    holding = [n for n in nodes if n.core.buffer]
+    # A link that never got in (refused, no broker) will not in the next seconds either.
+    holding = [n for n in nodes if n.core.buffer and n.link.connects > 0]
     deadline = time.monotonic() + timeout_s
     for node in holding:
         node.link.wait_connected(max(0.0, deadline - time.monotonic()))
@@ -357,12 +363,17 @@ class Fleet:
     nodes_per_link : int
     window : int
         Unacknowledged QoS 1 publishes per connection.
+    credentials : mapping of station id to password, optional
+        For a locked-down broker: each registry node logs in as its station
+        id (the ``credentials`` file ``floodwatch mqtt-config`` writes).
+        Synthetic nodes have no account and are for open test brokers.
     """
 
     def __init__(self, settings, scenario: Scenario, broker_url: str, clock, seed: int = 0,
                  stations=None, extra_nodes: int = 0, *, start_s: float | None = None,
                  firmware: FirmwareConfig | None = None, publish_raw: bool | None = None,
-                 nodes_per_link: int = 2500, window: int = 2000, client_prefix: str = "fw-sim") -> None:
+                 nodes_per_link: int = 2500, window: int = 2000, client_prefix: str = "fw-sim",
+                 credentials: Mapping[str, str] | None = None) -> None:
         if extra_nodes < 0:
             raise ValueError(f"extra_nodes must be 0 or more, got {extra_nodes}")
         self.settings = settings
@@ -376,7 +387,8 @@ class Fleet:
         for i, station in enumerate(chosen):
             node = Node(station, scenario, broker_url, clock, seed=seed * 1_000_003 + i,
                         start_s=self.start_s, firmware=firmware, publish_raw=publish_raw,
-                        topic_prefix=prefix, window=window, client_id=f"{client_prefix}-{station.id}")
+                        topic_prefix=prefix, window=window, client_id=f"{client_prefix}-{station.id}",
+                        password=(credentials or {}).get(station.id))
             self.nodes.append(node)
             self.links.append(node.link)
         extras = synthetic_stations(settings, extra_nodes)

@@ -122,13 +122,15 @@ class Recorder:
     """
 
     def __init__(self, port: int, topic: str = "floodwatch/#", client_id: str = "",
-                 clean_session: bool = True) -> None:
+                 clean_session: bool = True, username: str | None = None, password: str | None = None) -> None:
         self.messages: list[tuple[str, dict | str]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311, clean_session=clean_session)
         self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username, password)
         self.topic = topic
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()

@@ -151,3 +151,33 @@ def test_a_stalled_broker_fills_the_window_and_the_node_buffers_instead_of_queue
     assert recorder.wait_for(lambda: len(recorder.readings("LP-W04")) >= made)
     recorder.close()
     assert first_occurrences([r["seq"] for r in recorder.readings("LP-W04")]) == list(range(made))
+
+
+def test_nodes_log_in_to_a_locked_down_broker_with_their_station_credentials(tmp_path, settings):
+    """Against the configuration `floodwatch mqtt-config` writes: own account, own topics only."""
+    from cli.mqtt_config import INGEST_USER, write_config
+
+    from .conftest import MosquittoProcess
+
+    locked = MosquittoProcess(tmp_path / "locked")
+    credentials = {c.username: c.password for c in
+                   write_config(settings, tmp_path / "locked", port=locked.port, bind_address="127.0.0.1",
+                                run_as="root")}
+    locked.conf = tmp_path / "locked" / "mosquitto.conf"
+    locked.start()
+    try:
+        recorder = Recorder(locked.port, username=INGEST_USER, password=credentials[INGEST_USER])
+        clock = AcceleratedClock(sim_start_s=time.time(), factor=6000.0)
+        scenario = load_scenario("tidal_normal")
+        with_account = Node(settings.station("LP-W01"), scenario, locked.url, clock, seed=1,
+                            password=credentials["LP-W01"]).start()
+        anonymous = Node(settings.station("LP-W02"), scenario, locked.url, clock, seed=2).start(connect_timeout_s=1)
+        assert recorder.wait_for(lambda: len(recorder.readings("LP-W01")) >= 3)
+        with_account.stop()
+        anonymous.stop()
+        assert recorder.statuses("LP-W01")[0] == "online"
+        assert recorder.readings("LP-W02") == [] and not anonymous.link.connects
+        assert anonymous.core.buffer, "a node the broker refuses keeps its readings"
+        recorder.close()
+    finally:
+        locked.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -85,10 +86,6 @@ class AlertService:
             assert st.levels is not None
             self.thresholds[st.id] = Thresholds(st.id, st.zone, st.levels.watch_m, st.levels.warning_m,
                                                 st.levels.evacuate_m, st.low_water_m)
-        self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
-        self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in settings.zones}
-        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in settings.stations}
-        self.maintenance: set[StationId] = set()
         self._load_state()
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
@@ -104,6 +101,11 @@ class AlertService:
 
     # ------------------------------------------------------------ lifecycle
     def _load_state(self) -> None:
+        """Rule states as last persisted (fresh ones where nothing was persisted yet)."""
+        self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
+        self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in self.settings.zones}
+        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in self.settings.stations}
+        self.maintenance: set[StationId] = set()
         for key, value in self.db.load_states().items():
             kind, _, ident = key.partition(":")
             try:
@@ -180,7 +182,6 @@ class AlertService:
         """Observed levels after ingest stored them; QC-failed readings only alert officers."""
         with self._lock:
             actions: list[Action] = []
-            touched: set[ZoneId] = set()
             dirty: set[str] = set()
             for r in sorted(readings, key=lambda r: r.ts_s):
                 th = self.thresholds.get(r.station_id)
@@ -198,7 +199,6 @@ class AlertService:
                 actions += acts
                 dirty.add(f"station:{r.station_id}")
                 actions += self._decide_zone(th.zone_id, dirty)
-                touched.add(th.zone_id)
             self._commit(actions, dirty)
 
     def on_forecast(self, issued: Any) -> None:
@@ -326,7 +326,15 @@ class AlertService:
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
-        ids = self.db.record(states, decisions, self.clock.now_s())
+        try:
+            ids = self.db.record(states, decisions, self.clock.now_s())
+        except sqlite3.Error as exc:
+            # Nothing was written: forget what was decided in memory too, so the next input
+            # decides again instead of believing residents were told.
+            log.error("event=alert_state_write_failed error=%r actions=%d fix=%s", exc, len(actions),
+                      f"check free space and permissions of {self.db.path}")
+            self._load_state()
+            return
         for a, decision_id in zip(actions, ids):
             if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
                 dropped = self.db.supersede(a.zone_id, int(a.level) - 1, decision_id)

@@ -62,3 +62,15 @@ def test_a_state_file_from_an_older_version_is_upgraded(tmp_path):
         assert db.log(1)[0]["id"] == ids[0]
     finally:
         db.close()
+
+
+def test_a_failed_state_write_forgets_the_decision_so_the_next_readings_decide_again(service, standin, clock):
+    service.subscribe("U" + "5f" * 16, "moo-6")
+    service.db._conn.execute("PRAGMA query_only = ON")  # SQLite now refuses every write, like a full disk
+    feed(service, clock, "LP-W06", [1.62, 1.63], step_s=3600)
+    assert service.zone_levels()["moo-6"]["level"] == 0, "nothing persisted, nothing believed"
+    service.db._conn.execute("PRAGMA query_only = OFF")
+    feed(service, clock, "LP-W06", [1.64, 1.65], step_s=3600)
+    assert service.wait_delivered(10)
+    texts = [m["text"] for m in standin.messages_for("U" + "5f" * 16)]
+    assert len(texts) == 1 and "เตือนภัย" in texts[0]

@@ -13,6 +13,7 @@ SAME key; any other 4xx is never retried.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -76,7 +77,6 @@ class LineClient:
         self._client = ApiClient(config)
         self._api = MessagingApi(self._client)
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         try:
@@ -106,13 +106,10 @@ class LineClient:
             response = call()
         except ApiException as exc:
             message = _error_message(exc.body)
-            headers = dict(exc.headers or {})
-            return SendOutcome(classify(exc.status, message), exc.status, message,
-                               headers.get("x-line-request-id"))
+            return SendOutcome(classify(exc.status, message), exc.status, message, _request_id(exc.headers))
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return SendOutcome("retry", None, f"{type(exc).__name__}: {exc}")
-        headers = dict(response.headers or {})
-        return SendOutcome("delivered", response.status_code, "", headers.get("x-line-request-id"))
+        return SendOutcome("delivered", response.status_code, "", _request_id(response.headers))
 
     def reply(self, reply_token: str, messages: list[dict[str, Any]]) -> None:
         request = ReplyMessageRequest.from_dict({"replyToken": reply_token, "messages": messages})
@@ -142,14 +139,20 @@ class LineClient:
             raise LineApiError(0, f"LINE API unreachable: {exc}; check FLOODWATCH_LINE__API_BASE_URL") from exc
 
 
+def _request_id(headers: Any) -> str | None:
+    # header names are case-insensitive; LINE's casing is not promised
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "x-line-request-id":
+            return value
+    return None
+
+
 def _error_message(body: Any) -> str:
     if body is None:
         return ""
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     try:
-        import json
-
         return str(json.loads(body).get("message", body))
     except (ValueError, AttributeError):
         return str(body)[:300]

@@ -201,3 +201,25 @@ def test_battery_and_rssi_are_plausible(settings):
     assert 2.9 < volts.min() and volts.max() < 3.5
     assert volts.max() - volts.min() > 0.01  # the solar cycle shows
     assert -120 < rssi.min() and rssi.max() < -40
+
+
+def test_ultrasonic_blind_zone_echoes_and_temperature_error():
+    from firmware_sim._sensors import RangeSensorModel, measure_distance_m, solar_fraction
+
+    sonic = RangeSensorModel.for_sensor("ultrasonic")
+    rng = np.random.default_rng(0)
+    # Water inside the blind zone (a flood up to the sensor): no echo at all.
+    assert measure_distance_m(0.10, sonic, 0.0, rng) is None
+    # Echoes: single pings are often short, the burst median almost never is.
+    noisy = RangeSensorModel(noise_m=0.005, blind_zone_m=0.25, max_range_m=7.5, echo_probability=0.2,
+                             temperature_coefficient=0.0)
+    medians = np.array([measure_distance_m(3.0, noisy, 0.0, rng) for _ in range(2000)])
+    assert np.mean(np.abs(medians - 3.0) > 0.05) < 0.08
+    # The sun heats the enclosure: afternoon readings run short by ~0.17 %/K.
+    cool = np.median([measure_distance_m(3.0, sonic, 0.0, rng) for _ in range(200)])
+    hot = np.median([measure_distance_m(3.0, sonic, 8.0, rng) for _ in range(200)])
+    assert cool - hot == pytest.approx(3.0 * 0.0017 * 8.0, abs=0.006)
+    from floodwatch.timefmt import BANGKOK
+
+    noon_utc_s = datetime(2026, 11, 29, 12, 0, tzinfo=BANGKOK).timestamp()
+    assert solar_fraction(noon_utc_s) == pytest.approx(1.0) and solar_fraction(noon_utc_s + 12 * 3600) == 0.0

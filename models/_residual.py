@@ -47,7 +47,8 @@ ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 _LAGS_H = (1.0, 3.0, 6.0)
 _MEAN_WINDOWS_H = (24.0, 168.0)
 _RAIN_WINDOWS_H = (3.0, 12.0, 48.0)
-_ANALOG_PERIODS_H = (12.4206012, 23.9344696)  # M2 and K1 periods
+_M2_PERIOD_H = 12.4206012
+_ANALOG_PERIODS_H = (_M2_PERIOD_H, 23.9344696)  # M2 and K1 periods
 _ANALOG_CYCLES = 4
 _HOLDOUT_FRACTION = 1.0 / 3.0
 _MAX_ROWS = 720  # rows per fit after thinning: neighbouring 10-min rows say almost the same
@@ -132,10 +133,22 @@ class _Series:
             count = self.take(self.ccount, hi) - self.take(self.ccount, lo)
             with np.errstate(invalid="ignore", divide="ignore"):
                 cols.append(now - np.where(count > 0, total / count, np.nan))
+        # The trend of the tidally averaged residual (means over one M2 period), free of the
+        # tide-fit errors that dominate short differences: where a surge or freshet is heading.
+        tidal_mean = [self.window_mean(idx - self.steps(h), self.steps(_M2_PERIOD_H)) for h in (0.0, 3.0, 12.0)]
+        cols += [tidal_mean[0] - tidal_mean[1], tidal_mean[0] - tidal_mean[2]]
         for hours in _RAIN_WINDOWS_H:
             hi, lo = idx + 1, np.maximum(idx + 1 - self.steps(hours), 0)
             cols.append(self.take(self.rain_csum, hi) - self.take(self.rain_csum, lo))
         return np.stack(cols, axis=-1)
+
+    def window_mean(self, idx: np.ndarray, width: int) -> np.ndarray:
+        """Mean of the observed residual in (idx - width, idx], from cumulative sums."""
+        hi, lo = idx + 1, np.maximum(idx + 1 - width, 0)
+        total = self.take(self.csum, hi) - self.take(self.csum, lo)
+        count = self.take(self.ccount, hi) - self.take(self.ccount, lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan)
 
     def cycle_mean(self, period: int) -> np.ndarray:
         """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points), (S, T)."""
@@ -225,10 +238,16 @@ def fit_residual(
     x0_origin = series.base(origin_idx)[:, 0, :]
     origin_ok = any_obs & np.isfinite(x0_origin).all(axis=1)
     x0_origin = np.where(origin_ok[:, None], x0_origin, 0.0)
+    n_ok = np.maximum(row_ok.sum(axis=1), 1)
+    # Standardise so one ridge fits all features and units; single precision for the row
+    # algebra: standardised, ridge-conditioned features lose nothing that matters at
+    # millimetres, and memory traffic halves.
+    base_scale = _scale(x_base, n_ok)
+    x_base = (x_base / base_scale[:, None, :]).astype(np.float32)
+    x0_origin = x0_origin / base_scale
 
     # Time split per station: holdout = rows in the last third of its observed span.
     split_t = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int)
-    n_ok = np.maximum(row_ok.sum(axis=1), 1)
 
     change = np.zeros((n_stations, n_anchor))
     uses_arx = np.zeros((n_stations, n_anchor), dtype=bool)
@@ -238,19 +257,12 @@ def fit_residual(
     # A loop over ~9 anchor leads, never over stations.
     for a in range(1, n_anchor):
         h = int(leads[a])
-        extra = series.extra(row_t, h, tidal)
-        x = np.concatenate([x_base, np.where(row_ok[..., None], extra, 0.0)], axis=-1)
-        x_origin = np.concatenate([x0_origin, series.extra(origin_idx, h, tidal)[:, 0, :]], axis=-1)
-        x_origin = np.where(origin_ok[:, None], x_origin, 0.0)
+        extra = np.where(row_ok[..., None], series.extra(row_t, h, tidal), 0.0)
+        extra_scale = _scale(extra, n_ok)
+        x = np.concatenate([x_base, (extra / extra_scale[:, None, :]).astype(np.float32)], axis=-1)
+        extra_origin = series.extra(origin_idx, h, tidal)[:, 0, :] / extra_scale
+        x_origin = np.where(origin_ok[:, None], np.concatenate([x0_origin, extra_origin], axis=-1), 0.0)
         n_feat = x.shape[-1]
-        # Standardise so one ridge fits all features and units.
-        scale = np.sqrt(np.einsum("srp,srp->sp", x, x) / n_ok[:, None])
-        scale[:, 0] = 1.0
-        scale = np.where(scale > 1e-12, scale, 1.0)
-        # Single precision for the row algebra: standardised, ridge-conditioned features
-        # lose nothing that matters at millimetres, and memory traffic halves.
-        x = (x / scale[:, None, :]).astype(np.float32)
-        x_origin = x_origin / scale
 
         target = series.take(residual_m, row_t + h)
         ok = row_ok & np.isfinite(target)
@@ -280,6 +292,12 @@ def fit_residual(
         uses_arx=uses_arx,
         has_rain=has_rain,
     )
+
+
+def _scale(x: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
+    """Root mean square of each feature over the usable rows (S, P); 1 for the intercept and constants."""
+    scale = np.sqrt(np.einsum("srp,srp->sp", x, x) / n_rows[:, None])
+    return np.where(scale > 1e-12, scale, 1.0)
 
 
 def _ridge_pair(x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

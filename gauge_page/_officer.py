@@ -26,6 +26,7 @@ from floodwatch.errors import ConfigError
 from gauge_page import _actions
 from gauge_page._context import PageContext
 from gauge_page._hub import to_jsonable
+from gauge_page._schemas import ActionOut, AuditOut, PreviewOut, SessionOut
 from gauge_page._state import Session
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def officer_router(ctx: PageContext) -> APIRouter:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, "send the login as application/json")
 
-    @router.post("/login", summary="Log in as an officer; sets the session cookie and returns the CSRF token")
+    @router.post("/login", response_model=SessionOut, summary="Log in as an officer; sets the session cookie and returns the CSRF token")
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         same_origin(request)
         now_wall_s = time.time()
@@ -128,7 +129,7 @@ def officer_router(ctx: PageContext) -> APIRouter:
         return {"username": session.username, "display_name": session.display_name,
                 "csrf_token": session.csrf_token}
 
-    @router.get("/me", summary="Who is logged in (and their CSRF token), or logged_in false")
+    @router.get("/me", response_model=SessionOut, response_model_exclude_none=True, summary="Who is logged in (and their CSRF token), or logged_in false")
     def me(request: Request) -> dict[str, Any]:
         session = current_session(request)
         if session is None:
@@ -136,14 +137,14 @@ def officer_router(ctx: PageContext) -> APIRouter:
         return {"logged_in": True, "username": session.username, "display_name": session.display_name,
                 "csrf_token": session.csrf_token}
 
-    @router.post("/logout", summary="End the session")
+    @router.post("/logout", response_model=SessionOut, response_model_exclude_none=True, summary="End the session")
     def logout(request: Request, response: Response, session: Session = Depends(officer)) -> dict[str, Any]:
         ctx.state.end_session(request.cookies.get(SESSION_COOKIE))
         response.delete_cookie(SESSION_COOKIE, path="/")
         ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action="logout", target="", detail={})
         return {"logged_in": False}
 
-    @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert (officer)")
+    @router.post("/alerts/{alert_id}/acknowledge", response_model=ActionOut, summary="Acknowledge an alert (officer)")
     def acknowledge(alert_id: str, session: Session = Depends(officer)) -> dict[str, Any]:
         if ctx.alerts is None:
             raise HTTPException(503, "the alert service is not running in this process; there is nothing to acknowledge")
@@ -157,7 +158,7 @@ def officer_router(ctx: PageContext) -> APIRouter:
         audit(session, "acknowledge", alert_id, {})
         return {"ok": True, "alert_id": alert_id}
 
-    @router.post("/stations/{station_id}/maintenance",
+    @router.post("/stations/{station_id}/maintenance", response_model=ActionOut,
                  summary="Put a station in maintenance (its readings do not alert residents) or back")
     def maintenance(station_id: str, body: MaintenanceBody, session: Session = Depends(officer)) -> dict[str, Any]:
         try:
@@ -187,7 +188,7 @@ def officer_router(ctx: PageContext) -> APIRouter:
                                ensure_ascii=False)
         return hmac.new(confirm_key, canonical.encode(), hashlib.sha256).hexdigest()
 
-    @router.post("/messages/preview", summary="Show a manual message as residents will see it, with recipients")
+    @router.post("/messages/preview", response_model=PreviewOut, summary="Show a manual message as residents will see it, with recipients")
     def preview(body: MessageBody, session: Session = Depends(officer)) -> dict[str, Any]:
         zones = check_zones(body.zones)
         recipients = [z["recipients"] for z in zones]
@@ -198,7 +199,7 @@ def officer_router(ctx: PageContext) -> APIRouter:
             "confirm_token": confirm_token_for(body, session),
         }
 
-    @router.post("/messages/send", summary="Send a previewed manual message to the chosen zones (officer)")
+    @router.post("/messages/send", response_model=ActionOut, summary="Send a previewed manual message to the chosen zones (officer)")
     def send(body: SendBody, session: Session = Depends(officer)) -> dict[str, Any]:
         if not hmac.compare_digest(body.confirm_token, confirm_token_for(body, session)):
             raise HTTPException(409, "the message or zones changed since the preview; preview again and confirm")
@@ -209,13 +210,13 @@ def officer_router(ctx: PageContext) -> APIRouter:
               {"text_th": body.text_th, "text_en": body.text_en, "result": result})
         return {"ok": True, "zones": zones, "result": to_jsonable(result)}
 
-    @router.post("/test-alert", summary="Send a test alert to officers only, never to residents")
+    @router.post("/test-alert", response_model=ActionOut, summary="Send a test alert to officers only, never to residents")
     def test_alert(body: TestAlertBody, session: Session = Depends(officer)) -> dict[str, Any]:
         result = _actions.send_test(ctx.alerts, body.text, by=session.username)
         audit(session, "test_alert", "officers", {"text": body.text, "result": result})
         return {"ok": True, "result": to_jsonable(result)}
 
-    @router.get("/audit", summary="The audit log of officer actions, newest first (officer)")
+    @router.get("/audit", response_model=AuditOut, summary="The audit log of officer actions, newest first (officer)")
     def audit_log(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         if current_session(request) is None:
             raise HTTPException(401, "log in as an officer to read the audit log")

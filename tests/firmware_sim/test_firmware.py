@@ -6,6 +6,9 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from firmware_sim import FirmwareConfig, NodeCore, load_scenario
 
@@ -223,3 +226,35 @@ def test_ultrasonic_blind_zone_echoes_and_temperature_error():
 
     noon_utc_s = datetime(2026, 11, 29, 12, 0, tzinfo=BANGKOK).timestamp()
     assert solar_fraction(noon_utc_s) == pytest.approx(1.0) and solar_fraction(noon_utc_s + 12 * 3600) == 0.0
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(
+    total_mm=st.floats(0.0, 250.0),
+    duration_h=st.floats(0.2, 8.0),
+    start_h=st.floats(0.0, 4.0),
+    reboot_h=st.lists(st.floats(0.0, 10.0), max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_any_storm_and_any_reboots_convert_to_the_true_rain(total_mm, duration_h, start_h, reboot_h, seed):
+    """Property: tips converted like ingestion equal the true rain to within one tip."""
+    import dataclasses
+
+    from firmware_sim import Fault, RainEvent
+    from floodwatch.settings import load_settings
+
+    station = load_settings().station("LP-R03")
+    scenario = dataclasses.replace(
+        load_scenario("tidal_normal"),
+        rain=(RainEvent("LP-R03", start_h * HOUR_S, duration_h * HOUR_S, total_mm),),
+        faults=tuple(Fault("LP-R03", "reboot", h * HOUR_S, h * HOUR_S + 1) for h in reboot_h),
+    )
+    core = NodeCore(station=station, origin_s=ORIGIN_S, faults=scenario.faults_for("LP-R03"), seed=seed)
+    wakes = run_core(core, scenario, 12 * HOUR_S)
+    readings = [o.reading for _, o in wakes]
+    rain_mm = 0.0
+    for prev, cur in zip(readings, readings[1:]):
+        rain_mm += (cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]) \
+            * station.mm_per_tip
+    truth_mm = scenario.truth_rain_mm(["LP-R03"], wakes[0][0], wakes[-1][0])[0]
+    assert abs(rain_mm - truth_mm) < station.mm_per_tip + 1e-6

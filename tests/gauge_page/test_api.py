@@ -275,3 +275,22 @@ def test_a_station_in_maintenance_alerts_nobody_until_it_is_back(service_client)
     assert len(texts) == 4 and all("อพยพ" in t for t in texts)
     actions = [a["action"] for a in c.get("/api/audit").json()["entries"]]
     assert actions[:2] == ["maintenance_off", "maintenance_on"]
+
+
+def test_create_officer_command_then_log_in(page_settings, page_store, monkeypatch, capsys):
+    import io
+
+    from gauge_page.__main__ import main
+
+    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", page_settings.page.state_url)
+    monkeypatch.setattr("sys.stdin", io.StringIO("river rising 2569\n"))
+    assert main(["create-officer", "nid", "--display-name", "นิด", "--password-stdin"]) == 0
+    assert "can now log in" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["create-officer", "nid", "--password-stdin"]) == 1
+    assert "at least 8" in capsys.readouterr().err
+    app = create_app(page_settings, page_store, SystemClock(), hub=EventHub())
+    with TestClient(app) as c:
+        me = c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).json()
+        assert me["display_name"] == "นิด"
+    app.state.page.state.close()

@@ -52,7 +52,8 @@ class MaintenanceBody(BaseModel):
 
 class MessageBody(BaseModel):
     zones: list[str] = Field(min_length=1, max_length=100, description="zone ids, e.g. ['moo-5', 'moo-6']")
-    text_th: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    text_th: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S",
+                         description="must have some text: residents read Thai first")
     text_en: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
 
 
@@ -74,9 +75,13 @@ def officer_router(ctx: PageContext) -> APIRouter:
 
     def recent_failures(username: str, now_wall_s: float) -> list[float]:
         with failed_lock:
+            if len(failed_logins) > 10_000:  # many made-up names: forget the old ones
+                for name in [n for n, ts in failed_logins.items() if not ts or now_wall_s - ts[-1] > FAILED_LOGIN_WINDOW_S]:
+                    del failed_logins[name]
             recent = [t for t in failed_logins.get(username, []) if now_wall_s - t < FAILED_LOGIN_WINDOW_S]
             failed_logins[username] = recent
             return recent
+
     secure = ctx.settings.page.secure_cookies
 
     def current_session(request: Request) -> Session | None:

@@ -294,3 +294,10 @@ def test_create_officer_command_then_log_in(page_settings, page_store, monkeypat
         me = c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).json()
         assert me["display_name"] == "นิด"
     app.state.page.state.close()
+
+
+def test_a_message_of_only_spaces_is_refused(client):
+    headers = log_in(client)
+    r = client.post("/api/messages/preview", json={"zones": ["moo-1"], "text_th": "   ", "text_en": ""},
+                    headers=headers)
+    assert r.status_code == 422

@@ -357,6 +357,10 @@ class AlertService:
         zone = self.settings.zone(a.zone_id)
         if a.audience == "residents":
             recipients = self.db.subscribers(a.zone_id)
+            if self.settings.alerts.officers_get_zone_alerts:
+                # officers watch every zone; one copy each, even when they also live in this one
+                residents = set(recipients)
+                recipients = recipients + [o for o in self.db.officers() if o not in residents]
             priority = int(a.level) if a.kind not in ("all_clear", "deescalate") else 1
 
             def words(lang: str) -> list[dict[str, Any]]:

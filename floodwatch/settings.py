@@ -189,6 +189,7 @@ class AlertSettings(_Section):
     confirm_readings: int = 2
     officer_cooldown_s: float = 3600.0
     officers: list[str] = Field(default_factory=list, description="LINE user ids of disaster officers")
+    officers_get_zone_alerts: bool = Field(default=True, description="officers also get every zone's flood alerts")
     tide_outlook_hour_local: int = Field(default=6, description="Bangkok hour of the daily tide outlook push")
 
 

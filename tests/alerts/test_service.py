@@ -50,6 +50,18 @@ def test_warning_reaches_each_resident_of_the_zone_once_and_nobody_else(service,
     assert service.zone_levels()["moo-1"]["level"] == int(AlertLevel.WARNING)
 
 
+def test_officers_get_every_zones_alerts_once(service, standin, clock):
+    officer, neighbour = "U" + "6a" * 16, "U" + "6b" * 16
+    service.add_officer(officer)
+    service.subscribe(officer, "moo-6")  # an officer who also lives in moo-6
+    service.subscribe(neighbour, "moo-6")
+    feed(service, clock, "LP-W06", [1.62, 1.63], step_s=3600)
+    feed(service, clock, "LP-W02", [2.05, 2.06], step_s=3600)  # moo-1, where the officer does not live
+    assert service.wait_delivered(10)
+    assert len(_texts(standin, officer)) == 2 and len(_texts(standin, neighbour)) == 1
+    assert [e["recipients"] for e in service.log()] == [1, 2]
+
+
 def test_a_single_spike_and_qc_failed_readings_raise_no_resident_alert(service, standin, clock):
     service.subscribe("Uspike", "moo-1")
     service.add_officer("Uofficer")

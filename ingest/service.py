@@ -39,7 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from floodwatch import metrics
-from floodwatch.errors import ConfigError, PayloadError, StoreUnavailable
+from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
 from ingest.checker import QcChecker
 from ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message
@@ -162,7 +162,7 @@ class IngestService:
                  host, port, self.settings.mqtt.client_id, self.settings.mqtt.shared_group)
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        """Block until subscribed to the broker (for tests and the CLI); False on timeout."""
+        """Block until the broker acknowledged the subscriptions (SUBACK); False on timeout."""
         return self._connected.wait(timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -219,6 +219,7 @@ class IngestService:
         client.max_inflight_messages_set(1000)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -240,9 +241,17 @@ class IngestService:
         # their PUBACKs would carry stale packet ids; the broker redelivers them.
         self._generation += 1
         client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self._topics()])
-        self._connected.set()
         log.info("event=mqtt_connected session_present=%s generation=%d",
                  getattr(flags, "session_present", "?"), self._generation)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("event=mqtt_subscribe_refused topics=%s reasons=%s; check the broker's ACL for this client",
+                      self._topics(), refused)
+            return
+        self._connected.set()
+        log.info("event=mqtt_subscribed topics=%s", self._topics())
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self._connected.clear()
@@ -260,7 +269,10 @@ class IngestService:
             try:
                 first = self._queue.get(timeout=SPOOL_RETRY_S if self._spool_pending() else 1.0)
             except queue.Empty:
-                self._housekeeping()
+                try:
+                    self._housekeeping()
+                except Exception:
+                    log.exception("event=housekeeping_failed; retrying later")
                 if stopping:
                     return
                 continue
@@ -349,6 +361,10 @@ class IngestService:
                 return stored
             except StoreUnavailable as exc:
                 log.warning("event=store_unavailable readings=%d action=spool error=%s", len(readings), exc)
+            except StoreError as exc:
+                # Not an outage but a refusal (token, bucket, a bug): keep the data
+                # and say so loudly; it replays once the cause is fixed.
+                log.error("event=store_refused readings=%d action=spool error=%s", len(readings), exc)
         # Order matters: anything after a spooled batch is spooled too, and the
         # spool replays oldest first.
         self._spool.append(readings, rejections)
@@ -368,7 +384,8 @@ class IngestService:
                     self.store.write_rejections(rejections)  # type: ignore[attr-defined]
                 if hasattr(self.store, "sync"):
                     self.store.sync()  # the spool forgets the batch only once the store cannot
-            except StoreUnavailable:
+            except StoreError as exc:
+                log.debug("event=spool_replay_deferred batch=%d error=%s", batch_id, exc)
                 return
             self._spool.remove(batch_id)
             log.info("event=spool_replayed batch=%d readings=%d stored=%d", batch_id, len(readings), len(stored))

@@ -34,7 +34,7 @@ def test_ingest_killed_mid_stream_and_restarted_loses_nothing(tmp_path, broker):
     db = tmp_path / "fw.db"
     log = tmp_path / "ingest.log"
     proc = start_ingest_process(tmp_path, broker.url, db, log)
-    wait_for(lambda: b"event=mqtt_connected" in log.read_bytes(), 15, "the ingest process to subscribe")
+    wait_for(lambda: b"event=mqtt_subscribed" in log.read_bytes(), 15, "the ingest process to subscribe")
     n = 4000
     pub = Publisher(broker.port)
     sender = threading.Thread(target=pub.publish, args=(telemetry(n, time.time()),),

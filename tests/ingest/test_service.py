@@ -270,3 +270,32 @@ def test_rain_tips_keep_their_baseline_across_an_ingest_restart(settings, broker
         pub.close()
         service.stop()
         store.close()
+
+
+def test_store_refusing_writes_401_keeps_readings_in_the_spool_until_fixed(tmp_path, broker):
+    from tests.store.influx_standin import InfluxStandIn
+
+    with InfluxStandIn(token="tok", org="floodwatch", buckets={"floodwatch"}) as influx:
+        settings = load_settings(
+            mqtt={"url": broker.url, "client_id": "fw-test-influx-401"},
+            store={"url": influx.url, "influx_token": "tok", "spool_path": str(tmp_path / "spool.db")},
+        )
+        service, store = start_ingest(settings)
+        pub = Publisher(broker.port)
+        try:
+            influx.token = "rotated-by-the-admin"  # our token no longer works: 401, not an outage
+            pub.publish(telemetry(200, time.time()))
+            published = pub.wait_all_acked()
+            wait_for(lambda: service.stats()["readings_received"] >= 200 and service.stats()["spool_pending"] > 0,
+                     10, "ingest to keep refused batches in the spool")
+            assert service.stats()["stored"] == 0
+            influx.token = "tok"  # the admin restores it
+            wait_for(lambda: service.stats()["stored"] >= 200 and service.stats()["spool_pending"] == 0, 10,
+                     "the spool to replay")
+            points = {k[4] for k in influx.points if k[1] == "reading" and k[3] == "qc_flag"}
+            print(f"published {published}, stored {len(points)}, duplicates {service.stats()['stored'] - len(points)}")
+            assert len(points) == 200
+        finally:
+            pub.close()
+            service.stop()
+            store.close()

@@ -32,41 +32,6 @@ def forward_fill(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return filled, age
 
 
-def interpolate_gaps(values: np.ndarray) -> np.ndarray:
-    """Linearly interpolate interior NaN gaps along axis 1; leading and trailing NaN stay.
-
-    Used only for training targets, which all lie before the forecast origin.
-    """
-    observed = np.isfinite(values)
-    n = values.shape[1]
-    idx = np.arange(n)[None, :]
-    before = np.maximum.accumulate(np.where(observed, idx, -1), axis=1)
-    after = np.minimum.accumulate(np.where(observed, idx, n)[:, ::-1], axis=1)[:, ::-1]
-    inside = (before >= 0) & (after < n)
-    v_before = np.take_along_axis(values, np.clip(before, 0, n - 1), axis=1)
-    v_after = np.take_along_axis(values, np.clip(after, 0, n - 1), axis=1)
-    span = np.maximum(after - before, 1)
-    weight = (idx - before) / span
-    out = v_before + weight * (v_after - v_before)
-    out = np.where(observed, values, np.where(inside, out, np.nan))
-    return out
-
-
-def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the finite values in ``(t - window, t]`` along axis 1; NaN where there are none."""
-    finite = np.isfinite(values)
-    zeros = np.zeros((values.shape[0], 1))
-    csum = np.concatenate([zeros, np.cumsum(np.where(finite, values, 0.0), axis=1)], axis=1)
-    ccount = np.concatenate([zeros, np.cumsum(finite, axis=1, dtype=float)], axis=1)
-    n = values.shape[1]
-    hi = np.arange(1, n + 1)
-    lo = np.maximum(hi - window, 0)
-    total = csum[:, hi] - csum[:, lo]
-    count = ccount[:, hi] - ccount[:, lo]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
-
-
 def nan_quantiles(values: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles along the last axis ignoring NaN, by one sort (no per-row Python loop).
 

@@ -297,7 +297,7 @@ def _fit_block(
             names.append("no-data")
             continue
         arx = bool(res.uses_arx[s].any())
-        core = ("arx+rain" if res.has_rain[s] else "arx") if arx else "persistence"
+        core = ("arx+rain" if res.uses_rain[s].any() else "arx") if arx else "persistence"
         names.append(f"tide+{core}" if uses_tide[s] else core)
     return ForecastModel(
         origin_s=origin_s,

@@ -50,6 +50,7 @@ _RAIN_WINDOWS_H = (3.0, 12.0, 48.0)
 _M2_PERIOD_H = 12.4206012
 _ANALOG_PERIODS_H = (_M2_PERIOD_H, 23.9344696)  # M2 and K1 periods
 _ANALOG_CYCLES = 4
+_N_EXTRA = len(_ANALOG_PERIODS_H) + 1  # analogs and the tidal change
 _HOLDOUT_FRACTION = 1.0 / 3.0
 _MAX_ROWS = 720  # rows per fit after thinning: neighbouring 10-min rows say almost the same
 _RIDGE = 1e-3  # on standardised features, per training row
@@ -71,15 +72,15 @@ class ResidualFit:
         Out-of-sample error quantiles (5 %, 50 %, 95 %) per lead, metres; NaN if unknown.
     uses_arx : ndarray of bool, (S, A)
         Whether the ARX (True) or carrying the residual forward (False) serves each lead.
-    has_rain : ndarray of bool, (S,)
-        Whether the station had rain input in the window.
+    uses_rain : ndarray of bool, (S, A)
+        Whether the ARX serving each lead uses the station's rain input.
     """
 
     lead_steps: np.ndarray
     change_m: np.ndarray
     error_q_m: np.ndarray
     uses_arx: np.ndarray
-    has_rain: np.ndarray
+    uses_rain: np.ndarray
 
 
 def anchor_steps(dt_s: float, max_lead_s: float) -> np.ndarray:
@@ -87,6 +88,13 @@ def anchor_steps(dt_s: float, max_lead_s: float) -> np.ndarray:
     hours = [h for h in ANCHOR_LEADS_H if h * 3600.0 < max_lead_s] + [max_lead_s / 3600.0]
     steps = np.unique(np.maximum(np.round(np.array(hours) * 3600.0 / dt_s), 1).astype(int))
     return np.concatenate([[0], steps])
+
+
+def _cumsum0(values: np.ndarray) -> np.ndarray:
+    """Cumulative sum along axis 1 with a leading zero column: (S, T + 1), float."""
+    out = np.zeros((values.shape[0], values.shape[1] + 1))
+    np.cumsum(values, axis=1, out=out[:, 1:])
+    return out
 
 
 class _Series:
@@ -101,11 +109,13 @@ class _Series:
         self.filled, _ = forward_fill(residual_m)
         self.residual = residual_m
         finite = np.isfinite(residual_m)
-        zeros = np.zeros((self.n_stations, 1))
-        self.csum = np.concatenate([zeros, np.cumsum(np.where(finite, residual_m, 0.0), axis=1)], axis=1)
-        self.ccount = np.concatenate([zeros, np.cumsum(finite, axis=1, dtype=float)], axis=1)
-        rain = np.zeros_like(residual_m) if rain_mm is None else np.where(np.isfinite(rain_mm), rain_mm, 0.0)
-        self.rain_csum = np.concatenate([zeros, np.cumsum(rain, axis=1)], axis=1)
+        self.csum = _cumsum0(np.where(finite, residual_m, 0.0))
+        self.ccount = _cumsum0(finite)
+        self.rain_csum = (
+            np.zeros((self.n_stations, self.n_times + 1))
+            if rain_mm is None
+            else _cumsum0(np.where(np.isfinite(rain_mm), rain_mm, 0.0))
+        )
         self.tide = tide_m
         self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
         self._cycle_means: dict[int, np.ndarray] = {}
@@ -116,8 +126,10 @@ class _Series:
         safe = np.clip(idx, 0, n - 1)
         if idx.ndim == 1:
             out = arr[:, safe]
-        else:
-            out = np.take_along_axis(arr, np.broadcast_to(safe, (arr.shape[0], safe.shape[1])), axis=1)
+            if not valid.all():
+                out[:, ~valid] = np.nan
+            return out
+        out = np.take_along_axis(arr, np.broadcast_to(safe, (arr.shape[0], safe.shape[1])), axis=1)
         return np.where(valid, out, np.nan)
 
     def base(self, idx: np.ndarray) -> np.ndarray:
@@ -243,7 +255,10 @@ def fit_residual(
     # algebra: standardised, ridge-conditioned features lose nothing that matters at
     # millimetres, and memory traffic halves.
     base_scale = _scale(x_base, n_ok)
-    x_base = (x_base / base_scale[:, None, :]).astype(np.float32)
+    n_base = x_base.shape[-1]
+    x = np.empty(x_base.shape[:2] + (n_base + _N_EXTRA,), dtype=np.float32)  # lead-specific columns last
+    x[..., :n_base] = x_base / base_scale[:, None, :]
+    del x_base
     x0_origin = x0_origin / base_scale
 
     # Time split per station: holdout = rows in the last third of its observed span.
@@ -251,6 +266,8 @@ def fit_residual(
 
     change = np.zeros((n_stations, n_anchor))
     uses_arx = np.zeros((n_stations, n_anchor), dtype=bool)
+    uses_rain = np.zeros((n_stations, n_anchor), dtype=bool)
+    rain_cols = np.arange(n_base - len(_RAIN_WINDOWS_H), n_base)  # base() puts rain last
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
     error_q[:, 0, :] = np.where(any_obs[:, None], 0.0, np.nan)
 
@@ -259,7 +276,7 @@ def fit_residual(
         h = int(leads[a])
         extra = np.where(row_ok[..., None], series.extra(row_t, h, tidal), 0.0)
         extra_scale = _scale(extra, n_ok)
-        x = np.concatenate([x_base, (extra / extra_scale[:, None, :]).astype(np.float32)], axis=-1)
+        x[..., n_base:] = extra / extra_scale[:, None, :]
         extra_origin = series.extra(origin_idx, h, tidal)[:, 0, :] / extra_scale
         x_origin = np.where(origin_ok[:, None], np.concatenate([x0_origin, extra_origin], axis=-1), 0.0)
         n_feat = x.shape[-1]
@@ -273,16 +290,26 @@ def fit_residual(
         n_hold = hold.sum(axis=1)
         can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok
 
-        beta_train, beta_all = _ridge_pair(x, d, train, ok)
-        err_arx = np.where(hold, d - np.einsum("srp,sp->sr", x, beta_train.astype(np.float32)), np.nan)
+        # Three candidates per station and lead, chosen on the holdout: carry the residual
+        # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
+        # gauge can make a forecast worse; the holdout says whether it does here).
+        without_rain = np.ones(n_feat, dtype=bool)
+        without_rain[rain_cols] = False
+        fits = _ridge_fits(x, d, train, ok, [without_rain, np.ones(n_feat, dtype=bool)])
         n_hold_safe = np.maximum(n_hold, 1)
-        mse_arx = np.nansum(err_arx**2, axis=1) / n_hold_safe
-        mse_cf = (np.where(hold, d, 0.0) ** 2).sum(axis=1) / n_hold_safe
-        choose = can_fit & (mse_arx < mse_cf)
-        change[:, a] = np.where(choose, np.einsum("sp,sp->s", x_origin, beta_all), 0.0)
-        uses_arx[:, a] = choose
-        # Carrying forward has no parameters: all its rows are out-of-sample.
-        errors = np.where(choose[:, None], err_arx, np.where(ok, d, np.nan))
+        mse = [(np.where(hold, d, 0.0) ** 2).sum(axis=1) / n_hold_safe]
+        held_errors = [np.where(ok, d, np.nan)]  # carrying forward has no parameters: all rows are out-of-sample
+        for beta_train, _ in fits:
+            err = np.where(hold, d - np.einsum("srp,sp->sr", x, beta_train.astype(np.float32)), np.nan)
+            mse.append(np.nansum(err**2, axis=1) / n_hold_safe)
+            held_errors.append(err)
+        allowed = np.stack([np.ones(n_stations, dtype=bool), can_fit, can_fit & has_rain])
+        pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
+        predicted = np.stack([np.zeros(n_stations)] + [np.einsum("sp,sp->s", x_origin, b) for _, b in fits])
+        change[:, a] = np.take_along_axis(predicted, pick[None, :], axis=0)[0]
+        uses_arx[:, a] = pick > 0
+        uses_rain[:, a] = pick == 2
+        errors = np.take_along_axis(np.stack(held_errors), pick[None, :, None], axis=0)[0]
         q, count = nan_quantiles(errors, QUANTILES)
         error_q[:, a, :] = np.where(count[:, None] >= 2, q, np.nan)
     return ResidualFit(
@@ -290,7 +317,7 @@ def fit_residual(
         change_m=change,
         error_q_m=error_q,
         uses_arx=uses_arx,
-        has_rain=has_rain,
+        uses_rain=uses_rain,
     )
 
 
@@ -300,15 +327,20 @@ def _scale(x: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-def _ridge_pair(x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-station ridge regressions of ``d`` on ``x``: one on the training rows, one on all rows.
+def _ridge_fits(
+    x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarray, column_sets: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-station ridge regressions of ``d`` on subsets of the columns of ``x``.
 
-    Training rows are a time prefix of all rows, so the shared prefix's Gram
-    matrix is computed once: the pair costs little more than one fit.
+    For each boolean column set, one fit on the training rows and one on all
+    usable rows; left-out columns get coefficient 0. Training rows are a time
+    prefix of all rows, so the shared prefix's Gram matrix is computed once,
+    and every column set reuses the same Gram matrices: the fits cost little
+    more than one pass over the rows.
 
     Returns
     -------
-    beta_train, beta_all : ndarray, (S, P)
+    list of (beta_train, beta_all), each ndarray (S, P)
     """
     n_feat = x.shape[-1]
     # Rows before `cut` are training rows wherever they are usable, for every station.
@@ -331,11 +363,13 @@ def _ridge_pair(x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarra
     g_rest, b_rest = gram_rhs(rows, cut, x.shape[1])
     diag = np.arange(n_feat)
 
-    def solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
-        gram = gram.copy()
-        gram[:, diag, diag] += _RIDGE * np.maximum(n_rows, 1.0)[:, None] + 1e-12
-        return np.linalg.solve(gram, rhs[..., None])[..., 0]
+    def solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        gram = np.where(keep[:, None] & keep[None, :], gram, 0.0)
+        gram[:, diag, diag] += np.where(keep, _RIDGE * np.maximum(n_rows, 1.0)[:, None] + 1e-12, 1.0)
+        return np.linalg.solve(gram, np.where(keep, rhs, 0.0)[..., None])[..., 0]
 
-    beta_train = solve(g_pre + g_tr, b_pre + b_tr, train.sum(axis=1))
-    beta_all = solve(g_pre + g_rest, b_pre + b_rest, rows.sum(axis=1))
-    return beta_train, beta_all
+    n_train, n_all = train.sum(axis=1), rows.sum(axis=1)
+    return [
+        (solve(g_pre + g_tr, b_pre + b_tr, n_train, keep), solve(g_pre + g_rest, b_pre + b_rest, n_all, keep))
+        for keep in column_sets
+    ]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from floodwatch.settings import Settings
 
 HISTORY = 64
+CHUNK = 256
 _EMPTY = np.empty(0)
 
 
@@ -49,8 +50,15 @@ class QcChecker:
         """Return the readings with ``qc_flag`` and ``qc_tests`` set, in the same order.
 
         All stations of one kind (level, rain) in the batch are judged in one
-        vectorised call over a (stations, history + new) array.
+        vectorised call over a (stations, history + new) array. Large batches
+        (a fleet flushing buffers) go in chunks: the flat-line test costs
+        O(new x history) per station.
         """
+        if len(readings) > CHUNK:
+            out_all: list[Reading] = []
+            for start in range(0, len(readings), CHUNK):
+                out_all.extend(self.check(readings[start:start + CHUNK], now_s))
+            return out_all
         out: list[Reading | None] = [None] * len(readings)
         by_station: dict[str, list[int]] = {}
         for i, r in enumerate(readings):

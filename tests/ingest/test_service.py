@@ -14,7 +14,7 @@ from ingest import IngestService
 from store import open_store
 from store.sqlite import path_from_url
 
-from tests.ingest.helpers import Broker, Publisher, count_rows, make_settings, telemetry, wait_for  # noqa: F401
+from tests.ingest.helpers import Publisher, count_rows, make_settings, telemetry, wait_for
 
 
 def start_ingest(settings, **callbacks):

@@ -79,8 +79,10 @@ def test_round_trip_dedup_window_latest(store, influx):
     assert np.isnan(w.values[2]).all()
     w_all = store.read_window([W1], "water_level_m", t0, t0 + 2400, 600, include_failed=True)
     assert w_all.values[0, 1] == 9.0
-    latest = store.latest([W1, W2, R1])
-    assert latest[W1].ts_s == t0 + 1900 and latest[W2].water_level_m == 1.5 and R1 not in latest
+    store.write_batch([Reading(R1, t0 - 30 * 86400, rain_mm=0.4, qc_flag=QcFlag.PASS)])  # silent for a month
+    latest = store.latest([W1, W2, R1, StationId("LP-R04")])
+    assert latest[W1].ts_s == t0 + 1900 and latest[W2].water_level_m == 1.5
+    assert latest[R1].rain_mm == 0.4 and "LP-R04" not in latest
 
 
 def test_rain_sums_never_double_count(store):
@@ -172,3 +174,12 @@ def test_live_influxdb_round_trip():
         assert s.latest([sid])[sid].seq == 3
     finally:
         s.close()
+
+
+def test_bulk_write_goes_through_the_batching_write_api(store, influx):
+    t0 = now_s() - 86400
+    history = [level(W2, t0 + 600 * i, 1.0 + 0.01 * i) for i in range(1200)]
+    store.bulk_write(history, batch_size=500)
+    writes = [r for r in influx.requests if r[1] == "/api/v2/write"]
+    assert len(writes) == 3  # 500 + 500 + 200 lines, one request per batch
+    assert len(store.read_readings(W2, t0, t0 + 600 * 1200)) == 1200

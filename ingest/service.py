@@ -231,6 +231,11 @@ class IngestService:
             # Telemetry is split between the workers; status stays unshared so
             # every worker knows every node's state.
             topics[0] = f"$share/{group}/{topics[0]}"
+            # Rain gauges' tip counters are cumulative: each reading's rain is
+            # the difference from the previous one, so every worker must see
+            # every rain reading. They come unshared as well (the store keeps
+            # one copy; every worker computes the same rain for it).
+            topics += [f"{self._prefix}/{s.id}/telemetry" for s in self.settings.rain_stations]
         return topics
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:

@@ -299,3 +299,34 @@ def test_store_refusing_writes_401_keeps_readings_in_the_spool_until_fixed(tmp_p
             pub.close()
             service.stop()
             store.close()
+
+
+def test_rain_tips_through_a_shared_subscription_are_counted_once(tmp_path, broker):
+    s1 = make_settings(tmp_path, broker.url, shared_group="ingest")
+    s2 = make_settings(tmp_path, broker.url, shared_group="ingest")
+    s2 = s2.model_copy(update={"store": s2.store.model_copy(update={"spool_path": str(tmp_path / "spool2.db")})})
+    w1, store1 = start_ingest(s1)
+    w2, store2 = start_ingest(s2)
+    pub = Publisher(broker.port)
+    t0 = time.time() - 86_000
+    tips, msgs = 0, []
+    for i in range(300):
+        tips += i % 4  # 0-3 tips per interval
+        msgs.append(("floodwatch/LP-R01/telemetry",
+                     json.dumps({"ts": t0 + 60 * i, "seq": i, "boot": 1, "rain_tips": tips}).encode()))
+    try:
+        pub.publish(msgs)
+        published = pub.wait_all_acked()
+        db = path_from_url(s1.store.url)
+        wait_for(lambda: count_rows(db)[0] >= 300, 10, "all rain readings stored")
+        time.sleep(0.3)
+        rain = [r.rain_mm for r in store1.read_readings("LP-R01", t0 - 1, t0 + 60 * 300)]
+        per_tip = s1.station("LP-R01").mm_per_tip
+        print(f"published {published}, stored {len(rain)}, rain {sum(rain):.1f} mm, true {tips * per_tip:.1f} mm")
+        assert len(rain) == 300 and None not in rain
+        assert abs(sum(rain) - tips * per_tip) < 1e-6
+    finally:
+        pub.close()
+        for w, s in ((w1, store1), (w2, store2)):
+            w.stop()
+            s.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -521,12 +520,3 @@ class IngestService:
         for sid, ts_s in list(self._last_ts.items()):
             metrics.set_gauge("floodwatch_last_reading_age_seconds", max(0.0, now_s - ts_s), station=sid)
 
-
-def run_until(service: IngestService, predicate: Callable[[], bool], timeout_s: float) -> bool:
-    """Wait (polling) until ``predicate()`` holds; for tests and benchmarks."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -305,13 +305,6 @@ class SqliteStore:
             raise _as_store_error(exc, self.path) from exc
         return [_row_to_reading(r) for r in rows]
 
-    def tail(self, station_id: StationId, n: int) -> list[Reading]:
-        """The newest ``n`` readings of one station, oldest first (seeds ingest's QC history)."""
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM readings WHERE station = ? ORDER BY ts_s DESC LIMIT ?", (station_id, n)
-        ).fetchall()
-        return [_row_to_reading(r) for r in reversed(rows)]
-
     def latest(self, station_ids: Sequence[StationId] | None = None) -> dict[StationId, Reading]:
         conn = self._conn()
         try:

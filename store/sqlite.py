@@ -122,6 +122,7 @@ class SqliteStore:
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        self._dir_synced = False
         try:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
@@ -211,6 +212,15 @@ class SqliteStore:
             return  # no WAL: everything is checkpointed into the main file already
         try:
             os.fsync(fd)
+            if not self._dir_synced:
+                # The WAL file's own directory entry, once: a new file is not on
+                # disk until its folder is.
+                dir_fd = os.open(self.path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+                self._dir_synced = True
         except OSError as exc:
             raise StoreUnavailable(f"cannot fsync {wal} ({exc}); check the disk") from exc
         finally:

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def _parse_horizons(text: str) -> list[float]:
     return hours
 
 
-def _progress_printer() -> callable:
+def _progress_printer() -> Callable[[int, int], None]:
     started = time.monotonic()
     last = [0.0]
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -58,6 +59,7 @@ OnStatus = Callable[[StationId, str, float], None]
 SEED_HISTORY_S = 7 * 3600.0
 RETENTION_EVERY_S = 3600.0
 SPOOL_RETRY_S = 0.5
+SPOOL_RETRY_MAX_S = 5.0
 _STOP = object()
 
 metrics.describe("floodwatch_readings_ingested_total", "counter", "readings stored by ingest")
@@ -134,6 +136,10 @@ class IngestService:
         self._counts: Counter[str] = Counter()
         self._started = False
         self._last_retention_s = 0.0
+        # While the store is away, try it again after a growing pause rather than
+        # on every batch: a hung store must not slow the spooling to a crawl.
+        self._replay_after = 0.0
+        self._replay_backoff_s = SPOOL_RETRY_S
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -377,6 +383,8 @@ class IngestService:
 
     def _replay_spool(self) -> None:
         assert self._spool is not None
+        if time.monotonic() < self._replay_after:
+            return
         while True:
             item = self._spool.oldest()
             if item is None:
@@ -389,8 +397,12 @@ class IngestService:
                 if hasattr(self.store, "sync"):
                     self.store.sync()  # the spool forgets the batch only once the store cannot
             except StoreError as exc:
-                log.debug("event=spool_replay_deferred batch=%d error=%s", batch_id, exc)
+                self._replay_after = time.monotonic() + self._replay_backoff_s
+                log.debug("event=spool_replay_deferred batch=%d retry_in_s=%.1f error=%s",
+                          batch_id, self._replay_backoff_s, exc)
+                self._replay_backoff_s = min(SPOOL_RETRY_MAX_S, self._replay_backoff_s * 2)
                 return
+            self._replay_backoff_s = SPOOL_RETRY_S
             self._spool.remove(batch_id)
             log.info("event=spool_replayed batch=%d readings=%d stored=%d", batch_id, len(readings), len(stored))
             self._after_store(readings, stored)

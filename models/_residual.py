@@ -119,6 +119,7 @@ class _Series:
         self.tide = tide_m
         self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
         self._cycle_means: dict[int, np.ndarray] = {}
+        self._filled0: tuple[np.ndarray, np.ndarray] | None = None
 
     def take(self, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
         n = arr.shape[1]
@@ -165,18 +166,22 @@ class _Series:
     def cycle_mean(self, period: int) -> np.ndarray:
         """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points), (S, T)."""
         if period not in self._cycle_means:
-            total = np.zeros_like(self.filled)
-            count = np.zeros_like(self.filled)
-            for k in range(_ANALOG_CYCLES):
-                if k * period >= self.n_times:
+            if self._filled0 is None:
+                known = np.isfinite(self.filled)
+                self._filled0 = (np.where(known, self.filled, 0.0), known.astype(np.float64))
+            filled0, known = self._filled0
+            total = filled0.copy()
+            count = known.copy()
+            for k in range(1, _ANALOG_CYCLES):  # in-place shifted adds, no temporaries
+                lag = k * period
+                if lag >= self.n_times:
                     break
-                shifted = np.full_like(self.filled, np.nan)
-                shifted[:, k * period :] = self.filled[:, : self.n_times - k * period]
-                usable = np.isfinite(shifted)
-                total += np.where(usable, shifted, 0.0)
-                count += usable
+                total[:, lag:] += filled0[:, :-lag]
+                count[:, lag:] += known[:, :-lag]
             with np.errstate(invalid="ignore", divide="ignore"):
-                self._cycle_means[period] = np.where(count > 0, total / count, np.nan)
+                np.divide(total, count, out=total)
+            total[count == 0] = np.nan
+            self._cycle_means[period] = total
         return self._cycle_means[period]
 
     def extra(self, idx: np.ndarray, h: int, tidal: np.ndarray) -> np.ndarray:
@@ -297,19 +302,25 @@ def fit_residual(
         without_rain[rain_cols] = False
         fits = _ridge_fits(x, d, train, ok, [without_rain, np.ones(n_feat, dtype=bool)])
         n_hold_safe = np.maximum(n_hold, 1)
-        mse = [(np.where(hold, d, 0.0) ** 2).sum(axis=1) / n_hold_safe]
-        held_errors = [np.where(ok, d, np.nan)]  # carrying forward has no parameters: all rows are out-of-sample
+        # Holdout rows all lie at or after the earliest station's split: score only that slice.
+        lo = int(np.argmax(hold.any(axis=0))) if hold.any() else x.shape[1]
+        x_h, d_h, hold_h = x[:, lo:], d[:, lo:], hold[:, lo:]
+        mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
         for beta_train, _ in fits:
-            err = np.where(hold, d - np.einsum("srp,sp->sr", x, beta_train.astype(np.float32)), np.nan)
-            mse.append(np.nansum(err**2, axis=1) / n_hold_safe)
-            held_errors.append(err)
+            fitted = np.matmul(x_h, beta_train.astype(np.float32)[..., None])[..., 0]
+            mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_fit, can_fit & has_rain])
         pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
-        predicted = np.stack([np.zeros(n_stations)] + [np.einsum("sp,sp->s", x_origin, b) for _, b in fits])
-        change[:, a] = np.take_along_axis(predicted, pick[None, :], axis=0)[0]
+        beta_train = np.select([pick[:, None] == 1, pick[:, None] == 2], [fits[0][0], fits[1][0]], 0.0)
+        beta_all = np.select([pick[:, None] == 1, pick[:, None] == 2], [fits[0][1], fits[1][1]], 0.0)
+        change[:, a] = np.einsum("sp,sp->s", x_origin, beta_all)
         uses_arx[:, a] = pick > 0
         uses_rain[:, a] = pick == 2
-        errors = np.take_along_axis(np.stack(held_errors), pick[None, :, None], axis=0)[0]
+        # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
+        fitted = np.matmul(x_h, beta_train.astype(np.float32)[..., None])[..., 0]
+        errors = np.where(ok, d, np.nan)
+        errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
+        errors[(pick > 0)[:, None] & ~hold] = np.nan
         q, count = nan_quantiles(errors, QUANTILES)
         error_q[:, a, :] = np.where(count[:, None] >= 2, q, np.nan)
     return ResidualFit(

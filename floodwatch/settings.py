@@ -138,8 +138,9 @@ class StoreSettings(_Section):
     influx_token: SecretStr | None = None
     influx_org: str = "floodwatch"
     influx_bucket: str = "floodwatch"
+    # Most messages ingest stores in one transaction. There is no batch timer:
+    # the writer stores whatever is queued at once, so batches grow only under load.
     batch_size: int = 500
-    batch_interval_s: float = 0.05
     retention_days: int = 400
     # Where ingest keeps readings while the store is unavailable (replayed in order);
     # default: beside the SQLite file (<db>.spool), or var/ingest-spool.db for InfluxDB.

@@ -138,7 +138,7 @@ class StoreSettings(_Section):
     influx_token: SecretStr | None = None
     influx_org: str = "floodwatch"
     influx_bucket: str = "floodwatch"
-    # Most messages ingest stores in one transaction. There is no batch timer:
+    # At most this many messages per ingest transaction. There is no batch timer:
     # the writer stores whatever is queued at once, so batches grow only under load.
     batch_size: int = 500
     retention_days: int = 400

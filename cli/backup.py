@@ -3,7 +3,8 @@
 Uses SQLite's online backup API, so a backup taken while ingestion writes
 is a consistent snapshot (WAL included), never a torn file copy. A backup
 is a folder holding ``floodwatch.db`` (readings), ``alerts.db`` (alert
-state, subscribers, outbox) and ``manifest.json`` (row counts, time).
+state, subscribers, outbox), ``page.db`` (officers, sessions, audit log)
+and ``manifest.json`` (row counts, time).
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def sqlite_path(url: str) -> Path | None:
 
 def databases(settings: Settings) -> dict[str, Path]:
     found = {}
-    for name, url in (("floodwatch.db", settings.store.url), ("alerts.db", settings.alerts.state_url)):
+    for name, url in (
+        ("floodwatch.db", settings.store.url),
+        ("alerts.db", settings.alerts.state_url),
+        ("page.db", settings.page.state_url),
+    ):
         path = sqlite_path(url)
         if path is not None:
             found[name] = path

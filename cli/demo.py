@@ -99,6 +99,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         settings.store.url = f"sqlite:///{DEMO_DIR}/floodwatch.db"
     if not _env_set("FLOODWATCH_ALERTS__STATE_URL"):
         settings.alerts.state_url = f"sqlite:///{DEMO_DIR}/alerts.db"
+    if not _env_set("FLOODWATCH_PAGE__STATE_URL"):
+        settings.page.state_url = f"sqlite:///{DEMO_DIR}/page.db"
 
     scenario = firmware_sim.load_scenario(args.scenario)
     now_s = time.time()
@@ -131,6 +133,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             settings.line.channel_secret = SecretStr("demo-secret-" + secrets.token_hex(8))
         register_secrets(settings)
 
+        import gauge_page
+
+        officer_password = secrets.token_urlsafe(9)
+        gauge_page.create_officer(settings, "officer", officer_password, display_name="Demo duty officer")
         system = System(settings, clock)
         # History first, so the first forecast has days of tide to fit.
         _seed_history(settings, firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0))
@@ -152,6 +158,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"  live page     {url}\n"
             f"  MQTT broker   {settings.mqtt.url} ({broker_kind})\n"
             f"  LINE          {settings.line.api_base_url} ({line_target}), {residents} demo residents\n"
+            f"  officer login officer / {officer_password}  (acknowledge, maintenance, manual messages)\n"
             f"  data          {settings.store.url}\n"
             "Ctrl-C stops everything.",
             flush=True,

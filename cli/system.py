@@ -83,7 +83,8 @@ class System:
 
     def _start_page(self) -> None:
         page = self.settings.page
-        config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=3)
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="gauge-page", daemon=True)
         thread.start()
@@ -99,6 +100,8 @@ class System:
         log.info("gauge page on http://%s:%d", page.host, page.port)
 
         def stop_page() -> None:
+            # Open event streams would hold uvicorn's graceful shutdown until they end: end them first.
+            self.hub.close()
             self._server.should_exit = True
             thread.join(10)
 

@@ -28,6 +28,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         settings = load_settings()
         settings.store.url = f"sqlite:///{tmp_path}/floodwatch.db"
         settings.alerts.state_url = f"sqlite:///{tmp_path}/alerts.db"
+        settings.page.state_url = f"sqlite:///{tmp_path}/page.db"
         for section, values in sections.items():
             target = getattr(settings, section)
             for key, value in values.items():

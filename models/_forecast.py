@@ -30,7 +30,7 @@ from scipy.special import erfc
 
 from floodwatch.errors import ForecastError
 from models._arrays import last_valid_index, nan_quantiles
-from models._residual import ResidualFit, fit_residual
+from models._residual import MAX_ROWS, ResidualFit, fit_residual
 from models._tide import TideFit, fit_tide, predict_tide
 
 DEFAULT_WINDOW_S = 30 * 86_400.0
@@ -184,6 +184,7 @@ def fit(
     origin_s: float | None = None,
     horizon_s: float = 72 * 3600.0,
     window_s: float = DEFAULT_WINDOW_S,
+    max_rows: int = MAX_ROWS,
 ) -> ForecastModel:
     """Fit tide and residual models of all stations on data up to the origin.
 
@@ -202,6 +203,9 @@ def fit(
         Longest lead the residual model is fitted for, seconds.
     window_s : float
         Fit on the samples in ``(origin - window_s, origin]``.
+    max_rows : int
+        Rows per residual fit after thinning the window (720: hourly rows for
+        30 days); fewer is proportionally faster and noisier.
 
     Returns
     -------
@@ -233,7 +237,9 @@ def fit(
     stale_s = float(np.max(origin_s - t_w[last[has]], initial=0.0))
     max_lead_s = horizon_s + min(stale_s, 86_400.0)
     blocks = [
-        _fit_block(t_w, y[i : i + _BLOCK], None if rain is None else rain[i : i + _BLOCK], origin_s, dt_s, max_lead_s)
+        _fit_block(
+            t_w, y[i : i + _BLOCK], None if rain is None else rain[i : i + _BLOCK], origin_s, dt_s, max_lead_s, max_rows
+        )
         for i in range(0, y.shape[0], _BLOCK)  # memory blocking: each block is a vectorised fit
     ]
     return blocks[0] if len(blocks) == 1 else _concat(blocks)
@@ -264,7 +270,13 @@ _SHARED_FIELDS = {"origin_s", "dt_s", "ref_s", "names", "freq_cph", "lead_steps"
 
 
 def _fit_block(
-    t_w: np.ndarray, y: np.ndarray, rain: np.ndarray | None, origin_s: float, dt_s: float, max_lead_s: float
+    t_w: np.ndarray,
+    y: np.ndarray,
+    rain: np.ndarray | None,
+    origin_s: float,
+    dt_s: float,
+    max_lead_s: float,
+    max_rows: int,
 ) -> ForecastModel:
     n_stations = y.shape[0]
     with warnings.catch_warnings():
@@ -282,7 +294,7 @@ def _fit_block(
         rows = np.arange(n_stations)
         has = last >= 0
         res = fit_residual(
-            residual, rain, dt_s=dt_s, max_lead_s=max_lead_s, tide_m=tide_ext, tidal=uses_tide
+            residual, rain, dt_s=dt_s, max_lead_s=max_lead_s, tide_m=tide_ext, tidal=uses_tide, max_rows=max_rows
         )
         last_obs_s = np.where(has, t_w[np.maximum(last, 0)], np.nan)
         last_level = np.where(has, y[rows, np.maximum(last, 0)], np.nan)
@@ -467,6 +479,7 @@ def forecast_stations(
     step_s: float,
     origin_s: float | None = None,
     window_s: float = DEFAULT_WINDOW_S,
+    max_rows: int = MAX_ROWS,
 ) -> Forecast:
     """Fit and forecast all stations in one call (see :func:`fit` and :func:`predict`).
 
@@ -486,6 +499,8 @@ def forecast_stations(
         Forecast origin; defaults to the last grid time.
     window_s : float
         Fit window before the origin, seconds (30 days by default).
+    max_rows : int
+        Rows per residual fit (see :func:`fit`).
 
     Returns
     -------
@@ -493,5 +508,7 @@ def forecast_stations(
     """
     t_arr = np.asarray(t_s, dtype=float)
     origin = float(t_arr[-1]) if origin_s is None and t_arr.size else origin_s
-    model = fit(t_s, level_m, rain_mm, origin_s=origin, horizon_s=horizon_s, window_s=window_s)
+    model = fit(
+        t_s, level_m, rain_mm, origin_s=origin, horizon_s=horizon_s, window_s=window_s, max_rows=max_rows
+    )
     return predict(model, thresholds_m=thresholds_m, horizon_s=horizon_s, step_s=step_s)

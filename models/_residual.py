@@ -29,7 +29,7 @@ errors need no holdout: it has no parameters). The final coefficients are
 refitted on the whole window.
 
 Cost: features are gathered only at the fitted rows (every ``stride``-th grid
-time, at most ``_MAX_ROWS``) from cumulative sums, so a 30-day, 10-minute
+time, at most ``max_rows``, 720 by default) from cumulative sums, so a 30-day, 10-minute
 window costs a few hundred rows per station and lead.
 """
 
@@ -52,7 +52,8 @@ _ANALOG_PERIODS_H = (_M2_PERIOD_H, 23.9344696)  # M2 and K1 periods
 _ANALOG_CYCLES = 4
 _N_EXTRA = len(_ANALOG_PERIODS_H) + 1  # analogs and the tidal change
 _HOLDOUT_FRACTION = 1.0 / 3.0
-_MAX_ROWS = 720  # rows per fit after thinning: neighbouring 10-min rows say almost the same
+MAX_ROWS = 720
+"""Default rows per fit after thinning: neighbouring 10-minute rows say almost the same."""
 _RIDGE = 1e-3  # on standardised features, per training row
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
@@ -207,6 +208,7 @@ def fit_residual(
     max_lead_s: float,
     tide_m: np.ndarray | None = None,
     tidal: np.ndarray | None = None,
+    max_rows: int = MAX_ROWS,
 ) -> ResidualFit:
     """Fit the direct ARX models and their out-of-sample errors; predict from the last observation.
 
@@ -225,6 +227,9 @@ def fit_residual(
         longest lead (L steps); None for no tide.
     tidal : ndarray of bool, (S,), optional
         Stations with a tide; only they get the tidal-analog features.
+    max_rows : int
+        Rows per fit: the window is thinned to at most this many (cost is
+        proportional; fewer rows fit noisier coefficients).
 
     Returns
     -------
@@ -245,7 +250,7 @@ def fit_residual(
     first = np.argmax(observed, axis=1)
 
     # Rows: every `stride`-th grid time; the row must be observed with all lags known.
-    stride = max(int(np.ceil(n_times / _MAX_ROWS)), 1)
+    stride = max(int(np.ceil(n_times / max(max_rows, 1))), 1)
     row_t = np.arange(n_times - 1, -1, -stride)[::-1]
     x_base = series.base(row_t)  # (S, R, P0)
     row_ok = observed[:, row_t] & np.isfinite(x_base).all(axis=-1)

@@ -139,7 +139,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         gauge_page.create_officer(settings, "officer", officer_password, display_name="Demo duty officer")
         system = System(settings, clock)
         # History first, so the first forecast has days of tide to fit.
-        _seed_history(settings, firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0))
+        _seed_history(settings, firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0), now_s)
         system.start()
         cleanup.append(system.stop)
         residents = 0
@@ -181,12 +181,14 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed_history(settings: Settings, history: list) -> None:
+def _seed_history(settings: Settings, history: list, now_s: float) -> None:
+    """Write days of past readings, QC-flagged like live ones, so forecasts have a tide to fit."""
     import store
+    from ingest import QcChecker
 
     history_store = store.open_store(settings)
     try:
-        history_store.write_batch(history)
+        history_store.write_batch(QcChecker(settings).check(history, now_s))
     finally:
         history_store.close()
 

@@ -91,6 +91,9 @@ class StationConfig(_Section):
     datum_approximate: bool = True
     levels: WarningLevels | None = None
     low_water_m: float | None = Field(default=None, description="drought / intake alert level, m MSL")
+    # Street and road gauges read the ground when dry: a flat line at or below
+    # this level is a dry street, not a stuck sensor.
+    dry_level_m: float | None = None
     # Physically possible range of the level (sensor and site), m MSL.
     min_level_m: float = -3.0
     max_level_m: float = 8.0

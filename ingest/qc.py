@@ -54,6 +54,8 @@ class QcLimits:
     flat_suspect_s: float
     flat_fail_s: float
     future_suspect_s: float = 120.0
+    # A street gauge over dry ground reads the ground: flat at or below this is not a stuck sensor.
+    flat_exempt_at_or_below: float = -np.inf
 
 
 def limits_for(station: "StationConfig") -> QcLimits:
@@ -80,6 +82,8 @@ def limits_for(station: "StationConfig") -> QcLimits:
             flat_tolerance=0.002,
             flat_suspect_s=2 * 3600.0,
             flat_fail_s=6 * 3600.0,
+            # The sensor's own noise (a few mm) rides on the dry ground level.
+            flat_exempt_at_or_below=(station.dry_level_m + 0.02) if station.dry_level_m is not None else -np.inf,
         )
     # Rain: per-reading totals. Intensities are judged by rate_of_change below
     # as mm per second (150 mm/h suspect: Thailand's heaviest hours reach ~120).
@@ -338,6 +342,9 @@ def run_tests(
         )
         tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s,
                                        last=last)
+        with np.errstate(invalid="ignore"):
+            dry = np.asarray(values, dtype=float) <= _col(limits.flat_exempt_at_or_below, np.ndim(values))
+        tests["flat_line"][dry & (tests["flat_line"] != NOT_EVALUATED)] = PASS
     else:
         tests["rate_of_change"] = rain_intensity(values, t_s, limits.rate_suspect_per_s, default_dt_s)
     tests["timestamp"] = timestamp_sanity(t_s, now_s, limits.future_suspect_s)

@@ -6,10 +6,11 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from floodwatch.clock import SystemClock
 from floodwatch.errors import ConfigError
-from floodwatch.settings import load_settings
+from floodwatch.settings import Settings, load_settings, load_site_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "example: FLOODWATCH_MQTT__URL=mqtt://127.0.0.1:1883 floodwatch serve --port 8000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--site", dest="sites", type=Path, action="append", default=None, metavar="TOML",
+                   help="serve this site's config file; repeat to serve several municipalities from one "
+                   "process, each with its own stations, zones, LINE channel, store and page port "
+                   "(settings then come from the file and FLOODWATCH_SITE_<ID>__* variables only)")
     p.add_argument("--port", type=int, default=None, help="page port (default: settings, 8000)")
     p.add_argument("--host", default=None, help="page address (default: settings, 127.0.0.1)")
     p.set_defaults(run=run)
@@ -41,23 +46,51 @@ def wait_for_stop(deadline_s: float | None = None) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def check_sites(sites: list[Settings]) -> None:
+    """Several sites in one deployment must not be able to see each other's traffic."""
+    ids = [s.site.id for s in sites]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"two site files share a site id: {ids}; each municipality needs its own [site] id")
+    unprefixed = [s.site.id for s in sites if s.mqtt.single_site_topics]
+    if len(sites) > 1 and len(unprefixed) > 1:
+        raise ConfigError(
+            f"sites {unprefixed} all accept single-site topics (floodwatch/<station>/...); with several sites on "
+            "one broker at most one may: set [mqtt] single_site_topics = false in the others"
+        )
+    for name, attr in (("store.url", lambda s: s.store.url), ("alerts.state_url", lambda s: s.alerts.state_url),
+                       ("page.state_url", lambda s: s.page.state_url), ("page.port", lambda s: s.page.port),
+                       ("mqtt.client_id", lambda s: s.mqtt.client_id)):
+        values = [attr(s) for s in sites]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"sites share {name} ({values}); each site needs its own")
+
+
 def run(args: argparse.Namespace) -> int:
     from cli.system import System
 
     try:
-        settings = load_settings()
+        if args.sites:
+            sites = [load_site_settings(path) for path in args.sites]
+        else:
+            sites = [load_settings()]
+        if len(sites) == 1 and args.port is not None:
+            sites[0].page.port = args.port
+        for settings in sites:
+            if args.host is not None:
+                settings.page.host = args.host
+        check_sites(sites)
     except ConfigError as exc:
         print(f"error: {exc}")
         return 1
-    if args.port is not None:
-        settings.page.port = args.port
-    if args.host is not None:
-        settings.page.host = args.host
-    system = System(settings, SystemClock())
+    systems = []
     try:
-        system.start()
-        print(f"floodwatch serving {settings.site.name_en} on http://{settings.page.host}:{settings.page.port} (Ctrl-C stops)")
+        for settings in sites:
+            systems.append(System(settings, SystemClock()).start())
+            print(f"floodwatch serving {settings.site.name_en} on "
+                  f"http://{settings.page.host}:{settings.page.port}", flush=True)
+        print("Ctrl-C stops.", flush=True)
         wait_for_stop()
     finally:
-        system.stop()
+        for system in reversed(systems):
+            system.stop()
     return 0

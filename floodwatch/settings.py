@@ -134,6 +134,12 @@ class MqttSettings(_Section):
     )
     session_expiry_s: int = 86_400
     keepalive_s: int = 30
+    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) that signed the broker's TLS certificate")
+    single_site_topics: bool = Field(
+        default=True,
+        description="also accept floodwatch/{station_id}/... (the single-site form) besides "
+        "floodwatch/{site}/{station_id}/...; turn off when several sites share one broker",
+    )
 
 
 class StoreSettings(_Section):
@@ -211,6 +217,30 @@ class PageSettings(_Section):
     keepalive_s: float = 15.0
 
 
+class WorkerSettings(_Section):
+    """Which share of the site's zones this process handles, when several processes split a large site.
+
+    Each zone (and every station in it) belongs to exactly one worker, so two
+    workers never alert the same zone; ``zones`` names them explicitly (keep a
+    zone's rain gauges with it), otherwise ``partition = "k/n"`` takes the
+    zones whose stable hash modulo n is k.
+    """
+
+    partition: str = Field(default="0/1", pattern=r"^\d+/[1-9]\d*$")
+    zones: list[ZoneId] | None = None
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> "WorkerSettings":
+        k, n = (int(x) for x in self.partition.split("/"))
+        if k >= n:
+            raise ValueError(f"worker.partition {self.partition!r}: k must be below n (0/{n} .. {n - 1}/{n})")
+        return self
+
+    @property
+    def is_partial(self) -> bool:
+        return self.zones is not None or self.partition != "0/1"
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -229,6 +259,7 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = ForecastSettings()
     alerts: AlertSettings = AlertSettings()
     page: PageSettings = PageSettings()
+    worker: WorkerSettings = WorkerSettings()
     zones: list[ZoneConfig] = []
     stations: list[StationConfig] = []
 
@@ -343,7 +374,53 @@ def load_settings(**overrides: Any) -> Settings:
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError(f"settings in {config_file} or FLOODWATCH_* are invalid:\n" + "\n".join(lines)) from exc
     register_secrets(settings)
-    return settings
+    return for_this_worker(settings)
+
+
+def zone_partition(zone_id: str, count: int) -> int:
+    """The worker (0..count-1) a zone belongs to: a hash that is the same in every process and release."""
+    import zlib
+
+    return zlib.crc32(zone_id.encode()) % count
+
+
+def for_this_worker(settings: Settings) -> Settings:
+    """The registry cut down to the zones (and their stations) this worker owns.
+
+    Every stage then simply sees a smaller site: ingest subscribes to these
+    stations only, forecasts and alerts cover these zones only. A level
+    station whose rain gauge belongs to another worker forecasts without rain
+    (said once in the log); keep a zone's gauges together to avoid it.
+    """
+    worker = settings.worker
+    if not worker.is_partial:
+        return settings
+    if worker.zones is not None:
+        unknown = sorted(set(worker.zones) - {z.id for z in settings.zones})
+        if unknown:
+            raise ConfigError(f"worker.zones names {unknown}, which are not zones in {settings.config_file}")
+        owned = set(worker.zones)
+    else:
+        k, n = (int(x) for x in worker.partition.split("/"))
+        owned = {z.id for z in settings.zones if zone_partition(z.id, n) == k}
+    stations = [s for s in settings.stations if s.zone in owned]
+    kept = {s.id for s in stations}
+    cut = []
+    for i, s in enumerate(stations):
+        if s.rain_station is not None and s.rain_station not in kept:
+            cut.append(f"{s.id}->{s.rain_station}")
+            stations[i] = s.model_copy(update={"rain_station": None})
+    if cut:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "worker forecasts without rain from another worker's gauges links=%s; list those zones together in "
+            "worker.zones", ",".join(cut))
+    partial = settings.model_copy(update={
+        "zones": [z for z in settings.zones if z.id in owned],
+        "stations": stations,
+    })
+    return partial
 
 
 def register_secrets(settings: Settings) -> None:

@@ -137,6 +137,8 @@ class _Registry:
         self.settings = settings
         self.stations = {s.id: s for s in settings.stations}
         self.prefix = settings.mqtt.topic_prefix
+        self.site = settings.site.id
+        self.single_site = settings.mqtt.single_site_topics
         self.retention_s = settings.store.retention_days * 86_400.0
 
 
@@ -151,13 +153,27 @@ def _registry(settings: "Settings") -> _Registry:
     return reg
 
 
-def station_from_topic(topic: str, prefix: str, suffix: str = "telemetry") -> str:
+def station_from_topic(
+    topic: str, prefix: str, suffix: str = "telemetry", site: str | None = None, single_site: bool = True
+) -> str:
+    """The station id in ``{prefix}/{site}/{station}/{suffix}`` (or ``{prefix}/{station}/{suffix}``).
+
+    A topic naming another site is refused (``wrong_site``): readings never
+    cross from one municipality to another, even on a shared broker.
+    """
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != prefix or parts[2] != suffix or not parts[1]:
-        raise PayloadError(
-            "bad_topic", f"topic {topic!r} is not {prefix}/<station_id>/{suffix}; fix the node's topic"
-        )
-    return parts[1]
+    if len(parts) == 4 and parts[0] == prefix and parts[3] == suffix and parts[1] and parts[2]:
+        if site is not None and parts[1] != site:
+            raise PayloadError(
+                "wrong_site", f"topic {topic!r} is for site {parts[1]!r}, not {site!r}; check the node's site", parts[2]
+            )
+        return parts[2]
+    if single_site and len(parts) == 3 and parts[0] == prefix and parts[2] == suffix and parts[1]:
+        return parts[1]
+    forms = f"{prefix}/{site or '<site>'}/<station_id>/{suffix}"
+    if single_site:
+        forms += f" or {prefix}/<station_id>/{suffix}"
+    raise PayloadError("bad_topic", f"topic {topic!r} is not {forms}; fix the node's topic")
 
 
 def parse_message(
@@ -176,7 +192,7 @@ def parse_message(
     reg = _registry(settings)
     station_id: str | None = None
     try:
-        station_id = station_from_topic(topic, reg.prefix)
+        station_id = station_from_topic(topic, reg.prefix, site=reg.site, single_site=reg.single_site)
         station = reg.stations.get(station_id)
         if station is None:
             raise PayloadError(

@@ -42,7 +42,7 @@ from floodwatch import metrics
 from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
 from ingest.checker import QcChecker
-from ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message
+from ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message, station_from_topic
 from ingest.spool import Spool
 from store.base import Rejection
 
@@ -60,6 +60,7 @@ SEED_HISTORY_S = 7 * 3600.0
 RETENTION_EVERY_S = 3600.0
 SPOOL_RETRY_S = 0.5
 SPOOL_RETRY_MAX_S = 5.0
+SUBSCRIBE_CHUNK = 200
 _STOP = object()
 
 metrics.describe("floodwatch_readings_ingested_total", "counter", "readings stored by ingest")
@@ -218,7 +219,8 @@ class IngestService:
             client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
         _, _, tls = _parse_mqtt_url(cfg.url)
         if tls:
-            client.tls_set()
+            # A municipality's broker often has its own CA: trust that file, else the system's CAs.
+            client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None)
         # Keep up with a node fleet flushing buffers: paho's default of 20
         # in-flight messages would throttle the broker's QoS 1 window.
         client.max_inflight_messages_set(1000)
@@ -230,18 +232,32 @@ class IngestService:
         return client
 
     def _topics(self) -> list[str]:
-        topics = [f"{self._prefix}/+/telemetry", f"{self._prefix}/+/status"]
+        """Telemetry and status topics, in the per-site form and (if enabled) the single-site form.
+
+        A worker that owns only some zones subscribes to its stations by name,
+        so readings of another worker's zones never reach it.
+        """
+        prefix, site = self._prefix, self.settings.site.id
+        forms = [f"{prefix}/{site}/{{station}}"]
+        if self.settings.mqtt.single_site_topics:
+            forms.append(f"{prefix}/{{station}}")
+        if self.settings.worker.is_partial:
+            telemetry = [f.format(station=s.id) + "/telemetry" for s in self.settings.stations for f in forms]
+            status = [f.format(station=s.id) + "/status" for s in self.settings.stations for f in forms]
+        else:
+            telemetry = [f.format(station="+") + "/telemetry" for f in forms]
+            status = [f.format(station="+") + "/status" for f in forms]
         group = self.settings.mqtt.shared_group
         if group:
             # Telemetry is split between the workers; status stays unshared so
             # every worker knows every node's state.
-            topics[0] = f"$share/{group}/{topics[0]}"
+            telemetry = [f"$share/{group}/{t}" for t in telemetry]
             # Rain gauges' tip counters are cumulative: each reading's rain is
             # the difference from the previous one, so every worker must see
             # every rain reading. They come unshared as well (the store keeps
             # one copy; every worker computes the same rain for it).
-            topics += [f"{self._prefix}/{s.id}/telemetry" for s in self.settings.rain_stations]
-        return topics
+            telemetry += [f.format(station=s.id) + "/telemetry" for s in self.settings.rain_stations for f in forms]
+        return telemetry + status
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -250,7 +266,10 @@ class IngestService:
         # Messages queued under the previous connection are still written, but
         # their PUBACKs would carry stale packet ids; the broker redelivers them.
         self._generation += 1
-        client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self._topics()])
+        topics = self._topics()
+        # Chunks keep each SUBSCRIBE packet well under brokers' packet-size limits (thousands of stations).
+        for i in range(0, len(topics), SUBSCRIBE_CHUNK):
+            client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in topics[i:i + SUBSCRIBE_CHUNK]])
         log.info("event=mqtt_connected session_present=%s generation=%d",
                  getattr(flags, "session_present", "?"), self._generation)
 
@@ -474,8 +493,12 @@ class IngestService:
 
     # -- small helpers -------------------------------------------------------
     def _parse_status(self, m: _Msg, rejections: list[Rejection]) -> tuple[str, str] | None:
-        parts = m.topic.split("/")
-        station_id = parts[1] if len(parts) == 3 else ""
+        try:
+            station_id = station_from_topic(m.topic, self._prefix, "status", self.settings.site.id,
+                                            self.settings.mqtt.single_site_topics)
+        except PayloadError as err:
+            rejections.append(self._rejection(m, err))
+            return None
         text = m.payload.decode("utf-8", "replace").strip().strip('"').lower()
         if text.startswith("{"):
             import json

@@ -20,9 +20,9 @@ What is fitted, per station, on the samples it observed in the window::
 * The trend absorbs the slow stage change during the window so it does not
   leak into the harmonics; it is *not* extrapolated (the residual model owns
   the slow part), so a prediction is mean + harmonics.
-* No nodal corrections: over a 30-day fit extrapolated 72 h the nodal factors
-  (18.6-year cycle) change by well under 0.1 %, so the fitted amplitudes and
-  phases absorb them. Phases are relative to the window's reference time, not
+* No nodal corrections: the nodal factors (18.6-year cycle) drift by at most
+  about 0.3 % (K1; M2 0.1 %) over a 30-day window plus a 72 h horizon, so the
+  fitted amplitudes and phases absorb them. Phases are relative to the window's reference time, not
   Greenwich phases; they are for comparing fits, not for tide tables.
 
 Vectorisation: each station has its own mask and constituent set, so each has

@@ -35,15 +35,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def wait_for_stop(deadline_s: float | None = None) -> None:
-    """Block until Ctrl-C, SIGTERM or ``deadline_s`` real seconds have passed."""
+    """Block until Ctrl-C (SIGINT), SIGTERM or ``deadline_s`` real seconds have passed.
+
+    Both signals are caught explicitly: a process started in the background
+    by a shell inherits SIGINT as ignored, and systemd stops with SIGTERM.
+    """
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    handler = lambda *_: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         stop.wait(deadline_s)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def check_sites(sites: list[Settings]) -> None:

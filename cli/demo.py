@@ -166,6 +166,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_browser:
             webbrowser.open(url)
         wait_for_stop(args.duration)
+        # Stop the nodes first and let ingestion catch up, so the summary counts every reading sent.
+        fleet.stop()
+        cleanup.remove(fleet.stop)
+        _drain(fleet.stats().get("published") or 0)
         summary = _summary(system, fleet, standin, args, clock, started_real, broker_kind, line_target, residents)
     finally:
         while cleanup:
@@ -191,6 +195,17 @@ def _seed_history(settings: Settings, history: list, now_s: float) -> None:
         history_store.write_batch(QcChecker(settings).check(history, now_s))
     finally:
         history_store.close()
+
+
+def _drain(published: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = sum(metrics.total(name) for name in (
+            "floodwatch_readings_ingested_total", "floodwatch_readings_rejected_total",
+            "floodwatch_readings_duplicate_total"))
+        if seen >= published:
+            return
+        time.sleep(0.05)
 
 
 def _summary(system, fleet, standin, args, clock, started_real, broker_kind, line_target, residents) -> dict[str, Any]:

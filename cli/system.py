@@ -27,6 +27,7 @@ from scheduler import ForecastJob, IssuedForecast, OfflineCheck, PeriodicWork
 log = logging.getLogger(__name__)
 
 OFFLINE_CHECK_INTERVAL_S = 600.0
+INGEST_CONNECT_WAIT_S = 10.0
 
 
 def _reading_event(r: Reading) -> dict[str, Any]:
@@ -71,12 +72,15 @@ class System:
             forecasts=self.forecaster, ingest=self.ingest,
         )
         self.app.include_router(self.alerts.webhook_router())
-        if self.serve_page:
-            self._start_page()
-        # Ingest last among the consumers' dependencies, first among producers:
-        # everything it calls back into is already running.
+        # Ingest after everything it calls back into, and before the page: once the
+        # page answers, the broker has acknowledged our subscriptions, so readings
+        # published from then on are ours (a first-ever start has no session yet).
         self.ingest.start()
         self._stoppers.append(("ingest", self.ingest.stop))
+        if not self.ingest.wait_connected(INGEST_CONNECT_WAIT_S):
+            log.warning("broker %s not reachable yet; ingest keeps retrying in the background", settings.mqtt.url)
+        if self.serve_page:
+            self._start_page()
         self.periodic.start()
         self._stoppers.append(("scheduler", self.periodic.stop))
         return self

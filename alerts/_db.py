@@ -24,6 +24,7 @@ MULTICAST_MAX_RECIPIENTS = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rule_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_events (event_id TEXT PRIMARY KEY, seen_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
     lang TEXT NOT NULL DEFAULT 'th',
@@ -317,6 +318,16 @@ class AlertDb:
                             station_id=station_id, level=level, text=text, recipients=recipients,
                             delivered=delivered, failed=failed, chunks=chunks, state=state))
         return out
+
+    # ---------------------------------------------------------- webhook replay guard
+    def first_sight_of_event(self, event_id: str, now_s: float, keep_s: float) -> bool:
+        """True the first time a webhook event id is seen; later copies (replays, redeliveries) are False."""
+        with self._lock:
+            self._conn.execute("DELETE FROM webhook_events WHERE seen_s < ?", (now_s - keep_s,))
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO webhook_events (event_id, seen_s) VALUES (?, ?)", (event_id, now_s)
+            )
+            return cur.rowcount == 1
 
     # ---------------------------------------------------------- subscribers
     def ensure_user(self, user_id: str, now_s: float, lang: str | None = None, followed: bool = True) -> None:

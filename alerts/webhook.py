@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("floodwatch.alerts.webhook")
 
+# LINE's webhook bodies are a few kilobytes; anything near this is not LINE.
+MAX_WEBHOOK_BYTES = 1 << 20
+# LINE redelivers failed webhooks for a while; older events are not acted on.
+WEBHOOK_REPLAY_WINDOW_S = 24 * 3600.0
+
 STATUS_WORDS = {"สถานะ", "status", "ระดับน้ำ", "level"}
 ZONE_WORDS = {"โซน", "zone", "zones", "เลือกหมู่", "หมู่", "เปลี่ยน", "change"}
 LEAVE_WORDS = {"เลิก", "ยกเลิก", "stop", "leave", "unsubscribe"}
@@ -57,7 +63,14 @@ def build_router(service: "AlertService") -> APIRouter:
 
     @router.post("/line/webhook", include_in_schema=True, summary="LINE Messaging API webhook")
     async def line_webhook(request: Request) -> Response:
-        body = await request.body()
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+            return _json(413, f"webhook bodies are at most {MAX_WEBHOOK_BYTES} bytes")
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return _json(413, f"webhook bodies are at most {MAX_WEBHOOK_BYTES} bytes")
         signature = request.headers.get("x-line-signature")
         if not signature:
             return _json(400, "missing x-line-signature header; only LINE may call this webhook")
@@ -72,10 +85,28 @@ def build_router(service: "AlertService") -> APIRouter:
             return _json(401, "x-line-signature does not match the body; check FLOODWATCH_LINE__CHANNEL_SECRET")
         except (ValueError, KeyError, UnicodeDecodeError) as exc:
             return _json(400, f"the body is not a LINE webhook payload: {exc}")
-        await run_in_threadpool(conversation.handle_all, events)
+        fresh = [e for e in events if _not_a_replay(service, e)]
+        await run_in_threadpool(conversation.handle_all, fresh)
         return _json(200, "ok")
 
     return router
+
+
+def _not_a_replay(service: "AlertService", event: Any) -> bool:
+    """Each event acts once: a replayed or redelivered copy (same webhookEventId) and an event
+    older than the replay window are answered 200 (so LINE stops) but change nothing."""
+    wall_now_s = time.time()  # LINE stamps events with real time, whatever the demo's clock says
+    stamp_ms = getattr(event, "timestamp", None)
+    if isinstance(stamp_ms, (int, float)) and wall_now_s - stamp_ms / 1000.0 > WEBHOOK_REPLAY_WINDOW_S:
+        log.warning("event=webhook_event_ignored reason=too_old age_s=%.0f", wall_now_s - stamp_ms / 1000.0)
+        return False
+    event_id = getattr(event, "webhook_event_id", None)
+    if not event_id:
+        return True
+    if service.db.first_sight_of_event(event_id, wall_now_s, keep_s=2 * WEBHOOK_REPLAY_WINDOW_S):
+        return True
+    log.warning("event=webhook_event_ignored reason=replay webhook_event_id=%s", event_id)
+    return False
 
 
 def _json(status: int, message: str) -> Response:

@@ -39,6 +39,9 @@ _PAGE_HEADERS = {
 metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "seconds since each station's newest stored reading")
 
 
+MAX_REQUEST_BYTES = 1 << 20
+
+
 def create_app(
     settings: Settings,
     store: Any,
@@ -79,6 +82,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.page = ctx
+
+    @app.middleware("http")
+    async def limit_request_size(request: Request, call_next):  # noqa: ANN001, ANN202
+        # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return JSONResponse({"detail": f"requests are at most {MAX_REQUEST_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:

@@ -100,7 +100,8 @@ def test_forecast_series_and_band_from_the_real_forecaster(page_settings, page_s
         assert all(lo <= med <= hi for lo, med, hi in zip(band["lower_m"], band["median_m"], band["upper_m"]))
         assert series["levels"] == [1.40, 1.65, 1.90]
         assert len(series["observed"]["t_s"]) >= 140
-        assert series["rain"]["station_id"] == "LP-R03" and sum(series["rain"]["rain_mm"]) > 0
+        # The newest bin may still be empty (null) depending on where "now" falls.
+        assert series["rain"]["station_id"] == "LP-R03" and sum(v for v in series["rain"]["rain_mm"] if v is not None) > 0
         row = c.get("/api/stations/LP-W03").json()["station"]
         assert row["forecast"]["peak_m"] is not None
     app.state.page.state.close()

@@ -31,6 +31,8 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -189,8 +191,15 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
     log_file = open(work / "serve.log", "w")
     serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], env=env, cwd=work,
                              stdout=log_file, stderr=subprocess.STDOUT)
+    profiler = None
     try:
         _wait_http(f"http://127.0.0.1:{env['FLOODWATCH_PAGE__PORT']}/api/health")
+        if args.profile is not None:
+            # Sampled with py-spy (pip install py-spy): every thread, idle ones left out.
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(serve.pid), "--threads",
+                 "--rate", "500", "--format", args.profile_format, "--output", str(args.profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         background = Background(broker.port, args.background, args.interval, lambda s: f"floodwatch/BG-{s:05d}/telemetry").start()
         time.sleep(args.warmup)
         probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
@@ -222,6 +231,12 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
         background.stop()
         bg_sent = background.sent
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
+            try:
+                profiler.wait(20)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
         serve.terminate()
         try:
             serve.wait(20)
@@ -301,11 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of background load before timing")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare paho -> HTTP baseline")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder (logs, databases) here")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="sample the serve process with py-spy while timing; write the profile here")
+    parser.add_argument("--profile-format", default="raw", choices=("raw", "flamegraph", "speedscope"),
+                        help="py-spy output format (default raw: collapsed stacks, one per line)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="fw-latency-") as tmp:
         work = Path(tmp) if args.keep is None else args.keep
         work.mkdir(parents=True, exist_ok=True)
+        # A kept folder from an earlier run holds zones already at WARNING: start from nothing.
+        for stale in [*work.glob("*.db*"), *work.glob("*.log")]:
+            stale.unlink()
+        shutil.rmtree(work / "broker", ignore_errors=True)
         with LocalBroker(work / "broker") as broker, LineStandIn(
             tokens={TOKEN}, multicast_rate_per_s=200.0
         ) as standin:

@@ -111,7 +111,12 @@ class AlertDb:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")  # a decision must survive a power cut
+        # A decision with recipients must survive a power cut before anything is sent (FULL:
+        # the write-ahead log is fsynced at its commit). Rule-state updates without anything
+        # to send, and delivery bookkeeping, commit with NORMAL (no fsync): a process crash
+        # loses nothing, a power cut at most those last commits, see _set_sync.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._sync_full = True
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
         self._migrate()
@@ -132,6 +137,22 @@ class AlertDb:
         with self._lock:
             self._conn.close()
 
+    def _set_sync(self, full: bool) -> None:
+        """Choose whether the next commit fsyncs (FULL) or not (NORMAL); call holding the lock.
+
+        In WAL mode a NORMAL commit is safe against a crash of this process
+        (the OS has the log) but not against a power cut, which can lose the
+        NORMAL commits made since the last FULL one. The log is sequential, so
+        the next FULL commit makes every earlier commit durable too: what a
+        power cut can lose is only a suffix of rule-state updates and delivery
+        marks, never a decision that something was sent for. A lost state
+        update is re-derived from the next reading; a lost delivery mark means
+        the chunk is sent again with the same retry key and LINE answers 409.
+        """
+        if full != self._sync_full:
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._sync_full = full
+
     # ----------------------------------------------------------- rule state
     def load_states(self) -> dict[str, Any]:
         with self._lock:
@@ -150,8 +171,31 @@ class AlertDb:
         each group is cut into chunks of at most 500 recipients, each with its own retry key.
         Returns the decision ids.
         """
+        return self.record_superseding(states, decisions, now_s)[0]
+
+    def record_superseding(
+        self,
+        states: dict[str, Any],
+        decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
+        now_s: float,
+        supersede: dict[int, tuple[str, int]] | None = None,
+    ) -> tuple[list[int], int]:
+        """:meth:`record`, and in the same transaction :meth:`supersede` for some decisions.
+
+        ``supersede``: {index in ``decisions``: (zone id, highest level to drop)}: never-attempted
+        resident chunks of that zone's older decisions up to that level are dropped by the same
+        commit that creates the new decision (one fsync, and no moment where both are pending).
+        Returns (decision ids, chunks superseded).
+        """
+        decisions = list(decisions)
         ids: list[int] = []
+        dropped = 0
+        # fsync at commit only when something will be sent (or an officer/user action is kept):
+        # per-reading rule-state updates are the bulk of the commits and need no fsync.
+        durable = any(user_ids for _, groups, _ in decisions for user_ids, _ in groups) or any(
+            not key.startswith(("station:", "zone:", "health:")) for key in states)
         with self._lock:
+            self._set_sync(durable)
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -180,11 +224,23 @@ class AlertDb:
                                  now_s, time.time()),
                             )
                             n += 1
+                for index, (zone_id, max_level) in (supersede or {}).items():
+                    dropped += self._supersede(cur, zone_id, max_level, ids[index])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return ids
+        return ids, dropped
+
+    @staticmethod
+    def _supersede(cur: sqlite3.Cursor, zone_id: str, max_level: int, before_decision_id: int) -> int:
+        cur.execute(
+            "UPDATE outbox SET status = 'superseded', done_s = ? WHERE status = 'pending' AND attempts = 0"
+            " AND decision_id IN (SELECT id FROM decisions WHERE zone_id = ? AND audience = 'residents'"
+            " AND level <= ? AND id < ?)",
+            (time.time(), zone_id, max_level, before_decision_id),
+        )
+        return cur.rowcount
 
     def supersede(self, zone_id: str, max_level: int, before_decision_id: int) -> int:
         """Drop never-attempted resident chunks of a zone's older decisions at or below ``max_level``.
@@ -194,13 +250,8 @@ class AlertDb:
         not arrive after the EVACUATE that replaced it.
         """
         with self._lock:
-            cur = self._conn.execute(
-                "UPDATE outbox SET status = 'superseded', done_s = ? WHERE status = 'pending' AND attempts = 0"
-                " AND decision_id IN (SELECT id FROM decisions WHERE zone_id = ? AND audience = 'residents'"
-                " AND level <= ? AND id < ?)",
-                (time.time(), zone_id, max_level, before_decision_id),
-            )
-            return cur.rowcount
+            self._set_sync(True)
+            return self._supersede(self._conn.cursor(), zone_id, max_level, before_decision_id)
 
     def english_readers(self) -> set[str]:
         with self._lock:
@@ -238,6 +289,7 @@ class AlertDb:
 
     def mark_attempt(self, chunk_id: int, status: int | None, error: str | None) -> None:
         with self._lock:
+            self._set_sync(False)  # a lost attempt count only shortens a back-off
             self._conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_status = ?, last_error = ? WHERE id = ?",
                 (status, error, chunk_id),
@@ -247,6 +299,9 @@ class AlertDb:
         """Settle a chunk (delivered | failed | expired) and count its recipients on the decision."""
         column = {"delivered": "delivered", "failed": "failed", "expired": "failed"}[outcome]
         with self._lock:
+            # No fsync: if a power cut loses this mark, the chunk is sent again with the same
+            # retry key and LINE answers 409 (already accepted), so nobody hears it twice.
+            self._set_sync(False)
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:

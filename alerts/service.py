@@ -326,8 +326,11 @@ class AlertService:
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
+        # A resident escalation drops the zone's lower never-sent chunks in the same commit.
+        supersede = {i: (a.zone_id, int(a.level) - 1) for i, a in enumerate(actions)
+                     if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise")}
         try:
-            ids = self.db.record(states, decisions, self.clock.now_s())
+            ids, dropped = self.db.record_superseding(states, decisions, self.clock.now_s(), supersede)
         except sqlite3.Error as exc:
             # Nothing was written: forget what was decided in memory too, so the next input
             # decides again instead of believing residents were told.
@@ -335,12 +338,12 @@ class AlertService:
                       f"check free space and permissions of {self.db.path}")
             self._load_state()
             return
-        for a, decision_id in zip(actions, ids):
-            if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
-                dropped = self.db.supersede(a.zone_id, int(a.level) - 1, decision_id)
-                if dropped:
-                    log.info("event=alerts_superseded zone=%s chunks=%d by_level=%s", a.zone_id, dropped,
-                             a.level.name)
+        # Wake the senders before logging: the decision is on disk, nothing else needs to wait.
+        if decisions and self.workers is not None:
+            self.workers.wake()
+        if dropped:
+            zones = ",".join(sorted({zone_id for zone_id, _ in supersede.values()}))
+            log.info("event=alerts_superseded zones=%s chunks=%d", zones, dropped)
         for a, (row, groups, _) in zip(actions, decisions):
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
@@ -348,8 +351,6 @@ class AlertService:
             log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d "
                      "ts_s=%.0f level_m=%.3f", a.kind, a.audience, a.zone_id, a.station_id, a.level.name,
                      recipients, a.ts_s, a.water_level_m)
-        if decisions and self.workers is not None:
-            self.workers.wake()
 
     def _plan(self, a: Action) -> tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]:
         """Word an action and pick its recipients: (decision row, [(user ids, messages)], priority)."""

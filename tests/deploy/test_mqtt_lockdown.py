@@ -14,7 +14,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from cli.broker import find_mosquitto, free_port, wait_for_port
 from cli.mqtt_config import INGEST_USER, hash_password, read_credentials, write_config

@@ -58,6 +58,8 @@ RETRY_KEY_LIFETIME_S = 23 * 3600.0
 # settled outbox chunks (with their user ids) are kept this long for inquiries; decisions forever
 OUTBOX_KEEP_S = 30 * 86400.0
 HOUSEKEEPING_INTERVAL_S = 60.0
+# stations whose new forecast is applied per locked commit (whole zones at a time)
+FORECAST_APPLY_BATCH = 64
 
 
 class AlertService:
@@ -86,6 +88,10 @@ class AlertService:
             assert st.levels is not None
             self.thresholds[st.id] = Thresholds(st.id, st.zone, st.levels.watch_m, st.levels.warning_m,
                                                 st.levels.evacuate_m, st.low_water_m)
+        # zone -> its level stations, in registry order: deciding a zone must not scan every station
+        self._zone_stations: dict[ZoneId, list[StationId]] = {}
+        for sid, th in self.thresholds.items():
+            self._zone_stations.setdefault(th.zone_id, []).append(sid)
         self._load_state()
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
@@ -205,21 +211,39 @@ class AlertService:
         """A new :class:`scheduler.IssuedForecast` (all stations at once)."""
         fc = issued.forecast
         t_s = fc.t_s
+        # Reducing each station's rows is pure and the slow part (thousands of stations):
+        # it runs without the lock, so readings keep being decided meanwhile.
+        by_zone: dict[ZoneId, list[tuple[StationId, Any]]] = {}
+        for row, station_id in enumerate(issued.station_ids):
+            th = self.thresholds.get(station_id)
+            if th is None:
+                continue
+            sf = station_forecast(th, issued.issued_s, t_s, fc.median_m[row], fc.exceed_prob[row],
+                                  float(fc.rise_rate_cm_per_h[row]), self.cfg)
+            by_zone.setdefault(th.zone_id, []).append((station_id, sf))
         with self._lock:
             self.latest_forecast = issued
+        # Applied a few zones at a time, each batch in its own short locked commit, so a
+        # reading that crosses a level waits for one batch, not for all of them. A zone's
+        # stations always go together: its residents hear one decision, not one per station.
+        batch: list[ZoneId] = []
+        size = 0
+        zone_ids = sorted(by_zone)
+        for i, zone_id in enumerate(zone_ids):
+            batch.append(zone_id)
+            size += len(by_zone[zone_id])
+            if size >= FORECAST_APPLY_BATCH or i == len(zone_ids) - 1:
+                self._apply_forecasts(batch, by_zone)
+                batch, size = [], 0
+
+    def _apply_forecasts(self, zone_ids: list[ZoneId], by_zone: dict[ZoneId, list[tuple[StationId, Any]]]) -> None:
+        with self._lock:
             dirty: set[str] = set()
-            zones: set[ZoneId] = set()
-            for row, station_id in enumerate(issued.station_ids):
-                th = self.thresholds.get(station_id)
-                if th is None:
-                    continue
-                sf = station_forecast(th, issued.issued_s, t_s, fc.median_m[row], fc.exceed_prob[row],
-                                      float(fc.rise_rate_cm_per_h[row]), self.cfg)
-                self.stations[station_id] = apply_forecast(self.stations[station_id], sf)
-                dirty.add(f"station:{station_id}")
-                zones.add(th.zone_id)
             actions: list[Action] = []
-            for zone_id in sorted(zones):
+            for zone_id in zone_ids:
+                for station_id, sf in by_zone[zone_id]:
+                    self.stations[station_id] = apply_forecast(self.stations[station_id], sf)
+                    dirty.add(f"station:{station_id}")
                 actions += self._decide_zone(zone_id, dirty)
             self._commit(actions, dirty)
 
@@ -303,8 +327,8 @@ class AlertService:
 
     # ------------------------------------------------------------ decisions
     def _decide_zone(self, zone_id: ZoneId, dirty: set[str]) -> list[Action]:
-        members = [(self.stations[sid], th) for sid, th in self.thresholds.items()
-                   if th.zone_id == zone_id and sid not in self.maintenance]
+        members = [(self.stations[sid], self.thresholds[sid]) for sid in self._zone_stations.get(zone_id, ())
+                   if sid not in self.maintenance]
         if not members:
             return []
         old = self.zones[zone_id]

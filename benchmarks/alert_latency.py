@@ -177,6 +177,9 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
         FLOODWATCH_LINE__CHANNEL_SECRET=SECRET,
         FLOODWATCH_PAGE__PORT=str(free_port()),
     )
+    if args.forecast_interval is not None:
+        # Forecasts (the GIL-heavy numpy work) while probes are timed, not only at start-up.
+        env["FLOODWATCH_FORECAST__INTERVAL_S"] = str(args.forecast_interval)
     # Residents of each probe zone subscribe before the service starts (as they would have, long before).
     sub = subprocess.run(
         [sys.executable, "-c",
@@ -316,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of background load before timing")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare paho -> HTTP baseline")
     parser.add_argument("--keep", type=Path, default=None, help="keep the work folder (logs, databases) here")
+    parser.add_argument("--forecast-interval", type=float, default=None,
+                        help="forecast every this many seconds during the run (default: the config's 600 s)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="sample the serve process with py-spy while timing; write the profile here")
     parser.add_argument("--profile-format", default="raw", choices=("raw", "flamegraph", "speedscope"),
@@ -334,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         ) as standin:
             bare = None if args.no_bare else run_bare(args, broker, standin)
             fw = run_floodwatch(args, broker, standin, work)
+    if args.keep is not None:
+        (args.keep / "latencies_ms.json").write_text(json.dumps(fw["latencies_ms"]))
     result = {
         **_summary(fw["latencies_ms"]),
         "alerts": len(fw["latencies_ms"]),
@@ -342,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "background_interval_s": args.interval,
         "background_messages": fw["background_sent"],
         "broker": broker.kind,
+        "forecast_interval_s": args.forecast_interval,
     }
     if bare is not None:
         b = _summary(bare["latencies_ms"])

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models._arrays import forward_fill, nan_quantiles
+from models._arrays import nan_quantiles
 
 ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 """Leads the direct models are fitted at; others are interpolated."""
@@ -98,106 +98,210 @@ def _cumsum0(values: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Series:
-    """One window's arrays, prepared once, gathered at any indices.
+def _row_spacing(n_times: int, dt_s: float, max_rows: int) -> tuple[int, int]:
+    """Block length and row stride, in grid steps.
 
-    ``idx`` is either shared by all stations, shape (R,), or one per station,
-    shape (S, 1); out-of-range indices give NaN.
+    Rows are every ``stride`` steps (at most about ``max_rows`` of them). Window
+    sums and lags are taken from per-block aggregates, so a block must divide
+    every feature's hour count: it divides the steps in an hour (or is one step).
+    """
+    target = max(-(-n_times // max(max_rows, 1)), 1)
+    per_hour = 3600.0 / dt_s
+    steps_per_hour = int(round(per_hour))
+    if steps_per_hour < 1 or abs(per_hour - steps_per_hour) > 1e-6:
+        return 1, target
+    if target >= steps_per_hour:
+        return steps_per_hour, steps_per_hour * -(-target // steps_per_hour)
+    # The longest block that keeps the stride within 1.5 x the target (fewer, longer blocks are cheaper).
+    block = max(
+        b for b in range(1, steps_per_hour + 1) if steps_per_hour % b == 0 and b * -(-target // b) <= 1.5 * target
+    )
+    return block, block * -(-target // block)
+
+
+def _shift_right(values: np.ndarray, shift: np.ndarray, width: int) -> np.ndarray:
+    """Row s moved right by ``shift[s]`` steps into ``width`` columns, NaN where nothing moved in."""
+    distinct, counts = np.unique(shift, return_counts=True)
+    common = int(distinct[np.argmax(counts)])
+    if distinct.size == 1 and common == 0 and width <= values.shape[1]:
+        return values[:, :width]
+    # Every row at the most common shift by slicing, then the few others redone.
+    out = np.empty((values.shape[0], width))
+    n = min(values.shape[1], width - common)
+    out[:, :common] = np.nan
+    out[:, common : common + n] = values[:, :n]
+    out[:, common + n :] = np.nan
+    for value in distinct:  # a few distinct staleness values, not stations
+        if value == common:
+            continue
+        rows = np.nonzero(shift == value)[0]
+        n = min(values.shape[1], width - int(value))
+        out[rows] = np.nan
+        if n > 0:
+            out[rows, value : value + n] = values[rows, :n]
+    return out
+
+
+class _Series:
+    """One window's arrays, aligned and aggregated once, read at the fitted rows.
+
+    Each station's history is moved so that its last observation is the last
+    grid sample (a stale gauge is forecast from its last reading), and the
+    grid is padded on the left to whole blocks. Rows are block ends, the last
+    row being the forecast origin. Lags, window means and rain totals come from
+    per-block sums (``block`` steps, an hour or a divisor of it), so they cost
+    one pass over the fine grid; the lead-specific features and targets are
+    read from the fine grid at the rows by strided slicing.
     """
 
-    def __init__(self, residual_m: np.ndarray, rain_mm: np.ndarray | None, tide_m: np.ndarray, dt_s: float):
-        self.n_stations, self.n_times = residual_m.shape
-        self.filled, _ = forward_fill(residual_m)
-        self.residual = residual_m
-        finite = np.isfinite(residual_m)
-        self.csum = _cumsum0(np.where(finite, residual_m, 0.0))
-        self.ccount = _cumsum0(finite)
-        self.rain_csum = (
-            np.zeros((self.n_stations, self.n_times + 1))
-            if rain_mm is None
-            else _cumsum0(np.where(np.isfinite(rain_mm), rain_mm, 0.0))
-        )
-        self.tide = tide_m
+    def __init__(
+        self,
+        residual_m: np.ndarray,
+        rain_mm: np.ndarray | None,
+        tide_m: np.ndarray,
+        dt_s: float,
+        max_rows: int,
+        max_lead: int,
+    ):
+        n_stations, n_times = residual_m.shape
         self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
-        self._cycle_means: dict[int, np.ndarray] = {}
-        self._filled0: tuple[np.ndarray, np.ndarray] | None = None
+        self.dt_s = dt_s
+        self.block, self.stride = _row_spacing(n_times, dt_s, max_rows)
+        block = self.block
+        n_blocks = -(-n_times // block)
+        width = n_blocks * block
+        observed = np.isfinite(residual_m)
+        self.any_obs = observed.any(axis=1)
+        last = np.where(self.any_obs, n_times - 1 - np.argmax(observed[:, ::-1], axis=1), 0)
+        first = np.argmax(observed, axis=1)
+        shift = np.where(self.any_obs, width - 1 - last, width - n_times)
+        self.residual = _shift_right(residual_m, shift, width)
+        self.tide = _shift_right(tide_m, shift, width + max_lead + 1)
+        self.first = first + shift
+        self.split_index = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int) + shift
+        observed = np.isfinite(self.residual)
 
-    def take(self, arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        n = arr.shape[1]
-        valid = (idx >= 0) & (idx < n)
-        safe = np.clip(idx, 0, n - 1)
-        if idx.ndim == 1:
-            out = arr[:, safe]
-            if not valid.all():
-                out[:, ~valid] = np.nan
-            return out
-        out = np.take_along_axis(arr, np.broadcast_to(safe, (arr.shape[0], safe.shape[1])), axis=1)
-        return np.where(valid, out, np.nan)
+        # Forward fill (causal): the last observed value at or before each grid time.
+        pos = np.where(observed, np.arange(width, dtype=np.int32)[None, :], np.int32(-1))
+        np.maximum.accumulate(pos, axis=1, out=pos)
+        self.filled0 = np.take_along_axis(self.residual, np.maximum(pos, 0), axis=1)
+        self.filled0[pos < 0] = 0.0  # before the first observation; counted out in cycle_mean_at
+        del pos
+        self.filled_end = np.where(
+            (self.block - 1 + block * np.arange(n_blocks))[None, :] >= self.first[:, None],
+            self.filled0[:, block - 1 :: block],
+            np.nan,
+        )
+        as_blocks = (n_stations, n_blocks, block)
+        self.csum = _cumsum0(np.where(observed, self.residual, 0.0).reshape(as_blocks).sum(axis=2))
+        self.ccount = _cumsum0(observed.reshape(as_blocks).sum(axis=2))
+        if rain_mm is None:
+            self.rain_csum = np.zeros((n_stations, n_blocks + 1))
+        else:
+            rain = _shift_right(rain_mm, shift, width)
+            self.rain_csum = _cumsum0(np.where(np.isfinite(rain), rain, 0.0).reshape(as_blocks).sum(axis=2))
+        k = self.stride // block
+        self.row_blocks = np.arange(n_blocks - 1, -1, -k)[::-1]
+        self.row_index = (self.row_blocks + 1) * block - 1
+        self.n_rows = self.row_blocks.size
+        self._cycle_sums: dict[int, np.ndarray] = {}
+        self._cycle_at: dict[tuple[int, int], np.ndarray] = {}
+        self._tide_now = self.at_rows(self.tide, 0)
 
-    def base(self, idx: np.ndarray) -> np.ndarray:
-        """Lead-independent features at ``idx``: (S, R, 9)."""
-        now = self.take(self.filled, idx)
-        points = [now] + [self.take(self.filled, idx - self.steps(h)) for h in _LAGS_H]
+    def at_rows(self, arr: np.ndarray, offset: int) -> np.ndarray:
+        """``arr[:, row + offset]`` for every row, (S, R); NaN outside the array."""
+        idx = self.row_index + offset
+        valid = (idx >= 0) & (idx < arr.shape[1])
+        out = np.full((arr.shape[0], self.n_rows), np.nan, dtype=arr.dtype)
+        if valid.any():
+            i0 = int(np.argmax(valid))
+            i1 = self.n_rows - int(np.argmax(valid[::-1]))
+            out[:, i0:i1] = arr[:, idx[i0] : idx[i1 - 1] + 1 : self.stride]
+        return out
+
+    def _blocks(self, hours: float) -> int:
+        return self.steps(hours) // self.block
+
+    def _at_blocks(self, arr: np.ndarray, j: np.ndarray) -> np.ndarray:
+        valid = (j >= 0) & (j < arr.shape[1])
+        out = arr[:, np.clip(j, 0, arr.shape[1] - 1)]
+        out[:, ~valid] = np.nan
+        return out
+
+    def _window(self, csum: np.ndarray, j: np.ndarray, width_blocks: float) -> np.ndarray:
+        """Sum over the ``width_blocks`` blocks ending with block j (the oldest may count in part)."""
+        n = csum.shape[1] - 1
+        hi = np.clip(j + 1, 0, n)
+        lo_exact = j + 1 - width_blocks
+        lo = np.ceil(lo_exact).astype(int)
+        part = lo - lo_exact
+        whole = csum[:, hi] - csum[:, np.clip(lo, 0, n)]
+        if np.any(part > 0):
+            whole = whole + part * (csum[:, np.clip(lo, 0, n)] - csum[:, np.clip(lo - 1, 0, n)])
+        return whole
+
+    def _mean(self, j: np.ndarray, width_blocks: float) -> np.ndarray:
+        total = self._window(self.csum, j, width_blocks)
+        count = self._window(self.ccount, j, width_blocks)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.where(count > 0, count, 1.0), np.nan)
+
+    def base(self) -> list[np.ndarray]:
+        """Lead-independent features at the rows: a list of (S, R), rain totals last."""
+        j = self.row_blocks
+        now = self._at_blocks(self.filled_end, j)
+        points = [now] + [self._at_blocks(self.filled_end, j - self._blocks(h)) for h in _LAGS_H]
         cols = [np.ones_like(now)]
         cols += [points[i] - points[i + 1] for i in range(len(_LAGS_H))]
         for hours in _MEAN_WINDOWS_H:
-            # Mean of the observed samples in (t - window, t], from cumulative sums.
-            hi, lo = idx + 1, np.maximum(idx + 1 - self.steps(hours), 0)
-            total = self.take(self.csum, hi) - self.take(self.csum, lo)
-            count = self.take(self.ccount, hi) - self.take(self.ccount, lo)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cols.append(now - np.where(count > 0, total / count, np.nan))
+            # Mean of the observed samples in (t - window, t].
+            cols.append(now - self._mean(j, self._blocks(hours)))
         # The trend of the tidally averaged residual (means over one M2 period), free of the
         # tide-fit errors that dominate short differences: where a surge or freshet is heading.
-        tidal_mean = [self.window_mean(idx - self.steps(h), self.steps(_M2_PERIOD_H)) for h in (0.0, 3.0, 12.0)]
+        m2_blocks = _M2_PERIOD_H * 3600.0 / (self.dt_s * self.block)  # the oldest block may count in part
+        tidal_mean = [self._mean(j - (self._blocks(h) if h else 0), m2_blocks) for h in (0.0, 3.0, 12.0)]
         cols += [tidal_mean[0] - tidal_mean[1], tidal_mean[0] - tidal_mean[2]]
         for hours in _RAIN_WINDOWS_H:
-            hi, lo = idx + 1, np.maximum(idx + 1 - self.steps(hours), 0)
-            cols.append(self.take(self.rain_csum, hi) - self.take(self.rain_csum, lo))
-        return np.stack(cols, axis=-1)
+            cols.append(self._window(self.rain_csum, j, self._blocks(hours)))
+        return cols
 
-    def window_mean(self, idx: np.ndarray, width: int) -> np.ndarray:
-        """Mean of the observed residual in (idx - width, idx], from cumulative sums."""
-        hi, lo = idx + 1, np.maximum(idx + 1 - width, 0)
-        total = self.take(self.csum, hi) - self.take(self.csum, lo)
-        count = self.take(self.ccount, hi) - self.take(self.ccount, lo)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / count, np.nan)
-
-    def cycle_mean(self, period: int) -> np.ndarray:
-        """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points), (S, T)."""
-        if period not in self._cycle_means:
-            if self._filled0 is None:
-                known = np.isfinite(self.filled)
-                self._filled0 = (np.where(known, self.filled, 0.0), known.astype(np.float64))
-            filled0, known = self._filled0
-            total = filled0.copy()
-            count = known.copy()
+    def cycle_mean_at(self, period: int, offset: int) -> np.ndarray:
+        """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points) at
+        t = row + offset, (S, R)."""
+        if period not in self._cycle_sums:
+            total = self.filled0.copy()
             for k in range(1, _ANALOG_CYCLES):  # in-place shifted adds, no temporaries
                 lag = k * period
-                if lag >= self.n_times:
+                if lag >= total.shape[1]:
                     break
-                total[:, lag:] += filled0[:, :-lag]
-                count[:, lag:] += known[:, :-lag]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                np.divide(total, count, out=total)
-            total[count == 0] = np.nan
-            self._cycle_means[period] = total
-        return self._cycle_means[period]
+                total[:, lag:] += self.filled0[:, :-lag]
+            self._cycle_sums[period] = total
+        key = (period, offset)
+        if key in self._cycle_at:  # leads share offsets (the last full cycle before t)
+            return self._cycle_at[key]
+        total = self.at_rows(self._cycle_sums[period], offset)
+        idx = self.row_index + offset
+        # Points at or after the station's first observation (before it the fill is undefined,
+        # and counted as 0 in the sums): where there are none, 0 / 0 gives NaN.
+        count = np.floor((idx[None, :] - self.first[:, None]) * (1.0 / period))
+        count += 1.0
+        np.clip(count, 0.0, _ANALOG_CYCLES, out=count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self._cycle_at[key] = total / count
+        return self._cycle_at[key]
 
-    def extra(self, idx: np.ndarray, h: int, tidal: np.ndarray) -> np.ndarray:
-        """Lead-specific features at ``idx`` for lead ``h`` steps: (S, R, 3)."""
+    def extra(self, h: int, tidal: np.ndarray) -> list[np.ndarray]:
+        """Lead-specific features at the rows for lead ``h`` steps: a list of three (S, R)."""
         cols = []
         for period_h in _ANALOG_PERIODS_H:
             period = self.steps(period_h)
             first_k = max(int(np.ceil(h / period)), 1)
-            means = self.cycle_mean(period)
             # Mean change over [t - kP, t + h - kP] for the last cycles wholly in the past.
-            analog = self.take(means, idx + h - first_k * period) - self.take(means, idx - first_k * period)
+            analog = self.cycle_mean_at(period, h - first_k * period) - self.cycle_mean_at(period, -first_k * period)
             cols.append(np.where(tidal[:, None] & np.isfinite(analog), analog, 0.0))
-        change = self.take(self.tide, idx + h) - self.take(self.tide, idx)
+        change = self.at_rows(self.tide, h) - self._tide_now
         cols.append(np.nan_to_num(change))
-        return np.stack(cols, axis=-1)
+        return cols
 
 
 def fit_residual(
@@ -243,59 +347,70 @@ def fit_residual(
     if tidal is None:
         tidal = np.zeros(n_stations, dtype=bool)
     has_rain = np.zeros(n_stations, dtype=bool) if rain_mm is None else np.isfinite(rain_mm).any(axis=1)
-    series = _Series(residual_m, rain_mm, tide_m, dt_s)
-    observed = np.isfinite(residual_m)
-    any_obs = observed.any(axis=1)
-    last = np.where(any_obs, n_times - 1 - np.argmax(observed[:, ::-1], axis=1), 0)
-    first = np.argmax(observed, axis=1)
+    series = _Series(residual_m, rain_mm, tide_m, dt_s, max_rows, int(leads[-1]))
+    n_rows = series.n_rows
 
-    # Rows: every `stride`-th grid time; the row must be observed with all lags known.
-    stride = max(int(np.ceil(n_times / max(max_rows, 1))), 1)
-    row_t = np.arange(n_times - 1, -1, -stride)[::-1]
-    x_base = series.base(row_t)  # (S, R, P0)
-    row_ok = observed[:, row_t] & np.isfinite(x_base).all(axis=-1)
-    x_base = np.where(row_ok[..., None], x_base, 0.0)
-    r_now = np.where(row_ok, residual_m[:, row_t], 0.0)
-    origin_idx = last[:, None]
-    x0_origin = series.base(origin_idx)[:, 0, :]
-    origin_ok = any_obs & np.isfinite(x0_origin).all(axis=1)
-    x0_origin = np.where(origin_ok[:, None], x0_origin, 0.0)
+    base_cols = series.base()  # (S, R) each; the last row is the origin
+    r_now = series.at_rows(series.residual, 0)
+    row_ok = np.isfinite(r_now)
+    origin_ok = series.any_obs.copy()
+    for col in base_cols:
+        row_ok &= np.isfinite(col)
+        origin_ok &= np.isfinite(col[:, -1])
+    r_now = np.where(row_ok, r_now, 0.0)
     n_ok = np.maximum(row_ok.sum(axis=1), 1)
-    # Standardise so one ridge fits all features and units; single precision for the row
-    # algebra: standardised, ridge-conditioned features lose nothing that matters at
-    # millimetres, and memory traffic halves.
-    base_scale = _scale(x_base, n_ok)
-    n_base = x_base.shape[-1]
-    x = np.empty(x_base.shape[:2] + (n_base + _N_EXTRA,), dtype=np.float32)  # lead-specific columns last
-    x[..., :n_base] = x_base / base_scale[:, None, :]
-    del x_base
-    x0_origin = x0_origin / base_scale
+    n_base = len(base_cols)
+    n_feat = n_base + _N_EXTRA
+    # Feature-major rows (S, features + target, R): each feature is one contiguous (S, R)
+    # block, so writing it and the products over rows run at memory speed. Standardised so
+    # one ridge fits all features and units; single precision for the row algebra:
+    # standardised, ridge-conditioned features lose nothing that matters at millimetres.
+    # The target is the last column, so one product gives a Gram matrix and its right-hand side.
+    x = np.empty((n_stations, n_feat + 1, n_rows), dtype=np.float32)
+    x0_origin = np.empty((n_stations, n_base))
+    for k, col in enumerate(base_cols):
+        scale = _put_scaled(x, k, col, row_ok, n_ok)
+        x0_origin[:, k] = np.where(origin_ok, col[:, -1], 0.0) / scale
+    del base_cols
+    xb = x[:, :n_base]
 
     # Time split per station: holdout = rows in the last third of its observed span.
-    split_t = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int)
+    row_fine = series.row_index  # (R,) grid index of each row (aligned grid)
+    split = series.split_index  # (S,)
+    pre = row_ok & (row_fine[None, :] < split[:, None])  # every lead's training rows lie in here
+    # Rows before k0 are before every station's split, rows from k1 after it.
+    n_before = np.searchsorted(row_fine, split)
+    k0, k1 = int(n_before.min(initial=0)), int(n_before.max(initial=0))
+    # Gram matrices of the lead-independent columns over all usable rows (x is zero on the
+    # others) and over the training part, computed once; each lead subtracts the few rows
+    # it cannot use instead of building them again.
+    gram_rows = _gram(xb, xb)
+    gram_pre = _gram(xb[..., :k0], xb[..., :k0]) + _gram(xb[..., k0:k1], xb[..., k0:k1] * pre[:, None, k0:k1])
 
     change = np.zeros((n_stations, n_anchor))
     uses_arx = np.zeros((n_stations, n_anchor), dtype=bool)
     uses_rain = np.zeros((n_stations, n_anchor), dtype=bool)
     rain_cols = np.arange(n_base - len(_RAIN_WINDOWS_H), n_base)  # base() puts rain last
+    without_rain = np.ones(n_feat, dtype=bool)
+    without_rain[rain_cols] = False
+    column_sets = np.stack([without_rain, np.ones(n_feat, dtype=bool)])  # (2, P)
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
-    error_q[:, 0, :] = np.where(any_obs[:, None], 0.0, np.nan)
+    error_q[:, 0, :] = np.where(series.any_obs[:, None], 0.0, np.nan)
 
     # A loop over ~9 anchor leads, never over stations.
     for a in range(1, n_anchor):
         h = int(leads[a])
-        extra = np.where(row_ok[..., None], series.extra(row_t, h, tidal), 0.0)
-        extra_scale = _scale(extra, n_ok)
-        x[..., n_base:] = extra / extra_scale[:, None, :]
-        extra_origin = series.extra(origin_idx, h, tidal)[:, 0, :] / extra_scale
-        x_origin = np.where(origin_ok[:, None], np.concatenate([x0_origin, extra_origin], axis=-1), 0.0)
-        n_feat = x.shape[-1]
+        x_origin = np.zeros((n_stations, n_feat))
+        x_origin[:, :n_base] = x0_origin
+        for e, col in enumerate(series.extra(h, tidal)):
+            scale = _put_scaled(x, n_base + e, col, row_ok, n_ok)
+            x_origin[:, n_base + e] = np.where(origin_ok, col[:, -1], 0.0) / scale
 
-        target = series.take(residual_m, row_t + h)
+        target = series.at_rows(series.residual, h)
         ok = row_ok & np.isfinite(target)
-        d = np.where(ok, target - r_now, 0.0).astype(np.float32)
-        train = ok & ((row_t + h)[None, :] < split_t[:, None])
-        hold = ok & (row_t[None, :] >= split_t[:, None])
+        x[:, n_feat] = np.where(ok, target - r_now, 0.0)
+        train = ok & ((row_fine + h)[None, :] < split[:, None])
+        hold = ok & (row_fine[None, :] >= split[:, None])
         n_train = train.sum(axis=1)
         n_hold = hold.sum(axis=1)
         can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok
@@ -303,27 +418,35 @@ def fit_residual(
         # Three candidates per station and lead, chosen on the holdout: carry the residual
         # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
         # gauge can make a forecast worse; the holdout says whether it does here).
-        without_rain = np.ones(n_feat, dtype=bool)
-        without_rain[rain_cols] = False
-        fits = _ridge_fits(x, d, train, ok, [without_rain, np.ones(n_feat, dtype=bool)])
+        lead_cols = x[:, n_base:]  # lead-specific features and the target
+        cross_rows = _gram(x[:, :n_feat], lead_cols)
+        cross_pre = _gram(x[:, :n_feat, :k0], lead_cols[..., :k0]) + _gram(
+            x[:, :n_feat, k0:k1], lead_cols[..., k0:k1] * pre[:, None, k0:k1]
+        )
+        gram_train, rhs_train = _normal_equations(x, gram_pre, cross_pre, pre, train)
+        gram_all, rhs_all = _normal_equations(x, gram_rows, cross_rows, row_ok, ok)
+        betas = _ridge_solve(
+            np.stack([gram_train, gram_all]), np.stack([rhs_train, rhs_all]),
+            np.stack([n_train, ok.sum(axis=1)]), column_sets,
+        )  # (2 fits, 2 column sets, S, P)
         n_hold_safe = np.maximum(n_hold, 1)
         # Holdout rows all lie at or after the earliest station's split: score only that slice.
-        lo = int(np.argmax(hold.any(axis=0))) if hold.any() else x.shape[1]
-        x_h, d_h, hold_h = x[:, lo:], d[:, lo:], hold[:, lo:]
+        lo = int(np.argmax(hold.any(axis=0))) if hold.any() else n_rows
+        x_h, d_h, hold_h = x[:, :n_feat, lo:], x[:, n_feat, lo:], hold[:, lo:]
         mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
-        for beta_train, _ in fits:
-            fitted = np.matmul(x_h, beta_train.astype(np.float32)[..., None])[..., 0]
+        for beta_train in betas[0]:
+            fitted = np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :]
             mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_fit, can_fit & has_rain])
         pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
-        beta_train = np.select([pick[:, None] == 1, pick[:, None] == 2], [fits[0][0], fits[1][0]], 0.0)
-        beta_all = np.select([pick[:, None] == 1, pick[:, None] == 2], [fits[0][1], fits[1][1]], 0.0)
+        beta_train = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[0, 0], betas[0, 1]], 0.0)
+        beta_all = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[1, 0], betas[1, 1]], 0.0)
         change[:, a] = np.einsum("sp,sp->s", x_origin, beta_all)
         uses_arx[:, a] = pick > 0
         uses_rain[:, a] = pick == 2
         # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
-        fitted = np.matmul(x_h, beta_train.astype(np.float32)[..., None])[..., 0]
-        errors = np.where(ok, d, np.nan)
+        fitted = np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :]
+        errors = np.where(ok, x[:, n_feat], np.float32(np.nan))
         errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
         errors[(pick > 0)[:, None] & ~hold] = np.nan
         q, count = nan_quantiles(errors, QUANTILES)
@@ -343,49 +466,103 @@ def _scale(x: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-def _ridge_fits(
-    x: np.ndarray, d: np.ndarray, train: np.ndarray, rows: np.ndarray, column_sets: list[np.ndarray]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per-station ridge regressions of ``d`` on subsets of the columns of ``x``.
+def _put_scaled(x: np.ndarray, k: int, col: np.ndarray, rows: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
+    """Write feature ``col`` (S, R), zero off the usable rows and divided by its root mean
+    square over them, into ``x[:, k]``; return the scale (S,) (1 for a constant zero)."""
+    values = np.where(rows, col, 0.0)
+    scale = np.sqrt(np.einsum("sr,sr->s", values, values) / n_rows)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    np.divide(values, scale[:, None], out=x[:, k], casting="unsafe")
+    return scale
 
-    For each boolean column set, one fit on the training rows and one on all
-    usable rows; left-out columns get coefficient 0. Training rows are a time
-    prefix of all rows, so the shared prefix's Gram matrix is computed once,
-    and every column set reuses the same Gram matrices: the fits cost little
-    more than one pass over the rows.
+
+def _gram(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Products over the rows of feature-major arrays (S, P, R) and (S, Q, R): (S, P, Q), float64."""
+    if left.shape[2] == 0:
+        return np.zeros((left.shape[0], left.shape[1], right.shape[1]))
+    return np.matmul(left, right.transpose(0, 2, 1)).astype(np.float64)
+
+
+_DIRECT_SHARE = 0.25
+"""A station dropping more than this share of rows gets its Gram built directly, not by subtraction."""
+
+
+def _normal_equations(
+    x: np.ndarray, gram_base: np.ndarray, cross: np.ndarray, rows: np.ndarray, keep: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gram (S, P, P) and right-hand side (S, P) over the ``keep`` rows.
+
+    Built from the products over ``rows`` (a superset: the base block, shared by
+    all leads, and ``cross``, the lead-specific features and target) minus the
+    few rows a lead cannot use (missing targets, targets past the window or the
+    split), gathered and subtracted: a fraction of building it again.
+
+    Parameters
+    ----------
+    x : ndarray, (S, P + 1, R)
+        Feature-major rows: features then the target.
+    gram_base : ndarray, (S, B, B)
+    cross : ndarray, (S, P, P + 1 - B)
+        Features x (lead-specific features and target), over ``rows``.
+    rows, keep : ndarray of bool, (S, R)
+    """
+    n_stations, width, n_rows = x.shape
+    n_feat, n_base = width - 1, gram_base.shape[-1]
+    full = np.empty((n_stations, n_feat, width))
+    full[:, :n_base, :n_base] = gram_base
+    full[:, :, n_base:] = cross
+    full[:, n_base:, :n_base] = cross[:, :n_base, : n_feat - n_base].transpose(0, 2, 1)
+    drop = rows & ~keep
+    counts = drop.sum(axis=1)
+    small = counts <= _DIRECT_SHARE * n_rows
+    if small.any() and counts.max(initial=0) > 0:
+        sub = np.nonzero(small)[0]
+        index = _row_index(drop[sub], n_rows)  # (B, width), padded with n_rows
+        # One flat gather (far cheaper than take_along_axis's broadcast indices).
+        flat = ((sub[:, None] * width + np.arange(width)[None, :]) * n_rows)[:, :, None]
+        gathered = np.take(x.reshape(-1), flat + np.minimum(index, n_rows - 1)[:, None, :])
+        gathered *= (index < n_rows)[:, None, :]
+        full[sub] -= _gram(gathered[:, :n_feat], gathered)
+    if not small.all():
+        big = np.nonzero(~small)[0]
+        xk = x[big] * keep[big][:, None, :]
+        full[big] = _gram(xk[:, :n_feat], xk)
+    return full[..., :n_feat], full[..., n_feat]
+
+
+def _row_index(pick: np.ndarray, n_rows: int) -> np.ndarray:
+    """Indices of each station's True rows, padded with ``n_rows`` (a zero row): (S, width)."""
+    counts = pick.sum(axis=1)
+    width = max(int(counts.max(initial=0)), 1)
+    rows, cols = np.nonzero(pick)
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    index = np.full((pick.shape[0], width), n_rows, dtype=np.intp)
+    index[rows, slot] = cols
+    return index
+
+
+def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, column_sets: np.ndarray) -> np.ndarray:
+    """Ridge solutions for every fit and column subset; left-out columns get coefficient 0.
+
+    Parameters
+    ----------
+    gram : ndarray, (F, S, P, P)
+    rhs : ndarray, (F, S, P)
+    n_rows : ndarray, (F, S)
+        Rows behind each Gram (the ridge grows with them).
+    column_sets : ndarray of bool, (C, P)
 
     Returns
     -------
-    list of (beta_train, beta_all), each ndarray (S, P)
+    ndarray, (F, C, S, P)
     """
-    n_feat = x.shape[-1]
-    # Rows before `cut` are training rows wherever they are usable, for every station.
-    not_train = rows & ~train
-    cut = int(np.argmax(not_train.any(axis=0))) if not_train.any() else x.shape[1]
-    last_train = int(np.nonzero(train.any(axis=0))[0].max(initial=-1)) + 1
-
-    def gram_rhs(weight: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        if hi <= lo:
-            return np.zeros((x.shape[0], n_feat, n_feat)), np.zeros((x.shape[0], n_feat))
-        xw = np.where(weight[:, lo:hi, None], x[:, lo:hi], 0.0)
-        xt = xw.transpose(0, 2, 1)
-        return (
-            np.matmul(xt, xw).astype(np.float64),
-            np.matmul(xt, d[:, lo:hi, None])[..., 0].astype(np.float64),
-        )
-
-    g_pre, b_pre = gram_rhs(rows, 0, cut)
-    g_tr, b_tr = gram_rhs(train, cut, max(last_train, cut))
-    g_rest, b_rest = gram_rhs(rows, cut, x.shape[1])
-    diag = np.arange(n_feat)
-
-    def solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        gram = np.where(keep[:, None] & keep[None, :], gram, 0.0)
-        gram[:, diag, diag] += np.where(keep, _RIDGE * np.maximum(n_rows, 1.0)[:, None] + 1e-12, 1.0)
-        return np.linalg.solve(gram, np.where(keep, rhs, 0.0)[..., None])[..., 0]
-
-    n_train, n_all = train.sum(axis=1), rows.sum(axis=1)
-    return [
-        (solve(g_pre + g_tr, b_pre + b_tr, n_train, keep), solve(g_pre + g_rest, b_pre + b_rest, n_all, keep))
-        for keep in column_sets
-    ]
+    out = np.zeros((gram.shape[0], column_sets.shape[0]) + rhs.shape[1:])
+    ridge = _RIDGE * np.maximum(n_rows, 1.0)[..., None] + 1e-12  # (F, S, 1)
+    for c, keep in enumerate(column_sets):  # two column sets, not stations
+        cols = np.nonzero(keep)[0]
+        a = gram[:, :, cols[:, None], cols]
+        diag = np.arange(cols.size)
+        a[..., diag, diag] += ridge
+        # One LAPACK call over the whole batch of small systems.
+        out[:, c, :, cols] = np.moveaxis(np.linalg.solve(a, rhs[..., cols][..., None])[..., 0], -1, 0)
+    return out

@@ -311,7 +311,7 @@ def _pcg_masked(
         b_norm = np.maximum((b * b).sum(axis=1), 1e-300)
         for _ in range(_PCG_MAX_ITER):
             # Converged stations stop moving, so a station's answer never depends on its neighbours.
-            going = (res * res).sum(axis=1) > 1e-26 * b_norm
+            going = (res * res).sum(axis=1) > 1e-22 * b_norm  # 1e-11 relative: far below a millimetre
             if not going.any():
                 break
             ad = apply(direction)

@@ -55,6 +55,13 @@ _HOLDOUT_FRACTION = 1.0 / 3.0
 MAX_ROWS = 720
 """Default rows per fit after thinning: neighbouring 10-minute rows say almost the same."""
 _RIDGE = 1e-3  # on standardised features, per training row
+_MIN_LEADS_SPANNED = 3
+"""The ARX serves a lead only if its training and holdout rows each span this many leads."""
+_EXTRAPOLATION = 3.0
+"""The ARX's change at a lead stays within this multiple of the largest rise and fall at
+that lead among its training targets: a flood somewhat bigger than any it was trained on is
+still forecast to grow, but a linear model far outside its data cannot put a village street
+under three metres of water."""
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
 
@@ -413,7 +420,13 @@ def fit_residual(
         hold = ok & (row_fine[None, :] >= split[:, None])
         n_train = train.sum(axis=1)
         n_hold = hold.sum(axis=1)
-        can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok
+        # Rows an hour apart whose targets lie a day ahead say nearly the same thing: the
+        # training and holdout stretches must each span a few leads, or the holdout can
+        # pick a model on what is really one event (a first flood in a short history).
+        span_ok = (_span_steps(train, row_fine, series.stride) >= _MIN_LEADS_SPANNED * h) & (
+            _span_steps(hold, row_fine, series.stride) >= _MIN_LEADS_SPANNED * h
+        )
+        can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok & span_ok
 
         # Three candidates per station and lead, chosen on the holdout: carry the residual
         # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
@@ -433,19 +446,26 @@ def fit_residual(
         # Holdout rows all lie at or after the earliest station's split: score only that slice.
         lo = int(np.argmax(hold.any(axis=0))) if hold.any() else n_rows
         x_h, d_h, hold_h = x[:, :n_feat, lo:], x[:, n_feat, lo:], hold[:, lo:]
+        # A linear model far outside the rows it was fitted on extrapolates without limit, and
+        # the holdout vouches only for what the training rows showed: the change stays within
+        # a multiple of the largest rise and fall at this lead among the training targets,
+        # in the holdout scoring and in the forecast alike.
+        trained = np.where(train, x[:, n_feat], 0.0)
+        low = (_EXTRAPOLATION * trained.min(axis=1))[:, None]
+        high = (_EXTRAPOLATION * trained.max(axis=1))[:, None]
         mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
         for beta_train in betas[0]:
-            fitted = np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :]
+            fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
             mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_fit, can_fit & has_rain])
         pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
         beta_train = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[0, 0], betas[0, 1]], 0.0)
         beta_all = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[1, 0], betas[1, 1]], 0.0)
-        change[:, a] = np.einsum("sp,sp->s", x_origin, beta_all)
+        change[:, a] = np.clip(np.einsum("sp,sp->s", x_origin, beta_all), low[:, 0], high[:, 0])
         uses_arx[:, a] = pick > 0
         uses_rain[:, a] = pick == 2
         # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
-        fitted = np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :]
+        fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
         errors = np.where(ok, x[:, n_feat], np.float32(np.nan))
         errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
         errors[(pick > 0)[:, None] & ~hold] = np.nan
@@ -464,6 +484,13 @@ def _scale(x: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
     """Root mean square of each feature over the usable rows (S, P); 1 for the intercept and constants."""
     scale = np.sqrt(np.einsum("srp,srp->sp", x, x) / n_rows[:, None])
     return np.where(scale > 1e-12, scale, 1.0)
+
+
+def _span_steps(rows: np.ndarray, row_index: np.ndarray, stride: int) -> np.ndarray:
+    """Grid steps from each station's first to last selected row, plus one row: (S,); 0 if none."""
+    first = row_index[np.argmax(rows, axis=1)]
+    last = row_index[rows.shape[1] - 1 - np.argmax(rows[:, ::-1], axis=1)]
+    return np.where(rows.any(axis=1), last - first + stride, 0)
 
 
 def _put_scaled(x: np.ndarray, k: int, col: np.ndarray, rows: np.ndarray, n_rows: np.ndarray) -> np.ndarray:

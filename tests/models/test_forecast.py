@@ -234,3 +234,33 @@ def test_public_api_is_pinned():
     ]
     for name in models.__all__:
         assert getattr(models, name) is not None
+
+
+def _street_flood() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A street gauge (ground 1.40 m): dry for a week, then rain and a flood that rises for
+    28 h, holds 10 h and recedes over 14 h; hourly truth and 10-minute readings."""
+    t_s = grid(7 + 3.5, DT_S)
+    rng = np.random.default_rng(21)
+    hours = (t_s - (t_s[0] + 7 * 86400.0)) / 3600.0
+    depth_m = 0.55 * np.interp(hours, [0.0, 28.0, 38.0, 52.0], [0.0, 1.0, 1.0, 0.0], left=0.0, right=0.0)
+    truth = 1.40 + depth_m
+    level = truth + rng.normal(0, 0.003, t_s.size)
+    rain = np.where((hours >= 0) & (hours < 5), 95.0 / 30, 0.0)  # 95 mm in 5 h
+    return t_s, truth, level, rain
+
+
+def test_a_flood_in_a_short_dry_history_is_not_extrapolated_far_past_what_was_seen():
+    # The demo's village street: a week of a dry gauge, then its first flood. Models whose
+    # holdout holds barely one lead's worth of flood must not project the rise for days.
+    t_s, truth, level, rain = _street_flood()
+    start = int(np.searchsorted(t_s, t_s[0] + 7 * 86400.0))
+    overshoot = []
+    for origin in range(start + 30 * 6, t_s.size - 1, 6):  # hourly origins from 30 h into the flood
+        fc = forecast_stations(
+            t_s[: origin + 1], level[None, : origin + 1], rain[None, : origin + 1],
+            thresholds_m=np.array([[1.45, 1.60, 1.80]]), horizon_s=72 * 3600.0, step_s=DT_S, window_s=7 * 86400.0,
+        )
+        ahead = truth[origin + 1 : origin + 1 + fc.t_s.size]
+        overshoot.append(fc.median_m[0, : ahead.size].max() - max(ahead.max(), level[origin]))
+    assert max(overshoot) < 0.25, f"forecast peaks up to {max(overshoot):.2f} m above anything that happened"
+

@@ -432,7 +432,14 @@ def first_crossing_time(
     return np.where(reached, crossing, np.nan)
 
 
-def predict(model: ForecastModel, *, thresholds_m: np.ndarray, horizon_s: float, step_s: float) -> Forecast:
+def predict(
+    model: ForecastModel,
+    *,
+    thresholds_m: np.ndarray,
+    horizon_s: float,
+    step_s: float,
+    floor_m: np.ndarray | None = None,
+) -> Forecast:
     """Forecast levels, bands, exceedance and first crossings at ``origin + k * step_s``.
 
     Parameters
@@ -444,6 +451,11 @@ def predict(model: ForecastModel, *, thresholds_m: np.ndarray, horizon_s: float,
         Forecast reach, seconds.
     step_s : float
         Lead step, seconds; H = floor(horizon_s / step_s) leads.
+    floor_m : ndarray, (S,), optional
+        Each gauge's dry ground level, metres (a street or road sensor reads its
+        surface when dry); NaN or None for no floor. The water cannot fall below
+        it, so the median and both band edges are clipped at it before the
+        exceedance chances and first crossings are worked out.
 
     Returns
     -------
@@ -459,6 +471,14 @@ def predict(model: ForecastModel, *, thresholds_m: np.ndarray, horizon_s: float,
         )
     if step_s <= 0 or horizon_s < step_s:
         raise ForecastError(f"need 0 < step_s <= horizon_s, got step_s={step_s}, horizon_s={horizon_s}")
+    if floor_m is None:
+        floor_m = np.full(n_stations, np.nan)
+    floor_m = np.asarray(floor_m, dtype=float)
+    if floor_m.shape != (n_stations,):
+        raise ForecastError(
+            f"floor_m must be shaped (stations={n_stations},): one dry ground level per station "
+            f"(NaN for none), got {floor_m.shape}"
+        )
     n_leads = int(np.floor(horizon_s / step_s + 1e-9))
     t_out = model.origin_s + step_s * np.arange(1, n_leads + 1)
 
@@ -486,9 +506,11 @@ def predict(model: ForecastModel, *, thresholds_m: np.ndarray, horizon_s: float,
         # Quantile curves may cross after interpolation; keep them ordered.
         q = np.sort(q, axis=-1)
         centre = tide[rows] + model.last_residual_m[rows, None] + change
-        median[rows] = centre + q[..., 1]
-        lower[rows] = centre + q[..., 0]
-        upper[rows] = centre + q[..., 2]
+        # The ground is a hard floor (NaN floors leave values alone: fmax ignores NaN).
+        ground = floor_m[rows, None]
+        median[rows] = np.fmax(centre + q[..., 1], ground)
+        lower[rows] = np.fmax(centre + q[..., 0], ground)
+        upper[rows] = np.fmax(centre + q[..., 2], ground)
         exceed[rows] = exceedance_probability(median[rows], lower[rows], upper[rows], thresholds_m[rows])
         first[rows] = first_crossing_time(
             t_out, median[rows], model.origin_s, model.last_level_m[rows], thresholds_m[rows]
@@ -518,6 +540,7 @@ def forecast_stations(
     origin_s: float | None = None,
     window_s: float = DEFAULT_WINDOW_S,
     max_rows: int = MAX_ROWS,
+    floor_m: np.ndarray | None = None,
 ) -> Forecast:
     """Fit and forecast all stations in one call (see :func:`fit` and :func:`predict`).
 
@@ -539,6 +562,9 @@ def forecast_stations(
         Fit window before the origin, seconds (30 days by default).
     max_rows : int
         Rows per residual fit (see :func:`fit`).
+    floor_m : ndarray, (S,), optional
+        Dry ground level per station, metres; forecasts never go below it
+        (NaN or None: no floor; see :func:`predict`).
 
     Returns
     -------
@@ -549,4 +575,4 @@ def forecast_stations(
     model = fit(
         t_s, level_m, rain_mm, origin_s=origin, horizon_s=horizon_s, window_s=window_s, max_rows=max_rows
     )
-    return predict(model, thresholds_m=thresholds_m, horizon_s=horizon_s, step_s=step_s)
+    return predict(model, thresholds_m=thresholds_m, horizon_s=horizon_s, step_s=step_s, floor_m=floor_m)

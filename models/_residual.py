@@ -432,10 +432,12 @@ def fit_residual(
         # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
         # gauge can make a forecast worse; the holdout says whether it does here).
         lead_cols = x[:, n_base:]  # lead-specific features and the target
-        cross_rows = _gram(x[:, :n_feat], lead_cols)
-        cross_pre = _gram(x[:, :n_feat, :k0], lead_cols[..., :k0]) + _gram(
-            x[:, :n_feat, k0:k1], lead_cols[..., k0:k1] * pre[:, None, k0:k1]
-        )
+        # Each row enters one product: before every split, around the splits, after them.
+        cross_pre = _gram(x[:, :n_feat, :k0], lead_cols[..., :k0])
+        cross_rows = cross_pre + _gram(x[:, :n_feat, k1:], lead_cols[..., k1:])
+        if k1 > k0:
+            cross_pre = cross_pre + _gram(x[:, :n_feat, k0:k1], lead_cols[..., k0:k1] * pre[:, None, k0:k1])
+            cross_rows = cross_rows + _gram(x[:, :n_feat, k0:k1], lead_cols[..., k0:k1])
         gram_train, rhs_train = _normal_equations(x, gram_pre, cross_pre, pre, train)
         gram_all, rhs_all = _normal_equations(x, gram_rows, cross_rows, row_ok, ok)
         betas = _ridge_solve(

@@ -260,7 +260,7 @@ def _missing_index(pick: np.ndarray, n_times: int) -> np.ndarray:
 
 
 def _pcg_masked(
-    x: np.ndarray, observed: np.ndarray, use: np.ndarray, rhs: np.ndarray, chunk: int = 1024
+    x: np.ndarray, observed: np.ndarray, use: np.ndarray, rhs: np.ndarray, chunk: int = 128
 ) -> np.ndarray:
     """Solve every station's masked normal equations by preconditioned conjugate gradients.
 

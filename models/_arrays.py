@@ -12,26 +12,6 @@ def last_valid_index(observed: np.ndarray) -> np.ndarray:
     return np.where(observed.any(axis=1), idx, -1)
 
 
-def forward_fill(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Carry each row's last finite value forward along axis 1 (causal: never looks ahead).
-
-    Returns
-    -------
-    filled : ndarray, (S, T)
-        NaN before a row's first finite value.
-    age : ndarray of int, (S, T)
-        Steps since the value used was observed (0 where observed; large before the first).
-    """
-    observed = np.isfinite(values)
-    n = values.shape[1]
-    positions = np.where(observed, np.arange(n, dtype=np.int32)[None, :], np.int32(-1))
-    source = np.maximum.accumulate(positions, axis=1)
-    filled = np.take_along_axis(values, np.maximum(source, 0), axis=1)
-    filled = np.where(source >= 0, filled, np.nan)
-    age = np.where(source >= 0, np.arange(n)[None, :] - source, np.iinfo(np.int32).max)
-    return filled, age
-
-
 def nan_quantiles(values: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles along the last axis ignoring NaN, by one sort (no per-row Python loop).
 

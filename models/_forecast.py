@@ -23,8 +23,8 @@ Graceful degradation, per station, reported in ``model_name``:
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import TypeVar
 

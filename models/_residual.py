@@ -26,11 +26,16 @@ the first two thirds predicts the last third (targets never overlap), giving
 out-of-sample errors per lead; a lead whose ARX does not beat carrying the
 residual forward on that holdout falls back to carrying it forward (whose
 errors need no holdout: it has no parameters). The final coefficients are
-refitted on the whole window.
+refitted on the whole window. The ARX competes only where its training and
+holdout rows each span three leads, and its change stays within three times
+the largest rise and fall among its training targets (a linear model far
+outside its data would otherwise flood a street that has only ever been dry).
 
-Cost: features are gathered only at the fitted rows (every ``stride``-th grid
-time, at most ``max_rows``, 720 by default) from cumulative sums, so a 30-day, 10-minute
-window costs a few hundred rows per station and lead.
+Cost: rows are block ends (every ``stride``-th grid time, at most
+``max_rows``, 720 by default); lags, window means and rain totals come from
+per-block sums (one pass over the grid); the lead-independent Gram matrix is
+built once and each lead adds three columns and subtracts the rows it cannot
+use.
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def _row_spacing(n_times: int, dt_s: float, max_rows: int) -> tuple[int, int]:
     """
     target = max(-(-n_times // max(max_rows, 1)), 1)
     per_hour = 3600.0 / dt_s
-    steps_per_hour = int(round(per_hour))
+    steps_per_hour = round(per_hour)
     if steps_per_hour < 1 or abs(per_hour - steps_per_hour) > 1e-6:
         return 1, target
     if target >= steps_per_hour:
@@ -171,7 +176,7 @@ class _Series:
         max_lead: int,
     ):
         n_stations, n_times = residual_m.shape
-        self.steps = lambda hours: max(int(round(hours * 3600.0 / dt_s)), 1)
+        self.steps = lambda hours: max(round(hours * 3600.0 / dt_s), 1)
         self.dt_s = dt_s
         self.block, self.stride = _row_spacing(n_times, dt_s, max_rows)
         block = self.block
@@ -480,12 +485,6 @@ def fit_residual(
         uses_arx=uses_arx,
         uses_rain=uses_rain,
     )
-
-
-def _scale(x: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
-    """Root mean square of each feature over the usable rows (S, P); 1 for the intercept and constants."""
-    scale = np.sqrt(np.einsum("srp,srp->sp", x, x) / n_rows[:, None])
-    return np.where(scale > 1e-12, scale, 1.0)
 
 
 def _span_steps(rows: np.ndarray, row_index: np.ndarray, stride: int) -> np.ndarray:

@@ -268,10 +268,11 @@ def test_a_flood_in_a_short_dry_history_is_not_extrapolated_far_past_what_was_se
 def test_forecasts_never_go_below_a_gauge_floor():
     # After the flood the street drains: the model's band reaches below the road surface,
     # which a street sensor can never read; with the floor it stops there.
-    t_s, truth, level, rain = _street_flood()
+    t_s, _, level, rain = _street_flood()
     origin = int(np.searchsorted(t_s, t_s[0] + 7 * 86400.0)) + 56 * 6  # the street just dried
     args = (t_s[: origin + 1], np.stack([level[: origin + 1]] * 2), np.stack([rain[: origin + 1]] * 2))
-    kw = dict(thresholds_m=np.array([[1.45, 1.60, 1.80]] * 2), horizon_s=24 * 3600.0, step_s=DT_S, window_s=7 * 86400.0)
+    kw = {"thresholds_m": np.array([[1.45, 1.60, 1.80]] * 2), "horizon_s": 24 * 3600.0, "step_s": DT_S,
+          "window_s": 7 * 86400.0}
     free = forecast_stations(*args, **kw)
     floored = forecast_stations(*args, floor_m=np.array([1.40, np.nan]), **kw)
     assert free.lower_m[0].min() < 1.39, "the unfloored band dips below the street"

@@ -47,6 +47,9 @@ class System:
     settings: Settings
     clock: Clock
     serve_page: bool = True
+    # Forecasts in their own process: in a thread they hold the interpreter lock for
+    # seconds at a time and every alert waits behind them (docs/performance.md).
+    isolate_forecasts: bool = True
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
 
     def start(self) -> "System":
@@ -57,7 +60,8 @@ class System:
         self.alerts = alerts.AlertService(settings, clock)
         self.alerts.start()
         self._stoppers.append(("alerts", self.alerts.close))
-        self.forecaster = ForecastJob(settings, self.store, clock, on_forecast=self._forecast_issued)
+        self.forecaster = ForecastJob(settings, self.store, clock, on_forecast=self._forecast_issued,
+                                      isolated=self.isolate_forecasts)
         self._stoppers.append(("early forecasts", self.forecaster.close))
         self.ingest = ingest.IngestService(
             settings, self.store, clock, on_stored=self._readings_stored, on_status=self._status_changed

@@ -1,13 +1,25 @@
-"""Read history from the store, forecast every level station in one call, publish the result."""
+"""Read history from the store, forecast every level station in one call, publish the result.
+
+The forecast is heavy numpy/Python work (seconds for thousands of stations).
+In a thread it competes for the interpreter lock with ingest and the alert
+path, so ``floodwatch serve`` runs it in a separate process
+(``ForecastJob(..., isolated=True)``): that process opens the store itself,
+reads the history, forecasts and hands back only the result, which is then
+published from this process as before.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +76,66 @@ def departs_from_forecast(
     return level_m > upper + margin_m or level_m < lower - margin_m
 
 
+def forecast_from_store(
+    store: Store,
+    settings: Settings,
+    station_ids: tuple[StationId, ...],
+    thresholds_m: np.ndarray,
+    rain_of: Sequence[StationId | None],
+    now_s: float,
+) -> tuple[float, models.Forecast]:
+    """Read the history window ending at the last complete step before ``now_s`` and forecast it.
+
+    Returns (origin_s, forecast); ``thresholds_m`` is (S, 3) watch/warning/evacuate, m.
+    """
+    cfg = settings.forecast
+    step_s = cfg.step_s
+    # The grid ends at the last complete step so the newest bin is not half-filled.
+    end_s = math.floor(now_s / step_s) * step_s
+    start_s = end_s - cfg.history_days * 86_400.0
+    levels = store.read_window(station_ids, "water_level_m", start_s, end_s, step_s)
+    rain_ids = sorted({r for r in rain_of if r is not None})
+    rain_mm = np.full_like(levels.values, np.nan)
+    if rain_ids:
+        rain = store.read_window(tuple(rain_ids), "rain_mm", start_s, end_s, step_s)
+        index = {sid: i for i, sid in enumerate(rain.station_ids)}
+        for row, rain_id in enumerate(rain_of):
+            if rain_id is not None:
+                # No reading in a bin while the gauge reported around it means no rain fell.
+                rain_mm[row] = rain.values[index[rain_id]]
+    forecast = models.forecast_stations(
+        levels.t_s,
+        levels.values,
+        rain_mm,
+        thresholds_m=thresholds_m,
+        horizon_s=cfg.horizon_h * 3600.0,
+        step_s=step_s,
+        origin_s=end_s,
+    )
+    return end_s, forecast
+
+
+# The forecast process's own store connection, opened on its first run.
+_process_store: Any = None
+
+
+def _forecast_in_process(settings: Settings, *args: Any) -> tuple[float, models.Forecast]:
+    """:func:`forecast_from_store` in the forecast process, on that process's own store connection."""
+    global _process_store
+    if _process_store is None:
+        from store import open_store
+
+        _process_store = open_store(settings)
+    return forecast_from_store(_process_store, settings, *args)
+
+
 class ForecastJob:
-    """Runs the forecaster on demand or on a schedule; keeps the latest result."""
+    """Runs the forecaster on demand or on a schedule; keeps the latest result.
+
+    With ``isolated=True`` the reading and forecasting run in a child process
+    (started on the first run, kept for the next ones) that opens the store
+    named by ``settings.store.url`` itself; ``store`` is then not read here.
+    """
 
     def __init__(
         self,
@@ -73,6 +143,8 @@ class ForecastJob:
         store: Store,
         clock: Clock,
         on_forecast: Callable[[IssuedForecast], None] | None = None,
+        *,
+        isolated: bool = False,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -90,6 +162,8 @@ class ForecastJob:
         self._wake = threading.Event()
         self._closing = False
         self._early_worker: threading.Thread | None = None
+        self._isolated = isolated
+        self._pool: ProcessPoolExecutor | None = None
 
     def latest(self) -> IssuedForecast | None:
         return self._latest
@@ -136,6 +210,23 @@ class ForecastJob:
         self._wake.set()
         if self._early_worker is not None:
             self._early_worker.join(10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _compute(self, now_s: float) -> tuple[float, models.Forecast]:
+        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s)
+        if not self._isolated:
+            return forecast_from_store(self._store, self._settings, *args)
+        if self._pool is None:
+            # spawn, not fork: this process has MQTT, SQLite and HTTP threads a fork would copy mid-flight.
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return self._pool.submit(_forecast_in_process, self._settings, *args).result()
+        except BrokenProcessPool:
+            # The forecast process died (out of memory, killed): start a fresh one next run.
+            self._pool = None
+            raise
 
     def run_once(self) -> IssuedForecast | None:
         """Forecast now; skipped (returns None) if a run is already in progress."""
@@ -149,32 +240,9 @@ class ForecastJob:
             self._run_lock.release()
 
     def _run(self) -> IssuedForecast:
-        cfg = self._settings.forecast
-        step_s = cfg.step_s
         now_s = self._clock.now_s()
-        # The grid ends at the last complete step so the newest bin is not half-filled.
-        end_s = math.floor(now_s / step_s) * step_s
-        start_s = end_s - cfg.history_days * 86_400.0
         started = time.perf_counter()  # wall time of the run, not simulated time
-        levels = self._store.read_window(self._station_ids, "water_level_m", start_s, end_s, step_s)
-        rain_ids = sorted({r for r in self._rain_of if r is not None})
-        rain_mm = np.full_like(levels.values, np.nan)
-        if rain_ids:
-            rain = self._store.read_window(tuple(rain_ids), "rain_mm", start_s, end_s, step_s)
-            index = {sid: i for i, sid in enumerate(rain.station_ids)}
-            for row, rain_id in enumerate(self._rain_of):
-                if rain_id is not None:
-                    # No reading in a bin while the gauge reported around it means no rain fell.
-                    rain_mm[row] = rain.values[index[rain_id]]
-        forecast = models.forecast_stations(
-            levels.t_s,
-            levels.values,
-            rain_mm,
-            thresholds_m=self._thresholds_m,
-            horizon_s=cfg.horizon_h * 3600.0,
-            step_s=step_s,
-            origin_s=end_s,
-        )
+        end_s, forecast = self._compute(now_s)
         issued = IssuedForecast(issued_s=now_s, station_ids=self._station_ids, forecast=forecast)
         self._latest = issued
         self.runs += 1

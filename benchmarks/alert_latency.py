@@ -56,6 +56,7 @@ TOKEN = "bench-token-0123456789abcdef"
 SECRET = "bench-secret-0123456789abcdef"
 PROBE_WATCH_M, PROBE_WARNING_M, PROBE_EVACUATE_M = 1.00, 1.50, 2.00
 BACKGROUND_LEVEL_M = 0.40
+BACKGROUND_PER_ZONE = 10
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -67,16 +68,20 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def bench_config(background: int, probes: int) -> str:
+def bench_config(background: int, probes: int, background_interval_s: float = 10.0) -> str:
     """Lam Phaya's registry plus background stations and one probe station per probe zone."""
     text = DEFAULT_CONFIG_FILE.read_text()
     parts = [text]
-    parts.append('\n[[zones]]\nid = "bench-background"\nname_th = "สถานีพื้นหลัง"\nname_en = "Background stations"\n')
+    # A zone has a handful of gauges (Lam Phaya: 1-3), so background stations come ten to a zone;
+    # one zone of thousands would make every reading re-decide thousands of stations.
+    for z in range(math.ceil(background / BACKGROUND_PER_ZONE)):
+        parts.append(f'\n[[zones]]\nid = "bench-bg-{z:04d}"\nname_th = "พื้นหลัง {z}"\nname_en = "Background {z}"\n')
     for i in range(background):
         parts.append(
             f'\n[[stations]]\nid = "BG-{i:05d}"\nname_th = "พื้นหลัง {i}"\nname_en = "Background {i}"\n'
-            'kind = "water_level"\nsensor = "pressure"\nzone = "bench-background"\nlat = 14.0\nlon = 100.1\n'
-            "publish_interval_s = 10\n"
+            f'kind = "water_level"\nsensor = "pressure"\nzone = "bench-bg-{i // BACKGROUND_PER_ZONE:04d}"\n'
+            'lat = 14.0\nlon = 100.1\n'
+            f"publish_interval_s = {background_interval_s:g}\n"
             f"[stations.levels]\nwatch_m = {PROBE_WATCH_M}\nwarning_m = {PROBE_WARNING_M}\nevacuate_m = {PROBE_EVACUATE_M}\n"
         )
     for i in range(probes):
@@ -162,9 +167,8 @@ def _wait_delivery(standin: LineStandIn, user_id: str, after_index: int, timeout
     return None
 
 
-def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) -> dict:
-    config = work / "bench.toml"
-    config.write_text(bench_config(args.background, args.probes))
+def serve_env(config: Path, broker: LocalBroker, standin: LineStandIn, work: Path) -> dict[str, str]:
+    """Environment for a ``floodwatch serve`` on this config, broker and stand-in, with its files in ``work``."""
     env = dict(os.environ)
     env.update(
         FLOODWATCH_CONFIG=str(config),
@@ -177,6 +181,13 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
         FLOODWATCH_LINE__CHANNEL_SECRET=SECRET,
         FLOODWATCH_PAGE__PORT=str(free_port()),
     )
+    return env
+
+
+def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) -> dict:
+    config = work / "bench.toml"
+    config.write_text(bench_config(args.background, args.probes, args.interval))
+    env = serve_env(config, broker, standin, work)
     if args.forecast_interval is not None:
         # Forecasts (the GIL-heavy numpy work) while probes are timed, not only at start-up.
         env["FLOODWATCH_FORECAST__INTERVAL_S"] = str(args.forecast_interval)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -83,6 +84,7 @@ def forecast_from_store(
     thresholds_m: np.ndarray,
     rain_of: Sequence[StationId | None],
     now_s: float,
+    floor_m: np.ndarray | None = None,
 ) -> tuple[float, models.Forecast]:
     """Read the history window ending at the last complete step before ``now_s`` and forecast it.
 
@@ -108,6 +110,7 @@ def forecast_from_store(
         levels.values,
         rain_mm,
         thresholds_m=thresholds_m,
+        floor_m=floor_m,
         horizon_s=cfg.horizon_h * 3600.0,
         step_s=step_s,
         origin_s=end_s,
@@ -117,6 +120,17 @@ def forecast_from_store(
 
 # The forecast process's own store connection, opened on its first run.
 _process_store: Any = None
+
+
+FORECAST_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Make the forecast process yield the CPU to ingest and alerts (batch work, not urgent)."""
+    try:
+        os.nice(int(os.environ.get("FW_FORECAST_NICE", FORECAST_NICENESS)))
+    except OSError:  # not permitted here: a forecast at normal priority still works
+        pass
 
 
 def _forecast_in_process(settings: Settings, *args: Any) -> tuple[float, models.Forecast]:
@@ -157,6 +171,8 @@ class ForecastJob:
         self._thresholds_m = np.array([s.levels.as_tuple() for s in stations], dtype=float).reshape(-1, 3)
         # Each level station reads the rain of the gauge named in its config.
         self._rain_of = [s.rain_station for s in stations]
+        # A street gauge never reads below the dry street: forecasts are clipped there.
+        self._floor_m = np.array([np.nan if s.dry_level_m is None else s.dry_level_m for s in stations], dtype=float)
         self.runs = 0
         self.early_runs = 0
         self._wake = threading.Event()
@@ -215,12 +231,13 @@ class ForecastJob:
             self._pool = None
 
     def _compute(self, now_s: float) -> tuple[float, models.Forecast]:
-        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s)
+        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s, self._floor_m)
         if not self._isolated:
             return forecast_from_store(self._store, self._settings, *args)
         if self._pool is None:
             # spawn, not fork: this process has MQTT, SQLite and HTTP threads a fork would copy mid-flight.
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_lower_priority)
         try:
             return self._pool.submit(_forecast_in_process, self._settings, *args).result()
         except BrokenProcessPool:

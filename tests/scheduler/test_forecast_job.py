@@ -42,8 +42,29 @@ def test_forecast_follows_the_tide_for_every_station(make_settings):
     assert fc.exceed_prob.shape[:2] == (len(issued.station_ids), 3)
     six_hours = fc.t_s <= fc.t_s[0] + 6 * 3600
     for row, sid in enumerate(issued.station_ids):
+        if settings.station(sid).dry_level_m is not None:
+            continue  # a street gauge has no tide below its street; see the floor test
         truth = _tide_m(fc.t_s[six_hours], means[sid])
         err = np.abs(fc.median_m[row, six_hours] - truth)
         assert err.max() < 0.05, f"{sid}: tide forecast off by {err.max():.3f} m"
         # Far below every warning level: no chance of crossing.
         assert fc.exceed_prob[row].max() < 0.05
+
+
+def test_street_forecast_never_goes_below_the_dry_street(make_settings):
+    settings = make_settings()
+    settings.forecast.history_days = 3.0
+    now_s = 1_796_000_400.0
+    t_s = np.arange(now_s - 3 * 86_400.0, now_s + 1, 600.0)
+    street = settings.station("LP-W06")  # dry_level_m 1.40
+    # Dry for days, then a shower floods the street and it drains fast towards the ground.
+    level = np.full(t_s.shape, street.dry_level_m)
+    level[-12:] = np.linspace(1.60, 1.42, 12)
+    db = store.open_store(settings)
+    db.write_batch([Reading(street.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level))])
+    issued = ForecastJob(settings, db, FixedClock(now_s)).run_once()
+    db.close()
+    row = issued.station_ids.index(street.id)
+    lowest = float(np.nanmin(issued.forecast.lower_m[row]))
+    print(f"street: lowest forecast band edge {lowest:.3f} m (street {street.dry_level_m} m)")
+    assert lowest >= street.dry_level_m - 1e-9

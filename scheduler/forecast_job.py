@@ -85,15 +85,19 @@ def forecast_from_store(
     rain_of: Sequence[StationId | None],
     now_s: float,
     floor_m: np.ndarray | None = None,
+    include_current_step: bool = False,
 ) -> tuple[float, models.Forecast]:
     """Read the history window ending at the last complete step before ``now_s`` and forecast it.
 
+    With ``include_current_step`` the window also holds the step ``now_s`` lies in, half
+    filled: an early forecast must see the reading that asked for it.
     Returns (origin_s, forecast); ``thresholds_m`` is (S, 3) watch/warning/evacuate, m.
     """
     cfg = settings.forecast
     step_s = cfg.step_s
-    # The grid ends at the last complete step so the newest bin is not half-filled.
-    end_s = math.floor(now_s / step_s) * step_s
+    # The grid ends at the last complete step so the newest bin is not half-filled; an early
+    # forecast takes the half-filled one too, or it would not see the departing reading.
+    end_s = (math.floor(now_s / step_s) + (1 if include_current_step else 0)) * step_s
     start_s = end_s - cfg.history_days * 86_400.0
     levels = store.read_window(station_ids, "water_level_m", start_s, end_s, step_s)
     rain_ids = sorted({r for r in rain_of if r is not None})
@@ -218,7 +222,7 @@ class ForecastJob:
             if self._closing:
                 return
             try:
-                if self.run_once() is not None:
+                if self.run_once(early=True) is not None:
                     self.early_runs += 1
             except Exception:
                 log.exception("early forecast failed; the scheduled run will try again")
@@ -232,8 +236,8 @@ class ForecastJob:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _compute(self, now_s: float) -> tuple[float, models.Forecast]:
-        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s, self._floor_m)
+    def _compute(self, now_s: float, early: bool = False) -> tuple[float, models.Forecast]:
+        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s, self._floor_m, early)
         if not self._isolated:
             return forecast_from_store(self._store, self._settings, *args)
         if self._pool is None:
@@ -247,21 +251,25 @@ class ForecastJob:
             self._pool = None
             raise
 
-    def run_once(self) -> IssuedForecast | None:
-        """Forecast now; skipped (returns None) if a run is already in progress."""
+    def run_once(self, *, early: bool = False) -> IssuedForecast | None:
+        """Forecast now; skipped (returns None) if a run is already in progress.
+
+        ``early``: asked for by a reading that departs from the latest forecast, so the
+        history includes the current, half-filled step that reading is in.
+        """
         if not self._station_ids:
             return None
         if not self._run_lock.acquire(blocking=False):
             return None
         try:
-            return self._run()
+            return self._run(early)
         finally:
             self._run_lock.release()
 
-    def _run(self) -> IssuedForecast:
+    def _run(self, early: bool = False) -> IssuedForecast:
         now_s = self._clock.now_s()
         started = time.perf_counter()  # wall time of the run, not simulated time
-        end_s, forecast = self._compute(now_s)
+        end_s, forecast = self._compute(now_s, early)
         issued = IssuedForecast(issued_s=now_s, station_ids=self._station_ids, forecast=forecast)
         self._latest = issued
         self.runs += 1

@@ -37,7 +37,7 @@ def test_ingest_killed_mid_stream_and_restarted_loses_nothing(tmp_path, broker):
     db = tmp_path / "fw.db"
     log = tmp_path / "ingest.log"
     proc = start_ingest_process(tmp_path, broker.url, db, log)
-    wait_for(lambda: b"event=mqtt_subscribed" in log.read_bytes(), 15, "the ingest process to subscribe")
+    wait_for(lambda: b"event=mqtt_subscribed" in log.read_bytes(), 60, "the ingest process to subscribe")
     n = 4000
     pub = Publisher(broker.port)
     sender = threading.Thread(target=pub.publish, args=(telemetry(n, time.time()),),
@@ -52,7 +52,7 @@ def test_ingest_killed_mid_stream_and_restarted_loses_nothing(tmp_path, broker):
         proc = start_ingest_process(tmp_path, broker.url, db, log)
         sender.join(30)
         published = pub.wait_all_acked()
-        wait_for(lambda: count_rows(db)[0] >= n, 15, "every reading stored after the restart")
+        wait_for(lambda: count_rows(db)[0] >= n, 60, "every reading stored after the restart")
         time.sleep(0.3)
         rows, distinct = count_rows(db)
         print(f"published {published}, stored {rows}, duplicates {rows - distinct} (stored when killed {at_kill})")
@@ -76,11 +76,11 @@ def test_two_ingest_processes_on_a_shared_subscription_store_each_reading_once(t
     pub = Publisher(broker.port)
     try:
         for log in logs:
-            wait_for(lambda log=log: log.exists() and b"event=mqtt_subscribed" in log.read_bytes(), 15,
+            wait_for(lambda log=log: log.exists() and b"event=mqtt_subscribed" in log.read_bytes(), 60,
                      f"{log.name} to subscribe")
         pub.publish(telemetry(n, time.time()))
         published = pub.wait_all_acked()
-        wait_for(lambda: db.exists() and count_rows(db)[0] >= n, 20, "both workers to store everything")
+        wait_for(lambda: db.exists() and count_rows(db)[0] >= n, 60, "both workers to store everything")
         time.sleep(0.3)
     finally:
         pub.close()

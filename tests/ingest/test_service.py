@@ -103,7 +103,7 @@ def test_broker_restarted_mid_stream_loses_nothing(tmp_path, broker):
         sender.join(20)
         published = pub.wait_all_acked()
         db = path_from_url(settings.store.url)
-        wait_for(lambda: count_rows(db)[0] >= n, 15, "all readings stored after the restart")
+        wait_for(lambda: count_rows(db)[0] >= n, 45, "all readings stored after the restart")
         time.sleep(0.3)
         rows, distinct = count_rows(db)
         stats = service.stats()
@@ -165,7 +165,7 @@ def test_two_workers_on_a_shared_subscription_store_each_reading_once(tmp_path, 
         pub.publish(telemetry(n, time.time()))
         published = pub.wait_all_acked()
         db = path_from_url(s1.store.url)
-        wait_for(lambda: w1.stats()["stored"] + w2.stats()["stored"] >= n, 15, "both workers to finish")
+        wait_for(lambda: w1.stats()["stored"] + w2.stats()["stored"] >= n, 45, "both workers to finish")
         rows, distinct = count_rows(db)
         a, b = w1.stats()["stored"], w2.stats()["stored"]
         print(f"published {published}, stored {rows} (worker 1 {a}, worker 2 {b}), duplicates {rows - distinct}")

@@ -42,6 +42,27 @@ class Window:
     values: np.ndarray
 
 
+def empty_window(
+    station_ids: Sequence[StationId], field: str, fields: Sequence[str], start_s: float, end_s: float, step_s: float
+) -> Window:
+    """Check a window request and return its grid, every value NaN, for a store to fill.
+
+    Raises :class:`~floodwatch.errors.StoreError` naming the rule for an unknown
+    field or an empty or reversed window.
+    """
+    from floodwatch.errors import StoreError
+
+    if field not in fields:
+        raise StoreError(f"field {field!r} is not stored; use one of {', '.join(fields)}")
+    if not (step_s > 0 and end_s > start_s):
+        raise StoreError(
+            f"window needs end_s > start_s and step_s > 0; got start_s={start_s} end_s={end_s} step_s={step_s}"
+        )
+    n_bins = int(np.ceil((end_s - start_s) / step_s))
+    t_s = start_s + step_s * np.arange(n_bins, dtype=float)
+    return Window(tuple(station_ids), t_s, np.full((len(station_ids), n_bins), np.nan))
+
+
 class Store(Protocol):
     def write_batch(self, readings: Sequence[Reading]) -> WriteResult:
         """Store readings durably; drop duplicates by (station, ts) or (station, boot, seq)."""

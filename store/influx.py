@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
@@ -44,7 +43,7 @@ from influxdb_client.rest import ApiException
 
 from floodwatch.errors import ConfigError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Field, Rejection, StoreStats, Window, WriteResult
+from store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -282,16 +281,10 @@ class InfluxStore:
         *,
         include_failed: bool = False,
     ) -> Window:
-        if field not in _FIELDS:
-            raise StoreError(f"field {field!r} is not stored; use one of {', '.join(_FIELDS)}")
-        if not (step_s > 0 and end_s > start_s):
-            raise StoreError(f"window needs end_s > start_s and step_s > 0; got {start_s}, {end_s}, {step_s}")
-        ids = tuple(station_ids)
-        n_bins = int(math.ceil((end_s - start_s) / step_s))
-        t_s = start_s + step_s * np.arange(n_bins, dtype=float)
-        values = np.full((len(ids), n_bins), np.nan)
+        window = empty_window(station_ids, field, _FIELDS, start_s, end_s, step_s)
+        ids, t_s, values, n_bins = window.station_ids, window.t_s, window.values, window.t_s.size
         if not ids:
-            return Window(ids, t_s, values)
+            return window
         keep = f"exists r.{field}" + ("" if include_failed else f" and r.qc_flag != {int(QcFlag.FAIL)}")
         fn = "sum" if field in _SUMMED else "mean"
         # Windows start at start_s: Flux aligns them to the epoch plus this offset.

@@ -18,7 +18,6 @@ writes. A lock held by another process longer than ``busy_timeout_s`` raises
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -29,7 +28,7 @@ import numpy as np
 
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Field, Rejection, StoreStats, Window, WriteResult
+from store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
 
 log = logging.getLogger(__name__)
 
@@ -270,18 +269,10 @@ class SqliteStore:
         *,
         include_failed: bool = False,
     ) -> Window:
-        if field not in _FIELDS:
-            raise StoreError(f"field {field!r} is not stored; use one of {', '.join(_FIELDS)}")
-        if not (step_s > 0 and end_s > start_s):
-            raise StoreError(
-                f"window needs end_s > start_s and step_s > 0; got start_s={start_s} end_s={end_s} step_s={step_s}"
-            )
-        ids = tuple(station_ids)
-        n_bins = int(math.ceil((end_s - start_s) / step_s))
-        t_s = start_s + step_s * np.arange(n_bins, dtype=float)
-        values = np.full((len(ids), n_bins), np.nan)
+        window = empty_window(station_ids, field, _FIELDS, start_s, end_s, step_s)
+        ids, t_s, values, n_bins = window.station_ids, window.t_s, window.values, window.t_s.size
         if not ids:
-            return Window(ids, t_s, values)
+            return window
         row_of = {sid: i for i, sid in enumerate(ids)}
         agg = "SUM" if field in _SUMMED_FIELDS else "AVG"
         flag_clause = "" if include_failed else f" AND qc_flag != {int(QcFlag.FAIL)}"

@@ -56,6 +56,8 @@ class QcLimits:
     future_suspect_s: float = 120.0
     # A street gauge over dry ground reads the ground: flat at or below this is not a stuck sensor.
     flat_exempt_at_or_below: float = -np.inf
+    # Level changes at most this large are sensor noise to the rate-of-change test.
+    rate_min_change: float = 0.0
 
 
 def limits_for(station: "StationConfig") -> QcLimits:
@@ -79,6 +81,8 @@ def limits_for(station: "StationConfig") -> QcLimits:
             spike_suspect=0.25,
             spike_fail=0.50,
             rate_suspect_per_s=1.5 / 3600.0,
+            # Ultrasonic and radar gauges jitter by a few millimetres between readings.
+            rate_min_change=0.02,
             flat_tolerance=0.002,
             flat_suspect_s=2 * 3600.0,
             flat_fail_s=6 * 3600.0,
@@ -186,7 +190,8 @@ def _previous_finite(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(prev, 0), prev >= 0
 
 
-def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float | np.ndarray) -> np.ndarray:
+def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float | np.ndarray,
+                   min_change: float | np.ndarray = 0.0) -> np.ndarray:
     """SUSPECT where |change since the previous finite value| / elapsed time exceeds ``suspect_per_s``.
 
     Parameters
@@ -194,6 +199,9 @@ def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float | n
     values : (..., N) float in time order, NaN where missing or excluded (e.g. a failed spike,
         so the reading after a spike is compared with the last good one);
     t_s : (..., N) UTC epoch s.
+    min_change : changes no larger than this are sensor noise and never suspect: a node
+        reporting every 10 s with a few millimetres of noise would otherwise "rise" at metres
+        per hour between every two readings.
     """
     v = np.asarray(values, dtype=float)
     t = np.asarray(t_s, dtype=float)
@@ -206,7 +214,7 @@ def rate_of_change(values: np.ndarray, t_s: np.ndarray, suspect_per_s: float | n
     dt = np.maximum(t - np.take_along_axis(t, p, -1), 1.0)  # readings 0 s apart (a re-send) count as 1 s
     flags[ok] = PASS
     with np.errstate(invalid="ignore"):
-        flags[ok & (dv / dt > _col(suspect_per_s, v.ndim))] = SUSPECT
+        flags[ok & (dv / dt > _col(suspect_per_s, v.ndim)) & (dv > _col(min_change, v.ndim))] = SUSPECT
     return flags
 
 
@@ -338,7 +346,7 @@ def run_tests(
         tests["spike"] = spike(values, limits.spike_suspect, limits.spike_fail, last=last)
         # Judge the rate against the last reading that was not a failed spike.
         tests["rate_of_change"] = rate_of_change(
-            np.where(tests["spike"] == FAIL, np.nan, values), t_s, limits.rate_suspect_per_s
+            np.where(tests["spike"] == FAIL, np.nan, values), t_s, limits.rate_suspect_per_s, limits.rate_min_change
         )
         tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s,
                                        last=last)

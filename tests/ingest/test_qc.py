@@ -100,3 +100,16 @@ def test_many_stations_in_one_call_give_the_same_flags_as_one_by_one():
         alone, _ = qc.run_tests(v, t, T0 + 1e6, lim)
         np.testing.assert_array_equal(flags[row, width - t.size:], alone)
         assert {1, 4, 9} <= set(alone.tolist())
+
+
+def test_rate_of_change_ignores_millimetre_noise_between_readings_seconds_apart():
+    rng = np.random.default_rng(3)
+    t = T0 + 10.0 * np.arange(360)  # a node reporting every 10 s for an hour
+    v = 0.8 + rng.normal(0.0, 0.004, t.size)  # 4 mm of sensor noise: up to ~5 m/h between readings
+    noisy = qc.rate_of_change(v, t, 1.5 / 3600, min_change=0.02)
+    assert (noisy[1:] == qc.PASS).all()
+    # Without the noise floor the same series looks like an impossible rise on many readings.
+    assert (qc.rate_of_change(v, t, 1.5 / 3600)[1:] == qc.SUSPECT).mean() > 0.2
+    # A real jump still stands out.
+    v[200] += 0.10
+    assert qc.rate_of_change(v, t, 1.5 / 3600, min_change=0.02)[200] == qc.SUSPECT

@@ -20,6 +20,7 @@ from models._forecast import (
     forecast_stations,
     predict,
     rise_rate_cm_per_h,
+    unseen_trend_m_per_h,
 )
 from models._tide import TideFit, fit_tide, predict_tide
 from models.backtest import rolling_origin_backtest
@@ -37,4 +38,5 @@ __all__ = [
     "predict_tide",
     "rise_rate_cm_per_h",
     "rolling_origin_backtest",
+    "unseen_trend_m_per_h",
 ]

@@ -45,6 +45,9 @@ TIDE_MIN_EXPLAINED = 0.1
 RATE_WINDOW_S = 3600.0
 """Rate of rise: Theil-Sen slope over the last hour of observations."""
 
+UNSEEN_TREND_MAX_H = 6.0
+"""How long an unprecedented trend is assumed able to go on when widening the band (hours)."""
+
 _Z95 = 1.6448536269514722  # standard normal 95 % quantile
 T = TypeVar("T")
 
@@ -106,6 +109,9 @@ class ForecastModel:
         Level minus tide at that time, metres.
     step_sigma_m : ndarray, (S,)
         Spread of one-step residual changes, for leads without out-of-sample errors.
+    unseen_trend_m_per_h : ndarray, (S,)
+        The residual's rate of change over the last hour where it is faster than any
+        hourly change before it in the window (a movement the model never saw), else 0.
     rise_rate_cm_per_h : ndarray, (S,)
     model_name : tuple of str, (S,)
     """
@@ -119,6 +125,7 @@ class ForecastModel:
     last_level_m: np.ndarray
     last_residual_m: np.ndarray
     step_sigma_m: np.ndarray
+    unseen_trend_m_per_h: np.ndarray
     rise_rate_cm_per_h: np.ndarray
     model_name: tuple[str, ...]
 
@@ -178,6 +185,47 @@ def rise_rate_cm_per_h(t_s: np.ndarray, level_m: np.ndarray, window_s: float = R
     slopes = (y[:, j] - y[:, i]) / (t_h[j] - t_h[i])[None, :]
     q, _ = nan_quantiles(slopes, np.array([0.5]))
     return q[:, 0] * 100.0
+
+
+def unseen_trend_m_per_h(t_s: np.ndarray, residual_m: np.ndarray, window_s: float = RATE_WINDOW_S) -> np.ndarray:
+    """The last hour's trend where no earlier hour in the window moved as fast, else 0.
+
+    A model fitted on a dry week has only ever seen a flat street: its holdout
+    errors are millimetres and its band would stay millimetres wide while the
+    first flood of the season rises. Where the water now moves faster than over
+    any earlier ``window_s`` of the window (before the last ``UNSEEN_TREND_MAX_H``,
+    so a flood's first hours stay news), that movement is something the errors
+    do not cover, and :func:`predict` widens the band by the distance it would
+    cover if it went on (for at most ``UNSEEN_TREND_MAX_H``).
+
+    Parameters
+    ----------
+    t_s : ndarray, (T,)
+        Regular grid, UTC epoch seconds.
+    residual_m : ndarray, (S, T)
+        Level minus tide (or minus nothing), metres; NaN where missing.
+    window_s : float
+        The span a trend is measured over, seconds.
+
+    Returns
+    -------
+    ndarray, (S,)
+        Metres per hour, signed (rising positive); 0 where the trend is not
+        unprecedented or cannot be measured.
+    """
+    t_s = np.asarray(t_s, dtype=float)
+    n_times = t_s.size
+    dt_s = float(t_s[1] - t_s[0]) if n_times > 1 else window_s
+    lag = max(int(round(window_s / dt_s)), 1)
+    trend = np.nan_to_num(rise_rate_cm_per_h(t_s, residual_m, window_s) / 100.0)
+    # Every earlier change over the same span that ended before the recent stretch: the
+    # first hours of a new regime (a flood's rise) stay news for UNSEEN_TREND_MAX_H.
+    recent = max(int(round(UNSEEN_TREND_MAX_H * 3600.0 / dt_s)), lag)
+    if n_times <= recent + lag:
+        return np.zeros(residual_m.shape[0])
+    earlier = np.abs(residual_m[:, lag : n_times - recent] - residual_m[:, : n_times - recent - lag])
+    seen_m_per_h = np.nanmax(np.where(np.isfinite(earlier), earlier, -np.inf), axis=1) * 3600.0 / (lag * dt_s)
+    return np.where(np.abs(trend) > seen_m_per_h, trend, 0.0)
 
 
 def fit(
@@ -328,6 +376,7 @@ def _fit_block(
         np.copyto(steps, 0.0, where=~stepped)
         step_sigma = np.sqrt(np.einsum("st,st->s", steps, steps) / np.where(n_steps > 0, n_steps, np.nan))
         rate = rise_rate_cm_per_h(t_w, y)
+        unseen = unseen_trend_m_per_h(t_w, residual)
 
     names = []
     for s in range(n_stations):  # labels only, no maths
@@ -347,6 +396,7 @@ def _fit_block(
         last_level_m=last_level,
         last_residual_m=last_res,
         step_sigma_m=step_sigma,
+        unseen_trend_m_per_h=unseen,
         rise_rate_cm_per_h=rate,
         model_name=tuple(names),
     )
@@ -505,6 +555,12 @@ def predict(
         q = _interp_anchors(errq, anchors, lead_steps)  # (B, H, 3)
         # Quantile curves may cross after interpolation; keep them ordered.
         q = np.sort(q, axis=-1)
+        # A trend faster than any in the window is news the errors above never saw:
+        # the band reaches at least as far as the water would go if it kept it up.
+        lead_h = np.clip(lead_steps * (model.dt_s / 3600.0), 0.0, UNSEEN_TREND_MAX_H)
+        reach = model.unseen_trend_m_per_h[rows, None] * lead_h
+        q[..., 2] = np.maximum(q[..., 2], q[..., 1] + np.maximum(reach, 0.0))
+        q[..., 0] = np.minimum(q[..., 0], q[..., 1] + np.minimum(reach, 0.0))
         centre = tide[rows] + model.last_residual_m[rows, None] + change
         # The ground is a hard floor (NaN floors leave values alone: fmax ignores NaN).
         ground = floor_m[rows, None]

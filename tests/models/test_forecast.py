@@ -231,6 +231,7 @@ def test_public_api_is_pinned():
         "predict_tide",
         "rise_rate_cm_per_h",
         "rolling_origin_backtest",
+        "unseen_trend_m_per_h",
     ]
     for name in models.__all__:
         assert getattr(models, name) is not None
@@ -287,3 +288,34 @@ def test_floor_must_have_one_level_per_station():
     t_s, level, rain_mm = _network(days=3)
     with pytest.raises(ForecastError, match="floor_m must be shaped"):
         _forecast(t_s, level, rain_mm, floor_m=np.array([1.0, 2.0]))
+
+
+def test_the_first_hours_of_a_flood_widen_a_band_fitted_on_dry_weeks():
+    # A week of a dry street: every holdout error is sensor noise, so without more the band
+    # would stay millimetres wide while the season's first flood rises, and the chance of
+    # reaching the warning level would read 0 until the water was there.
+    t_s, truth, level, rain = _street_flood()
+    start = int(np.searchsorted(t_s, t_s[0] + 7 * 86400.0))
+    six_h = int(6 * 3600 / DT_S) - 1
+    for hours_in in (1, 2, 3):
+        origin = start + hours_in * 6
+        fc = forecast_stations(
+            t_s[: origin + 1], level[None, : origin + 1], rain[None, : origin + 1],
+            thresholds_m=np.array([[1.45, 1.60, 1.80]]), horizon_s=24 * 3600.0, step_s=DT_S,
+            window_s=7 * 86400.0, floor_m=np.array([1.40]),
+        )
+        assert fc.upper_m[0, six_h] - fc.median_m[0, six_h] > 0.05, f"{hours_in} h in: band still noise-wide"
+        assert fc.exceed_prob[0, 0, six_h] > 0.1, f"{hours_in} h in: no chance of the warning level in 6 h"
+        # Only the side the water is moving to widens.
+        assert fc.median_m[0, six_h] - fc.lower_m[0, six_h] < 0.03
+
+
+def test_ordinary_movement_leaves_the_band_to_the_model_errors():
+    t_s = grid(10, DT_S)
+    # A steady flat series and one whose last hour moves no faster than earlier hours.
+    steady = np.stack([np.zeros(t_s.size), np.sin(np.arange(t_s.size) * 2 * np.pi / 74.5)])
+    np.testing.assert_array_equal(models.unseen_trend_m_per_h(t_s, steady), 0.0)
+    jump = steady.copy()
+    jump[0, -6:] = np.linspace(0.02, 0.12, 6)  # 12 cm in the last hour after days of nothing
+    unseen = models.unseen_trend_m_per_h(t_s, jump)
+    assert unseen[0] > 0.08 and unseen[1] == 0.0

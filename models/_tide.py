@@ -290,13 +290,14 @@ def _pcg_masked(
         b = rhs[blk]
         group = which[blk]
 
-        def apply(v: np.ndarray) -> np.ndarray:
+        # The chunk's arrays are bound as defaults: each closure is used within its own chunk.
+        def apply(v: np.ndarray, u: np.ndarray = u, xm: np.ndarray = xm) -> np.ndarray:
             vu = np.where(u, v, 0.0)
             miss = np.matmul(xm, vu[..., None])
             av = vu @ gram_full + ridge * vu - np.matmul(xm.transpose(0, 2, 1), miss)[..., 0]
             return np.where(u, av, v)
 
-        def precondition(r: np.ndarray) -> np.ndarray:
+        def precondition(r: np.ndarray, group: np.ndarray = group) -> np.ndarray:
             z = np.empty_like(r)
             for k in np.unique(group):
                 sel = group == k

@@ -75,6 +75,46 @@ def run_loop(t_s, level, rain, thresholds, max_rows=MAX_ROWS):
     return out
 
 
+def stage_costs(t_s, level, rain, thresholds, n_stations: int = 512) -> dict[str, float]:
+    """Wall milliseconds per station of each stage, on one block of stations.
+
+    The calls ``models.fit`` makes for a block, timed one by one, so the JSON
+    says where the time goes (the vectorised run spreads blocks over cores,
+    each with one BLAS thread, as here).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from models._forecast import _fit_block, predict
+    from models._residual import fit_residual
+    from models._tide import fit_tide, predict_tide
+
+    n = min(n_stations, level.shape[0])
+    y, r, thr = level[:n], rain[:n], thresholds[:n]
+    dt_s = float(t_s[1] - t_s[0])
+    origin_s = float(t_s[-1])
+    costs: dict[str, float] = {}
+
+    def timed(name, call):
+        started = time.perf_counter()
+        out = call()
+        costs[name] = round((time.perf_counter() - started) * 1000.0 / n, 4)
+        return out
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        _fit_block(t_s, y, r, origin_s, dt_s, HORIZON_S, MAX_ROWS)  # warm-up: first-touch page faults
+        tide = timed("tide_fit", lambda: fit_tide(t_s, y, ref_s=origin_s))
+        n_ahead = int(np.ceil(HORIZON_S / dt_s)) + 1
+        t_ext = np.concatenate([t_s, t_s[-1] + dt_s * np.arange(1, n_ahead + 1)])
+        tide_ext = timed("tide_continuation", lambda: predict_tide(tide, t_ext))
+        residual = y - tide_ext[:, : t_s.size]
+        timed("residual_model", lambda: fit_residual(
+            residual, r, dt_s=dt_s, max_lead_s=HORIZON_S, tide_m=tide_ext, tidal=np.ones(n, dtype=bool),
+        ))
+        model = timed("fit_total", lambda: _fit_block(t_s, y, r, origin_s, dt_s, HORIZON_S, MAX_ROWS))
+        timed("predict", lambda: predict(model, thresholds_m=thr, horizon_s=HORIZON_S, step_s=DT_S))
+    return costs
+
+
 def run_utide(t_s, level, n_lat: float = 14.0):
     import utide
 
@@ -135,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "models_used": {name: fc.model_name.count(name) for name in sorted(set(fc.model_name))},
         "cpu_count": os.cpu_count(),
     }
+    # Where the time goes: ms per station of each stage on one block (blocks are what run in parallel).
+    result["stage_ms_per_station"] = stage_costs(t_s, level, rain, thresholds)
     if args.utide_stations > 0:
         try:
             import utide  # noqa: F401

@@ -67,6 +67,12 @@ _EXTRAPOLATION = 3.0
 that lead among its training targets: a flood somewhat bigger than any it was trained on is
 still forecast to grow, but a linear model far outside its data cannot put a village street
 under three metres of water."""
+_DAMPED_COLUMNS = [4, 5]
+"""Base columns of the damped-persistence candidate: distances from the 24-hour and 7-day means
+(``_Series.base`` order: ones, three lags, the two mean distances, ...)."""
+_N_DAMPED_MIN_ROWS = 10
+_TARGETS_PER_COEFFICIENT = 4
+"""Independent training targets per ARX coefficient below which the damped model is offered."""
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
 
@@ -405,7 +411,12 @@ def fit_residual(
     rain_cols = np.arange(n_base - len(_RAIN_WINDOWS_H), n_base)  # base() puts rain last
     without_rain = np.ones(n_feat, dtype=bool)
     without_rain[rain_cols] = False
-    column_sets = np.stack([without_rain, np.ones(n_feat, dtype=bool)])  # (2, P)
+    # Damped persistence: the change from the distances to the 24-hour and 7-day means alone,
+    # two coefficients where the ARX has a dozen. Far ahead (a day and more) a month holds
+    # only a dozen independent targets, and what they support is a surge relaxing back.
+    damped = np.zeros(n_feat, dtype=bool)
+    damped[_DAMPED_COLUMNS] = True
+    column_sets = np.stack([damped, without_rain, np.ones(n_feat, dtype=bool)])  # (3, P)
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
     error_q[:, 0, :] = np.where(series.any_obs[:, None], 0.0, np.nan)
 
@@ -432,6 +443,13 @@ def fit_residual(
             _span_steps(hold, row_fine, series.stride) >= _MIN_LEADS_SPANNED * h
         )
         can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok & span_ok
+        # Damped persistence is offered only where the training rows hold too few independent
+        # targets (stretches one lead long) for the ARX's coefficients: at short leads it would
+        # only add a candidate for the holdout to pick by luck.
+        few_targets = _span_steps(train, row_fine, series.stride) < _TARGETS_PER_COEFFICIENT * n_feat * h
+        can_damp = (
+            (n_train >= 3 * _N_DAMPED_MIN_ROWS) & (n_hold >= _N_DAMPED_MIN_ROWS) & origin_ok & span_ok & few_targets
+        )
 
         # Three candidates per station and lead, chosen on the holdout: carry the residual
         # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
@@ -448,7 +466,7 @@ def fit_residual(
         betas = _ridge_solve(
             np.stack([gram_train, gram_all]), np.stack([rhs_train, rhs_all]),
             np.stack([n_train, ok.sum(axis=1)]), column_sets,
-        )  # (2 fits, 2 column sets, S, P)
+        )  # (2 fits, 3 column sets, S, P)
         n_hold_safe = np.maximum(n_hold, 1)
         # Holdout rows all lie at or after the earliest station's split: score only that slice.
         lo = int(np.argmax(hold.any(axis=0))) if hold.any() else n_rows
@@ -464,13 +482,14 @@ def fit_residual(
         for beta_train in betas[0]:
             fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
             mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
-        allowed = np.stack([np.ones(n_stations, dtype=bool), can_fit, can_fit & has_rain])
+        allowed = np.stack([np.ones(n_stations, dtype=bool), can_damp, can_fit, can_fit & has_rain])
         pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
-        beta_train = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[0, 0], betas[0, 1]], 0.0)
-        beta_all = np.select([pick[:, None] == 1, pick[:, None] == 2], [betas[1, 0], betas[1, 1]], 0.0)
+        chosen = [pick[:, None] == c + 1 for c in range(column_sets.shape[0])]
+        beta_train = np.select(chosen, list(betas[0]), 0.0)
+        beta_all = np.select(chosen, list(betas[1]), 0.0)
         change[:, a] = np.clip(np.einsum("sp,sp->s", x_origin, beta_all), low[:, 0], high[:, 0])
         uses_arx[:, a] = pick > 0
-        uses_rain[:, a] = pick == 2
+        uses_rain[:, a] = pick == column_sets.shape[0]
         # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
         fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
         errors = np.where(ok, x[:, n_feat], np.float32(np.nan))
@@ -586,7 +605,7 @@ def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, column_s
     """
     out = np.zeros((gram.shape[0], column_sets.shape[0]) + rhs.shape[1:])
     ridge = _RIDGE * np.maximum(n_rows, 1.0)[..., None] + 1e-12  # (F, S, 1)
-    for c, keep in enumerate(column_sets):  # two column sets, not stations
+    for c, keep in enumerate(column_sets):  # three column sets, not stations
         cols = np.nonzero(keep)[0]
         a = gram[:, :, cols[:, None], cols]
         diag = np.arange(cols.size)

@@ -319,3 +319,22 @@ def test_ordinary_movement_leaves_the_band_to_the_model_errors():
     jump[0, -6:] = np.linspace(0.02, 0.12, 6)  # 12 cm in the last hour after days of nothing
     unseen = models.unseen_trend_m_per_h(t_s, jump)
     assert unseen[0] > 0.08 and unseen[1] == 0.0
+
+
+def test_far_leads_let_a_surge_relax_instead_of_carrying_it_for_days():
+    # A surge that decays with a 12-hour e-folding time: two days ahead it is mostly gone, so
+    # carrying today's anomaly forward is the wrong forecast, and a dozen-coefficient ARX has
+    # only about ten independent two-day targets in a month to learn that from. Eighty
+    # gauges in one call, each its own random surge.
+    t_s = grid(30, DT_S)
+    phi = np.exp(-DT_S / (12 * 3600.0))
+    k48 = int(48 * 3600 / DT_S) - 1
+    rng = np.random.default_rng(7)
+    surge = lfilter([1.0], [1.0, -phi], rng.normal(0, 0.02, (80, t_s.size + k48 + 1)), axis=1)
+    level = 1.0 + surge + rng.normal(0, 0.005, surge.shape)
+    fc = forecast_stations(t_s, level[:, : t_s.size], thresholds_m=np.full((80, 1), 9.0),
+                           horizon_s=72 * 3600.0, step_s=DT_S)
+    truth = level[:, t_s.size + k48]
+    rmse = np.sqrt(np.mean((fc.median_m[:, k48] - truth) ** 2))
+    carried = np.sqrt(np.mean((level[:, t_s.size - 1] - truth) ** 2))
+    assert rmse < 0.88 * carried, f"48 h ahead: {rmse:.3f} m vs {carried:.3f} m carrying the surge forward"

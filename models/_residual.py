@@ -299,14 +299,27 @@ class _Series:
             return self._cycle_at[key]
         total = self.at_rows(self._cycle_sums[period], offset)
         idx = self.row_index + offset
-        # Points at or after the station's first observation (before it the fill is undefined,
-        # and counted as 0 in the sums): where there are none, 0 / 0 gives NaN.
-        count = np.floor((idx[None, :] - self.first[:, None]) * (1.0 / period))
-        count += 1.0
-        np.clip(count, 0.0, _ANALOG_CYCLES, out=count)
+
+        def points(first: np.ndarray, at: np.ndarray) -> np.ndarray:
+            # Points at or after the station's first observation (before it the fill is
+            # undefined, and counted as 0 in the sums): where there are none, 0 / 0 gives NaN.
+            count = np.floor((at[None, :] - first[:, None]) * (1.0 / period))
+            count += 1.0
+            return np.clip(count, 0.0, _ANALOG_CYCLES, out=count)
+
+        # Every point counts except near the start of a record: count only there. Stations
+        # that started more than a period after the earliest are counted on every row.
+        regular = self.first <= self.first.min(initial=0) + period
+        lim = int(np.searchsorted(idx, self.first.min(initial=0) + period + (_ANALOG_CYCLES - 1) * period))
+        late = np.nonzero(~regular)[0]
+        late_total = total[late]
         with np.errstate(invalid="ignore", divide="ignore"):
-            self._cycle_at[key] = total / count
-        return self._cycle_at[key]
+            total[:, lim:] /= float(_ANALOG_CYCLES)
+            total[:, :lim] /= points(self.first, idx[:lim])
+            if late.size:
+                total[late] = late_total / points(self.first[late], idx)
+        self._cycle_at[key] = total
+        return total
 
     def extra(self, h: int, tidal: np.ndarray) -> list[np.ndarray]:
         """Lead-specific features at the rows for lead ``h`` steps: a list of three (S, R)."""

@@ -475,7 +475,10 @@ def fit_residual(
             cross_pre = cross_pre + _gram(x[:, :n_feat, k0:k1], lead_cols[..., k0:k1] * pre[:, None, k0:k1])
             cross_rows = cross_rows + _gram(x[:, :n_feat, k0:k1], lead_cols[..., k0:k1])
         gram_train, rhs_train = _normal_equations(x, gram_pre, cross_pre, pre, train)
-        gram_all, rhs_all = _normal_equations(x, gram_rows, cross_rows, row_ok, ok)
+        # Rows whose target lies past the window are the same for every station (x is zero
+        # off row_ok, so they can be taken out as one slice).
+        past_end = int(np.count_nonzero(row_fine + h >= series.residual.shape[1]))
+        gram_all, rhs_all = _normal_equations(x, gram_rows, cross_rows, row_ok, ok, tail=past_end)
         betas = _ridge_solve(
             np.stack([gram_train, gram_all]), np.stack([rhs_train, rhs_all]),
             np.stack([n_train, ok.sum(axis=1)]), column_sets,
@@ -548,7 +551,7 @@ _DIRECT_SHARE = 0.25
 
 
 def _normal_equations(
-    x: np.ndarray, gram_base: np.ndarray, cross: np.ndarray, rows: np.ndarray, keep: np.ndarray
+    x: np.ndarray, gram_base: np.ndarray, cross: np.ndarray, rows: np.ndarray, keep: np.ndarray, tail: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gram (S, P, P) and right-hand side (S, P) over the ``keep`` rows.
 
@@ -565,6 +568,9 @@ def _normal_equations(
     cross : ndarray, (S, P, P + 1 - B)
         Features x (lead-specific features and target), over ``rows``.
     rows, keep : ndarray of bool, (S, R)
+    tail : int
+        Trailing rows no station keeps and where ``x`` is zero off ``rows`` (targets past
+        the window): subtracted as one slice for every station instead of gathered.
     """
     n_stations, width, n_rows = x.shape
     n_feat, n_base = width - 1, gram_base.shape[-1]
@@ -573,6 +579,9 @@ def _normal_equations(
     full[:, :, n_base:] = cross
     full[:, n_base:, :n_base] = cross[:, :n_base, : n_feat - n_base].transpose(0, 2, 1)
     drop = rows & ~keep
+    if tail > 0:
+        full -= _gram(x[:, :n_feat, n_rows - tail :], x[:, :, n_rows - tail :])
+        drop[:, n_rows - tail :] = False
     counts = drop.sum(axis=1)
     small = counts <= _DIRECT_SHARE * n_rows
     if small.any() and counts.max(initial=0) > 0:

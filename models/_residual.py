@@ -160,6 +160,48 @@ def _shift_right(values: np.ndarray, shift: np.ndarray, width: int) -> np.ndarra
     return out
 
 
+class _ByPhase:
+    """An (S, W) array regrouped by column modulo ``stride``: (S, stride, ceil(W / stride)).
+
+    Reading every ``stride``-th column from some offset (what the rows need, at dozens of
+    offsets per fit) is then one contiguous slice per station instead of a strided sweep
+    that pulls the whole array through the cache each time.
+    """
+
+    def __init__(self, arr: np.ndarray, stride: int):
+        n_stations, self.width = arr.shape
+        self.stride = stride
+        n_cols = -(-self.width // stride)
+        padded = np.full((n_stations, n_cols * stride), np.nan, dtype=arr.dtype)
+        padded[:, : self.width] = arr
+        self.data = np.ascontiguousarray(padded.reshape(n_stations, n_cols, stride).transpose(0, 2, 1))
+
+    def shifted_sum(self, period: int, count: int) -> "_ByPhase":
+        """``sum_k arr[:, j - k * period]`` over ``k < count`` with ``j - k * period >= 0``, regrouped
+        the same way; built from the slices of each phase, without undoing the regrouping."""
+        out = _ByPhase.__new__(_ByPhase)
+        out.width, out.stride = self.width, self.stride
+        out.data = self.data.copy()
+        n_cols = self.data.shape[2]
+        for k in range(1, count):  # a few cycles and phases, not stations
+            for phase in range(self.stride):
+                cols_back, source = divmod(phase - k * period, self.stride)  # cols_back <= 0
+                if n_cols + cols_back <= 0:
+                    continue
+                out.data[:, phase, -cols_back:] += self.data[:, source, : n_cols + cols_back]
+        return out
+
+    def take(self, start: int, n_rows: int) -> np.ndarray:
+        """Columns ``start, start + stride, ...`` (``n_rows`` of them), (S, n_rows); NaN outside."""
+        n_stations, _, n_cols = self.data.shape
+        c0, phase = divmod(start, self.stride)
+        out = np.full((n_stations, n_rows), np.nan, dtype=self.data.dtype)
+        k_lo, k_hi = max(0, -c0), min(n_rows, n_cols - c0)
+        if k_hi > k_lo:
+            out[:, k_lo:k_hi] = self.data[:, phase, c0 + k_lo : c0 + k_hi]
+        return out
+
+
 class _Series:
     """One window's arrays, aligned and aggregated once, read at the fitted rows.
 
@@ -212,7 +254,8 @@ class _Series:
         )
         as_blocks = (n_stations, n_blocks, block)
         self.csum = _cumsum0(np.where(observed, self.residual, 0.0).reshape(as_blocks).sum(axis=2))
-        self.ccount = _cumsum0(observed.reshape(as_blocks).sum(axis=2))
+        # Counts per block fit in 16 bits (a block is at most an hour of samples).
+        self.ccount = _cumsum0(observed.view(np.uint8).reshape(as_blocks).sum(axis=2, dtype=np.uint16))
         if rain_mm is None:
             self.rain_csum = np.zeros((n_stations, n_blocks + 1))
         else:
@@ -222,12 +265,18 @@ class _Series:
         self.row_blocks = np.arange(n_blocks - 1, -1, -k)[::-1]
         self.row_index = (self.row_blocks + 1) * block - 1
         self.n_rows = self.row_blocks.size
-        self._cycle_sums: dict[int, np.ndarray] = {}
+        self._cycle_sums: dict[int, _ByPhase] = {}
+        self._filled_by_phase: _ByPhase | None = None
         self._cycle_at: dict[tuple[int, int], np.ndarray] = {}
+        # Read at the rows at many offsets (one per lead and cycle): regrouped by phase once.
+        self.tide = _ByPhase(self.tide, self.stride)
+        self.residual_by_phase = _ByPhase(self.residual, self.stride)
         self._tide_now = self.at_rows(self.tide, 0)
 
-    def at_rows(self, arr: np.ndarray, offset: int) -> np.ndarray:
+    def at_rows(self, arr: np.ndarray | _ByPhase, offset: int) -> np.ndarray:
         """``arr[:, row + offset]`` for every row, (S, R); NaN outside the array."""
+        if isinstance(arr, _ByPhase):
+            return arr.take(int(self.row_index[0]) + offset, self.n_rows)
         idx = self.row_index + offset
         valid = (idx >= 0) & (idx < arr.shape[1])
         out = np.full((arr.shape[0], self.n_rows), np.nan, dtype=arr.dtype)
@@ -287,13 +336,9 @@ class _Series:
         """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points) at
         t = row + offset, (S, R)."""
         if period not in self._cycle_sums:
-            total = self.filled0.copy()
-            for k in range(1, _ANALOG_CYCLES):  # in-place shifted adds, no temporaries
-                lag = k * period
-                if lag >= total.shape[1]:
-                    break
-                total[:, lag:] += self.filled0[:, :-lag]
-            self._cycle_sums[period] = total
+            if self._filled_by_phase is None:
+                self._filled_by_phase = _ByPhase(self.filled0, self.stride)
+            self._cycle_sums[period] = self._filled_by_phase.shifted_sum(period, _ANALOG_CYCLES)
         key = (period, offset)
         if key in self._cycle_at:  # leads share offsets (the last full cycle before t)
             return self._cycle_at[key]
@@ -382,7 +427,7 @@ def fit_residual(
     n_rows = series.n_rows
 
     base_cols = series.base()  # (S, R) each; the last row is the origin
-    r_now = series.at_rows(series.residual, 0)
+    r_now = series.at_rows(series.residual_by_phase, 0)
     row_ok = np.isfinite(r_now)
     origin_ok = series.any_obs.copy()
     for col in base_cols:
@@ -442,7 +487,7 @@ def fit_residual(
             scale = _put_scaled(x, n_base + e, col, row_ok, n_ok)
             x_origin[:, n_base + e] = np.where(origin_ok, col[:, -1], 0.0) / scale
 
-        target = series.at_rows(series.residual, h)
+        target = series.at_rows(series.residual_by_phase, h)
         ok = row_ok & np.isfinite(target)
         x[:, n_feat] = np.where(ok, target - r_now, 0.0)
         train = ok & ((row_fine + h)[None, :] < split[:, None])
@@ -495,19 +540,20 @@ def fit_residual(
         low = (_EXTRAPOLATION * trained.min(axis=1))[:, None]
         high = (_EXTRAPOLATION * trained.max(axis=1))[:, None]
         mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
+        fitted_by_candidate = [np.zeros_like(d_h)]
         for beta_train in betas[0]:
             fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
+            fitted_by_candidate.append(fitted)
             mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_damp, can_fit, can_fit & has_rain])
         pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
         chosen = [pick[:, None] == c + 1 for c in range(column_sets.shape[0])]
-        beta_train = np.select(chosen, list(betas[0]), 0.0)
         beta_all = np.select(chosen, list(betas[1]), 0.0)
         change[:, a] = np.clip(np.einsum("sp,sp->s", x_origin, beta_all), low[:, 0], high[:, 0])
         uses_arx[:, a] = pick > 0
         uses_rain[:, a] = pick == column_sets.shape[0]
         # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
-        fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
+        fitted = np.choose(pick[:, None], fitted_by_candidate)
         errors = np.where(ok, x[:, n_feat], np.float32(np.nan))
         errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
         errors[(pick > 0)[:, None] & ~hold] = np.nan

@@ -217,6 +217,10 @@ def _table(result: dict) -> str:
         f"{100 * (1 - o / b):>10.1f}%" if o is not None and b else f"{'-':>11}" for o, b in zip(ours, best)
     ]
     lines.append(f"{'vs best baseline':<20}" + "".join(gains))
+    if "band_coverage" in result:
+        lines.append(f"{'5-95 % band holds':<20}" + "".join(
+            f"{100 * v:>10.1f}%" if v is not None else f"{'-':>11}" for v in result["band_coverage"]
+        ))
     lines.append(f"origins: {result['n_origins']} (every {result['origin_every_h']:g} h), "
                  f"models used: {result['model_names']}")
     if "hit_rate" in result:

@@ -558,6 +558,16 @@ def fit_residual(
         errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
         errors[(pick > 0)[:, None] & ~hold] = np.nan
         q, count = nan_quantiles(errors, QUANTILES)
+        # A fitted model's errors come from the holdout third alone; if that stretch was
+        # calmer than the whole window (where carrying forward's spread is known without a
+        # holdout), the next days need not be as calm: widen by the ratio, never narrow.
+        carried = np.where(ok, x[:, n_feat], np.float32(np.nan))
+        q_all, _ = nan_quantiles(carried, QUANTILES)
+        q_hold, _ = nan_quantiles(np.where(hold, carried, np.float32(np.nan)), QUANTILES)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = (q_all - q_all[:, 1:2]) / (q_hold - q_hold[:, 1:2])
+        ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0)[:, None], ratio, 1.0)
+        q = q[:, 1:2] + (q - q[:, 1:2]) * ratio
         error_q[:, a, :] = np.where(count[:, None] >= 2, q, np.nan)
     return ResidualFit(
         lead_steps=leads,

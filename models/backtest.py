@@ -90,8 +90,10 @@ def rolling_origin_backtest(
     -------
     dict
         ``horizons_h``, ``n_origins``, ``n_scored`` (per horizon), ``rmse_m`` and
-        ``mae_m`` (model -> list per horizon), ``model_names`` (how often each
-        floodwatch model served), and with a threshold ``hit_rate``,
+        ``mae_m`` (model -> list per horizon), ``band_coverage`` (share of targets
+        inside floodwatch's 5-95 % band, about 0.9 when the band is honest) and
+        ``band_width_m`` (its mean width) per horizon, ``model_names`` (how often
+        each floodwatch model served), and with a threshold ``hit_rate``,
         ``false_alarm_ratio`` (model -> list per horizon), ``median_lead_time_h``
         and ``n_crossings``.
     """
@@ -115,6 +117,7 @@ def rolling_origin_backtest(
 
     n_orig = origins.size
     preds = {m: np.full((n_orig, max_lead), np.nan) for m in MODELS}
+    band = {edge: np.full((n_orig, max_lead), np.nan) for edge in ("lower", "upper")}
     now_level = np.full(n_orig, np.nan)
     names: dict[str, int] = {}
     for start in range(0, n_orig, batch):
@@ -129,6 +132,8 @@ def rolling_origin_backtest(
         fc = predict(model, thresholds_m=np.full((idx.size, 1), np.nan), horizon_s=max_lead * dt_s, step_s=dt_s)
         rows = slice(start, start + idx.size)
         preds["floodwatch"][rows] = fc.median_m
+        band["lower"][rows] = fc.lower_m
+        band["upper"][rows] = fc.upper_m
         preds["persistence"][rows] = model.last_level_m[:, None]
         harmonic = predict_tide(model.tide, fc.t_s)
         at_last = predict_tide(model.tide, np.nan_to_num(model.last_obs_s)[:, None])[:, 0]
@@ -162,6 +167,15 @@ def rolling_origin_backtest(
         cols = err[:, lead_steps - 1]
         result["rmse_m"][m] = [_round(np.sqrt(np.nanmean(c**2))) for c in cols.T]
         result["mae_m"][m] = [_round(np.nanmean(np.abs(c))) for c in cols.T]
+    # Is the band honest? A 5-95 % band should hold the truth about 90 % of the time.
+    inside = (target >= band["lower"]) & (target <= band["upper"])
+    width = band["upper"] - band["lower"]
+    result["band_coverage"] = [
+        _round(inside[:, k - 1][scored[:, k - 1]].mean()) if scored[:, k - 1].any() else None for k in lead_steps
+    ]
+    result["band_width_m"] = [
+        _round(width[:, k - 1][scored[:, k - 1]].mean()) if scored[:, k - 1].any() else None for k in lead_steps
+    ]
     if keep_predictions:
         result["origins_s"] = t_s[origins]
         result["predictions"] = preds

@@ -338,3 +338,21 @@ def test_far_leads_let_a_surge_relax_instead_of_carrying_it_for_days():
     rmse = np.sqrt(np.mean((fc.median_m[:, k48] - truth) ** 2))
     carried = np.sqrt(np.mean((level[:, t_s.size - 1] - truth) ** 2))
     assert rmse < 0.88 * carried, f"48 h ahead: {rmse:.3f} m vs {carried:.3f} m carrying the surge forward"
+
+
+def test_a_calm_holdout_after_a_stormy_start_does_not_narrow_the_band():
+    # The model's errors are measured on the last third of the window. Twenty stormy days then
+    # ten calm ones: the calm stretch alone would promise a band a fifth as wide as the window
+    # has shown the water can move, and the next storm would fall outside it.
+    t_s = grid(30, DT_S)
+    rng = np.random.default_rng(3)
+    calm_from = int(t_s.size * 2 / 3)
+    step_sd = np.where(np.arange(t_s.size) < calm_from, 0.01, 0.002)
+    # A surge that relaxes over hours, so a fitted model (not carrying forward) wins the holdout.
+    level = 1.0 + lfilter([1.0], [1.0, -np.exp(-DT_S / (6 * 3600.0))], rng.normal(0.0, step_sd))
+    fc = forecast_stations(t_s, level[None], thresholds_m=np.array([[9.0]]), horizon_s=6 * 3600.0, step_s=DT_S)
+    lead = int(3 * 3600 / DT_S)
+    changes = level[lead:] - level[:-lead]
+    window_spread = np.quantile(changes, 0.95) - np.quantile(changes, 0.05)
+    band = fc.upper_m[0, lead - 1] - fc.lower_m[0, lead - 1]
+    assert band > 0.6 * window_spread, f"3 h band {band:.3f} m vs the window's 3 h spread {window_spread:.3f} m"

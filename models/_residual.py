@@ -561,12 +561,14 @@ def fit_residual(
         # A fitted model's errors come from the holdout third alone; if that stretch was
         # calmer than the whole window (where carrying forward's spread is known without a
         # holdout), the next days need not be as calm: widen by the ratio, never narrow.
-        carried = np.where(ok, x[:, n_feat], np.float32(np.nan))
-        q_all, _ = nan_quantiles(carried, QUANTILES)
-        q_hold, _ = nan_quantiles(np.where(hold, carried, np.float32(np.nan)), QUANTILES)
+        # (Spreads as root mean squares: two sums, where quantiles would cost two sorts.)
+        squared = np.square(x[:, n_feat], dtype=np.float64)  # zero off the usable rows
+        n_ok_lead = ok.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = (q_all - q_all[:, 1:2]) / (q_hold - q_hold[:, 1:2])
-        ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0)[:, None], ratio, 1.0)
+            ratio = np.sqrt(
+                (squared.sum(axis=1) / n_ok_lead) / (np.where(hold, squared, 0.0).sum(axis=1) / n_hold)
+            )
+        ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0), ratio, 1.0)[:, None]
         q = q[:, 1:2] + (q - q[:, 1:2]) * ratio
         error_q[:, a, :] = np.where(count[:, None] >= 2, q, np.nan)
     return ResidualFit(

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from floodwatch.errors import ForecastError
 from models._arrays import last_valid_index, nan_quantiles
 from models._residual import MAX_ROWS, ResidualFit, fit_residual
-from models._tide import TideFit, fit_tide, predict_tide
+from models._tide import TideFit, fit_tide, leave_block_out_residual, predict_tide
 
 DEFAULT_WINDOW_S = 30 * 86_400.0
 """Fit window: the last 30 days before the origin."""
@@ -45,6 +45,12 @@ TIDE_MIN_EXPLAINED = 0.1
 
 RATE_WINDOW_S = 3600.0
 """Rate of rise: Theil-Sen slope over the last hour of observations."""
+
+LBO_BLOCKS = 10
+"""The residual model trains on leave-block-out tide residuals: the window in this many blocks."""
+
+LBO_MAX_MISSING = 0.25
+"""Stations missing more than this share of the window train on the in-sample residual."""
 
 UNSEEN_TREND_MAX_H = 6.0
 """How long an unprecedented trend is assumed able to go on when widening the band (hours)."""
@@ -368,8 +374,13 @@ def _fit_block(
         last = last_valid_index(observed)
         rows = np.arange(n_stations)
         has = last >= 0
+        # The residual model learns from what a forecast faces: tide-fit errors outside the
+        # fit. Each tenth of the window (but the last, which holds the origin) gets the
+        # residual of a fit without it; gappy records (Gram approximated) keep their own.
+        few_gaps = observed.sum(axis=1) >= (1.0 - LBO_MAX_MISSING) * t_w.size
+        resid_train = leave_block_out_residual(tide, t_w, residual, LBO_BLOCKS, uses_tide & few_gaps)
         res = fit_residual(
-            residual, rain, dt_s=dt_s, max_lead_s=max_lead_s, tide_m=tide_ext, tidal=uses_tide, max_rows=max_rows
+            resid_train, rain, dt_s=dt_s, max_lead_s=max_lead_s, tide_m=tide_ext, tidal=uses_tide, max_rows=max_rows
         )
         last_obs_s = np.where(has, t_w[np.maximum(last, 0)], np.nan)
         last_level = np.where(has, y[rows, np.maximum(last, 0)], np.nan)

@@ -5,8 +5,9 @@ stage, storm surge, rain run-off and whatever the tide fit missed. For each of
 a few anchor leads ``h`` (0.5 h ... 72 h) one linear model per station predicts
 the *change* ``r(t + h) - r(t)`` from what is known at ``t``:
 
-* ``r(t) - r(t - 1 h)``, ``r(t - 1 h) - r(t - 3 h)``, ``r(t - 3 h) - r(t - 6 h)``:
-  how the water is moving now (lets a rise continue, a fall level out);
+* ``r(t) - r(t - 15 min)``, ``r(t) - r(t - 1 h)``, ``r(t - 1 h) - r(t - 3 h)``,
+  ``r(t - 3 h) - r(t - 6 h)``: how the water is moving now (lets a rise
+  continue, a fall level out, a turn show within the quarter hour);
 * ``r(t) - mean r over the last 24 h`` and ``... over the last 7 days``: how far
   it stands from its recent normal (surges and freshets relax back);
 * rain totals over the last 3 h, 12 h and 48 h (mm): rain already fallen that
@@ -50,6 +51,7 @@ ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 """Leads the direct models are fitted at; others are interpolated."""
 
 _LAGS_H = (1.0, 3.0, 6.0)
+_SHORT_LAG_H = 0.25
 _MEAN_WINDOWS_H = (24.0, 168.0)
 _RAIN_WINDOWS_H = (3.0, 12.0, 48.0)
 _M2_PERIOD_H = 12.4206012
@@ -67,9 +69,9 @@ _EXTRAPOLATION = 3.0
 that lead among its training targets: a flood somewhat bigger than any it was trained on is
 still forecast to grow, but a linear model far outside its data cannot put a village street
 under three metres of water."""
-_DAMPED_COLUMNS = [4, 5]
-"""Base columns of the damped-persistence candidate: distances from the 24-hour and 7-day means
-(``_Series.base`` order: ones, three lags, the two mean distances, ...)."""
+_DAMPED_COLUMNS = list(range(2 + len(_LAGS_H), 2 + len(_LAGS_H) + len(_MEAN_WINDOWS_H)))
+"""Base columns of the damped-persistence candidate: the distances from the 24-hour and 7-day
+means (``_Series.base`` order: ones, the hourly lags, the quarter-hour lag, the mean distances, ...)."""
 _N_DAMPED_MIN_ROWS = 10
 _TARGETS_PER_COEFFICIENT = 4
 """Independent training targets per ARX coefficient below which the damped model is offered."""
@@ -320,6 +322,11 @@ class _Series:
         points = [now] + [self._at_blocks(self.filled_end, j - self._blocks(h)) for h in _LAGS_H]
         cols = [np.ones_like(now)]
         cols += [points[i] - points[i + 1] for i in range(len(_LAGS_H))]
+        # The last quarter hour's change, from the fine grid: the hourly lags see a turn
+        # (a surge peaking, a river cresting) only an hour late.
+        short = self.steps(_SHORT_LAG_H)
+        lagged = self.at_rows(self.filled0, -short)
+        cols.append(np.where(self.row_index[None, :] - short >= self.first[:, None], now - lagged, np.nan))
         for hours in _MEAN_WINDOWS_H:
             # Mean of the observed samples in (t - window, t].
             cols.append(now - self._mean(j, self._blocks(hours)))

@@ -468,3 +468,95 @@ def predict_tide(fit: TideFit, t_s: np.ndarray, *, harmonics: np.ndarray | None 
             "sc,stc->st", coef_sin, np.sin(phase)
         )
     return fit.mean_m[:, None] + wave
+
+
+def leave_block_out_residual(
+    fit: TideFit,
+    t_s: np.ndarray,
+    residual_m: np.ndarray,
+    n_blocks: int,
+    stations: np.ndarray,
+) -> np.ndarray:
+    """The residual each block would show had the tide been fitted without it.
+
+    An in-sample residual is orthogonal to the fitted harmonics over the window:
+    the fit has absorbed the window's own surge at tidal frequencies, and a
+    forecast, whose target lies outside the fit, faces errors the in-sample
+    residual never shows. Splitting the window into ``n_blocks`` contiguous
+    blocks, block k's residual is taken from the fit without block k (the same
+    constituents), by the leave-block-out identity of least squares::
+
+        c_{-k} = c - (G - X_k^T X_k)^{-1} X_k^T e_k,
+        r_{-k} = r_k + X_k (c - c_{-k})      (mean and harmonics; the trend is never predicted)
+
+    with ``e_k`` the full fit's errors in the block. ``G - X_k^T X_k`` is the
+    full grid's (one inverse per constituent set and block, shared by all
+    stations; a station's few missing samples are not taken out of it), so
+    the cost is two passes of the design over each station's grid. The last
+    block, which holds the forecast origin, keeps the full fit's residual: its
+    rows share the origin's features.
+
+    Parameters
+    ----------
+    fit : TideFit
+        The fit on the whole window.
+    t_s : ndarray, (T,)
+        The grid the fit was made on.
+    residual_m : ndarray, (S, T)
+        ``level - (mean + harmonics)`` of the full fit; NaN where missing.
+    n_blocks : int
+        Blocks the window is split into.
+    stations : ndarray of bool, (S,)
+        Stations to treat (tidal, few gaps); the others keep ``residual_m``.
+
+    Returns
+    -------
+    ndarray, (S, T)
+    """
+    t_s = np.asarray(t_s, dtype=float)
+    n_times = t_s.size
+    out = residual_m.copy()
+    if n_blocks < 2 or not stations.any():
+        return out
+    sel = np.nonzero(stations)[0]
+    t_h = (t_s - fit.ref_s) / 3600.0
+    dt_h = float(t_s[1] - t_s[0]) / 3600.0 if n_times > 1 else 1.0
+    span_scale_h = max(float(t_h[-1] - t_h[0]), dt_h)
+    x = _design(t_h, span_scale_h)
+    use = np.zeros((sel.size, x.shape[1]), dtype=bool)
+    use[:, :2] = True
+    use[:, 2::2] = fit.active[sel]
+    use[:, 3::2] = fit.active[sel]
+    cols = np.nonzero(use.any(axis=0))[0]
+    x = x[:, cols]
+    use = use[:, cols]
+    n_params = cols.size
+    coef = np.zeros((sel.size, x.shape[1]))
+    coef[:, 0] = fit.mean_m[sel]
+    coef[:, 1] = fit.trend_m_per_h[sel] * span_scale_h
+    harm = np.stack([fit.cos_m[sel], fit.sin_m[sel]], axis=2).reshape(sel.size, -1)  # c0 s0 c1 s1 ...
+    coef[:, 2:] = harm[:, cols[2:] - 2]
+    # The full fit's errors (the trend included), 0 where missing.
+    errors = residual_m[sel] - coef[:, 1:2] * x[None, :, 1]
+    errors = np.where(np.isfinite(errors), errors, 0.0)
+    gram_full = x.T @ x
+    ridge = _RIDGE_REL * np.diag(gram_full)
+    patterns, which = np.unique(use, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    edges = np.linspace(0, n_times, n_blocks + 1).astype(int)
+    predict_cols = np.ones(n_params, dtype=bool)
+    predict_cols[1] = False  # the trend is fitted, never predicted
+    for k in range(n_blocks - 1):  # a loop over blocks, not stations
+        lo, hi = int(edges[k]), int(edges[k + 1])
+        x_k = x[lo:hi]
+        rhs = errors[:, lo:hi] @ x_k  # (S', P)
+        gram_out = gram_full - x_k.T @ x_k
+        shift = np.zeros_like(rhs)
+        for p, pattern in enumerate(patterns):  # a few constituent sets, not stations
+            members = which == p
+            m = np.where(pattern[:, None] & pattern[None, :], gram_out, 0.0)
+            m[np.diag_indices(n_params)] = np.where(pattern, np.diag(gram_out) + ridge, 1.0)
+            shift[members] = np.where(pattern, rhs[members], 0.0) @ np.linalg.inv(m).T
+        shift[:, ~predict_cols] = 0.0
+        out[sel, lo:hi] = residual_m[sel, lo:hi] + shift @ x_k.T
+    return out

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import fit_tide, predict_tide
-from models._tide import CONSTITUENTS, FREQ_CPH, _design, select_constituents
+from models._tide import (
+    CONSTITUENTS,
+    FREQ_CPH,
+    _design,
+    leave_block_out_residual,
+    select_constituents,
+)
 from tests.models.synthetic import T0_S, grid, tide
 
 MAIN = ("M2", "S2", "K1", "O1", "N2")
@@ -119,3 +125,34 @@ def test_no_data_gives_nan_mean_and_no_constituents():
     assert not fit.active.any()
     assert np.all(np.isnan(predict_tide(fit, t_s[-1:] + 600.0)))
     assert T0_S < t_s[-1]
+
+
+def test_leave_block_out_residual_equals_refitting_without_the_block():
+    t_s = grid(30, dt_s=1800.0)
+    ref_s = float(t_s[-1])
+    truth = {"M2": (0.8, 40.0), "S2": (0.2, 100.0), "K1": (0.3, 200.0), "O1": (0.15, 300.0), "N2": (0.1, 10.0)}
+    rng = np.random.default_rng(3)
+    surge = np.cumsum(rng.normal(0.0, 0.01, t_s.size))  # a random walk: the window's own "surge"
+    level = np.stack([tide(t_s, truth, ref_s, mean_m=1.0) + surge, surge])  # a tidal gauge and a pond
+    fit = fit_tide(t_s, level, ref_s=ref_s)
+    residual = level - predict_tide(fit, t_s)
+    level_gappy = level.copy()
+    level_gappy[:, 100:110] = np.nan
+    residual_gappy = level_gappy - predict_tide(fit, t_s)
+
+    out = leave_block_out_residual(fit, t_s, residual_gappy, 10, np.array([True, False]))
+
+    edges = np.linspace(0, t_s.size, 11).astype(int)
+    for k in (3, 6):  # interior blocks: the refit keeps the record's span, so the same constituents
+        block = slice(edges[k], edges[k + 1])
+        without = level.copy()
+        without[:, block] = np.nan
+        refit = fit_tide(t_s, without, ref_s=ref_s)
+        assert np.array_equal(refit.active[0], fit.active[0])
+        expected = level[0, block] - predict_tide(refit, t_s)[0, block]
+        assert np.allclose(out[0, block], expected, atol=1e-6)
+        assert not np.allclose(out[0, block], residual[0, block], atol=1e-4)  # the fit had absorbed some surge
+    last = slice(edges[-2], None)
+    assert np.array_equal(out[0, last], residual[0, last])  # the origin's block keeps the full fit
+    assert np.array_equal(out[1], residual_gappy[1], equal_nan=True)  # stations not asked for: untouched
+    assert np.isnan(out[0, 100:110]).all()  # missing stays missing

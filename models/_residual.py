@@ -435,6 +435,11 @@ def fit_residual(
 
     base_cols = series.base()  # (S, R) each; the last row is the origin
     r_now = series.at_rows(series.residual_by_phase, 0)
+    # Tidal gauges: the residual itself, its distance from the level the tide was fitted
+    # around, for the damped model only (a surge has gone a couple of days on). A river's
+    # "mean level" over a month is no anchor to relax to, so it gets zeros.
+    level_col = len(base_cols) - len(_RAIN_WINDOWS_H)
+    base_cols.insert(level_col, np.where(tidal[:, None], np.nan_to_num(r_now), 0.0))
     row_ok = np.isfinite(r_now)
     origin_ok = series.any_obs.copy()
     for col in base_cols:
@@ -480,8 +485,11 @@ def fit_residual(
     # two coefficients where the ARX has a dozen. Far ahead (a day and more) a month holds
     # only a dozen independent targets, and what they support is a surge relaxing back.
     damped = np.zeros(n_feat, dtype=bool)
-    damped[_DAMPED_COLUMNS] = True
-    column_sets = np.stack([damped, without_rain, np.ones(n_feat, dtype=bool)])  # (3, P)
+    damped[_DAMPED_COLUMNS + [level_col]] = True
+    without_rain[level_col] = False
+    with_rain = np.ones(n_feat, dtype=bool)
+    with_rain[level_col] = False
+    column_sets = np.stack([damped, without_rain, with_rain])  # (3, P)
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
     error_q[:, 0, :] = np.where(series.any_obs[:, None], 0.0, np.nan)
 

@@ -118,7 +118,8 @@ class ForecastModel:
         Spread of one-step residual changes, for leads without out-of-sample errors.
     unseen_trend_m_per_h : ndarray, (S,)
         The residual's rate of change over the last hour where it is faster than any
-        hourly change before it in the window (a movement the model never saw), else 0.
+        earlier hourly change in the window before its last 6 h (a movement the model
+        never saw), else 0.
     rise_rate_cm_per_h : ndarray, (S,)
     model_name : tuple of str, (S,)
     """
@@ -318,7 +319,7 @@ def _over_blocks(n_stations: int, work: Callable[[int], T]) -> list[T]:
 
     Blocks bound the temporaries (memory blocking, not per-station maths). numpy
     releases the GIL inside its array operations, so blocks run on threads use
-    every core.
+    every core, each with one BLAS thread.
     """
     starts = range(0, max(n_stations, 1), _BLOCK)
     workers = min(len(starts), os.cpu_count() or 1)

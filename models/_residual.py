@@ -31,6 +31,11 @@ refitted on the whole window. The ARX competes only where its training and
 holdout rows each span three leads, and its change stays within three times
 the largest rise and fall among its training targets (a linear model far
 outside its data would otherwise flood a street that has only ever been dry).
+Far ahead, where the training stretch holds too few independent targets for
+the ARX's coefficients, damped persistence competes too: the change from the
+distances to the 24-hour and 7-day means alone (and, at tidal gauges, from the
+residual itself). The winner's error quantiles are widened, never narrowed,
+when the holdout third was calmer than the whole window.
 
 Cost: rows are block ends (every ``stride``-th grid time, at most
 ``max_rows``, 720 by default); lags, window means and rain totals come from

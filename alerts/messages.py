@@ -32,13 +32,14 @@ LEVEL_ICON = {AlertLevel.NORMAL: "✅", AlertLevel.WATCH: "🟡", AlertLevel.WAR
 LEVEL_COLOUR = {AlertLevel.NORMAL: "#2E7D32", AlertLevel.WATCH: "#F9A825",
                 AlertLevel.WARNING: "#EF6C00", AlertLevel.EVACUATE: "#C62828"}
 
-TODO_TH = {
+# What residents should do at each level (the "What to do" line of every message).
+ADVICE_TH = {
     AlertLevel.WATCH: "ติดตามประกาศ เก็บเอกสารสำคัญ ยา และของมีค่าไว้ที่สูง",
     AlertLevel.WARNING: "ยกของขึ้นที่สูง ย้ายรถไปที่สูง เตรียมกระเป๋าฉุกเฉิน ดูแลผู้สูงอายุ เด็ก และผู้ป่วย",
     AlertLevel.EVACUATE: "อพยพไปยังจุดอพยพของเทศบาลทันที ตัดไฟก่อนออกจากบ้าน ขอความช่วยเหลือโทร 1784",
     AlertLevel.NORMAL: "ระวังไฟฟ้ารั่วและสัตว์มีพิษเมื่อกลับเข้าบ้าน",
 }
-TODO_EN = {
+ADVICE_EN = {
     AlertLevel.WATCH: "Follow updates; keep documents, medicines and valuables up high.",
     AlertLevel.WARNING: "Move belongings and vehicles to higher ground, pack an emergency bag, "
                         "check on elderly, children and the sick.",
@@ -145,9 +146,9 @@ def resident_alert_text(action: Action, station: StationConfig, zone: ZoneConfig
     if action.kind == "rise":
         th.append(f"น้ำขึ้นเร็วกว่า {cfg.rise_rate_cm_per_h:.0f} ซม./ชม. อาจท่วมเร็วกว่าที่คาด")
         en.append(f"Rising faster than {cfg.rise_rate_cm_per_h:.0f} cm/h; flooding may come sooner than expected.")
-    todo = AlertLevel.NORMAL if action.kind == "all_clear" else action.level
-    th.append(f"สิ่งที่ควรทำ: {TODO_TH[todo]}")
-    en.append(f"What to do: {TODO_EN[todo]}")
+    advice_level = AlertLevel.NORMAL if action.kind == "all_clear" else action.level
+    th.append(f"สิ่งที่ควรทำ: {ADVICE_TH[advice_level]}")
+    en.append(f"What to do: {ADVICE_EN[advice_level]}")
     th.append(f"เวลา {thai_datetime(action.ts_s)}")
     en.append(f"Time: {english_datetime(action.ts_s)}")
     th.append("พิมพ์ \"สถานะ\" เพื่อดูระดับน้ำล่าสุด")

@@ -230,6 +230,7 @@ class _Runner:
         self.catch_up_s = catch_up_s
         self.wakes = 0
         self.lag_s = 0.0  # scenario seconds the oldest due wake is behind
+        self.reached_s = 0.0  # every wake due up to this scenario second (from the start) has run
         self._heap: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="firmware-sim-scheduler", daemon=True)
@@ -262,6 +263,7 @@ class _Runner:
                     self._wake(due)
                 except Exception:  # a bug in one wake must not silence the fleet
                     log.exception("event=wake_failed nodes=%d", len(due))
+                self.reached_s = due[-1][0]
             self._flush_pending()
             if not due:
                 wait_s = self.idle_wait_s
@@ -467,5 +469,6 @@ class Fleet:
             "reboots": sum(n.core.boot - 1 for n in self.nodes),
             "scenario_s": self.clock.now_s() - self.start_s,
             "lag_s": self._runner.lag_s,
+            "reached_s": self._runner.reached_s,
             "per_station": dict(per_station),
         }

@@ -8,9 +8,9 @@
 - :class:`AlertService`: the shell that wires them (see docs/alerts.md)
 """
 
-from alerts.line_client import LineClient, SendOutcome
-from alerts.rules import Action, RuleConfig, StationState, Thresholds, ZoneState
-from alerts.service import AlertService
+from floodwatch.alerts.line_client import LineClient, SendOutcome
+from floodwatch.alerts.rules import Action, RuleConfig, StationState, Thresholds, ZoneState
+from floodwatch.alerts.service import AlertService
 
 __all__ = [
     "Action",

@@ -7,7 +7,7 @@ from typing import Any
 
 from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
 
-from alerts.rules import HealthState, StationForecast, StationState, ZoneState
+from floodwatch.alerts.rules import HealthState, StationForecast, StationState, ZoneState
 
 
 def dump(state: StationState | ZoneState | HealthState) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Callable
 from floodwatch import metrics
 from floodwatch.vocabulary import AlertLevel
 
-from alerts._db import AlertDb, OutboxChunk
-from alerts.line_client import LineClient, Pacer
+from floodwatch.alerts._db import AlertDb, OutboxChunk
+from floodwatch.alerts.line_client import LineClient, Pacer
 
 log = logging.getLogger("floodwatch.alerts.delivery")
 

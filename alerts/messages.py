@@ -20,7 +20,7 @@ from floodwatch.settings import StationConfig, ZoneConfig
 from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time
 from floodwatch.vocabulary import AlertLevel
 
-from alerts.rules import Action, RuleConfig, trend_word
+from floodwatch.alerts.rules import Action, RuleConfig, trend_word
 
 # LINE's limits (see ../shared/line-openapi/README.md)
 TEXT_MAX_UTF16 = 5000

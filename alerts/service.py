@@ -25,11 +25,11 @@ from floodwatch.settings import Settings
 from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
 from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
 
-from alerts import _codec, messages as msg
-from alerts._db import AlertDb
-from alerts.delivery import DeliveryWorkers
-from alerts.line_client import LineClient
-from alerts.rules import (
+from floodwatch.alerts import _codec, messages as msg
+from floodwatch.alerts._db import AlertDb
+from floodwatch.alerts.delivery import DeliveryWorkers
+from floodwatch.alerts.line_client import LineClient
+from floodwatch.alerts.rules import (
     Action,
     HealthState,
     RuleConfig,
@@ -649,6 +649,6 @@ class AlertService:
 
     def webhook_router(self):  # noqa: ANN201 - fastapi.APIRouter
         """FastAPI router with POST /line/webhook (signed LINE events: follow, zone picks, status)."""
-        from alerts.webhook import build_router
+        from floodwatch.alerts.webhook import build_router
 
         return build_router(self)

@@ -33,11 +33,11 @@ from floodwatch.errors import LineApiError
 from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time
 from floodwatch.vocabulary import AlertLevel
 
-from alerts import messages as msg
-from alerts.rules import trend_word
+from floodwatch.alerts import messages as msg
+from floodwatch.alerts.rules import trend_word
 
 if TYPE_CHECKING:
-    from alerts.service import AlertService
+    from floodwatch.alerts.service import AlertService
 
 log = logging.getLogger("floodwatch.alerts.webhook")
 

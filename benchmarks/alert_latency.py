@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from cli.broker import LocalBroker, free_port  # noqa: E402
+from floodwatch.cli.broker import LocalBroker, free_port  # noqa: E402
 from floodwatch.settings import DEFAULT_CONFIG_FILE  # noqa: E402
-from line_standin import LineStandIn  # noqa: E402
+from floodwatch.line_standin import LineStandIn  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 SECRET = "bench-secret-0123456789abcdef"
@@ -195,7 +195,7 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
     sub = subprocess.run(
         [sys.executable, "-c",
          "import sys\nfrom floodwatch.clock import SystemClock\nfrom floodwatch.settings import load_settings\n"
-         "from alerts import AlertService\ns = AlertService(load_settings(), SystemClock())\n"
+         "from floodwatch.alerts import AlertService\ns = AlertService(load_settings(), SystemClock())\n"
          f"s.subscribe_many([('{probe_user(0)[:1]}' + format(i, '032x'), 'probe-%04d' % i) for i in range({args.probes})])\n"
          "s.db.close() if hasattr(s.db, 'close') else None\n"],
         env=env, cwd=work, capture_output=True, text=True,
@@ -203,7 +203,7 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
     if sub.returncode != 0:
         raise RuntimeError(f"subscribing the probe residents failed:\n{sub.stderr}")
     log_file = open(work / "serve.log", "w")
-    serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], env=env, cwd=work,
+    serve = subprocess.Popen([sys.executable, "-m", "floodwatch.cli.main", "serve"], env=env, cwd=work,
                              stdout=log_file, stderr=subprocess.STDOUT)
     profiler = None
     try:

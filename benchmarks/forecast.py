@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from models import forecast_stations  # noqa: E402
-from models._residual import MAX_ROWS  # noqa: E402
+from floodwatch.models import forecast_stations  # noqa: E402
+from floodwatch.models._residual import MAX_ROWS  # noqa: E402
 
 DT_S = 600.0
 HISTORY_DAYS = 30
@@ -84,9 +84,9 @@ def stage_costs(t_s, level, rain, thresholds, n_stations: int = 512) -> dict[str
     """
     from threadpoolctl import threadpool_limits
 
-    from models._forecast import _fit_block, predict
-    from models._residual import fit_residual
-    from models._tide import fit_tide, predict_tide
+    from floodwatch.models._forecast import _fit_block, predict
+    from floodwatch.models._residual import fit_residual
+    from floodwatch.models._tide import fit_tide, predict_tide
 
     n = min(n_stations, level.shape[0])
     y, r, thr = level[:n], rain[:n], thresholds[:n]

@@ -57,8 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from floodwatch import metrics  # noqa: E402
 from floodwatch.clock import SystemClock  # noqa: E402
 from floodwatch.settings import load_settings  # noqa: E402
-from ingest import IngestService  # noqa: E402
-from store import open_store  # noqa: E402
+from floodwatch.ingest import IngestService  # noqa: E402
+from floodwatch.store import open_store  # noqa: E402
 
 STATIONS = ("LP-W01", "LP-W02", "LP-W03", "LP-W04", "LP-W05", "LP-W06", "LP-W07", "LP-R01", "LP-R02", "LP-R03")
 

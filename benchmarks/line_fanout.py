@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pydantic import SecretStr  # noqa: E402
 
-from alerts import AlertService  # noqa: E402
+from floodwatch.alerts import AlertService  # noqa: E402
 from floodwatch.settings import PROJECT_ROOT, load_settings  # noqa: E402
 from floodwatch.vocabulary import QcFlag, Reading, StationId  # noqa: E402
 
@@ -57,13 +57,13 @@ class _Clock:
 @contextlib.contextmanager
 def _standin(mode: str, rate_per_s: float) -> Iterator[tuple[str, object]]:
     if mode == "inprocess":
-        from line_standin import LineStandIn
+        from floodwatch.line_standin import LineStandIn
 
         with LineStandIn(tokens={TOKEN}, multicast_rate_per_s=rate_per_s) as standin:
             yield standin.base_url, standin
         return
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.line_standin", "--port", "0", "--token", TOKEN,
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN,
          "--multicast-rate", str(rate_per_s)],
         stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
     )

@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from alert_latency import _wait_http, bench_config, serve_env  # noqa: E402
-from cli.broker import LocalBroker  # noqa: E402
-from line_standin import LineStandIn  # noqa: E402
+from floodwatch.cli.broker import LocalBroker  # noqa: E402
+from floodwatch.line_standin import LineStandIn  # noqa: E402
 
 SAMPLE_EVERY_S = 0.5
 FORECAST_LINE = re.compile(r"forecast issued stations=(\d+) .* seconds=([0-9.]+)")
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         env = serve_env(config, broker, standin, work)
         log_path = work / "serve.log"
         with open(log_path, "w") as log_file:
-            serve = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], env=env, cwd=work,
+            serve = subprocess.Popen([sys.executable, "-m", "floodwatch.cli.main", "serve"], env=env, cwd=work,
                                      stdout=log_file, stderr=subprocess.STDOUT)
         publisher = None
         try:

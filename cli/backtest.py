@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from floodwatch.errors import FloodwatchError
-from models.backtest import MODELS, rolling_origin_backtest
+from floodwatch.models.backtest import MODELS, rolling_origin_backtest
 
 log = logging.getLogger("floodwatch.backtest")
 
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cli.backtest",
+        prog="python -m floodwatch.cli.backtest",
         description="Same as `floodwatch backtest`.\n\n" + EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

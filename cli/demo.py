@@ -85,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    import firmware_sim
-    from cli.broker import LocalBroker
-    from cli.serve import wait_for_stop
-    from cli.system import System
+    from floodwatch import firmware_sim
+    from floodwatch.cli.broker import LocalBroker
+    from floodwatch.cli.serve import wait_for_stop
+    from floodwatch.cli.system import System
 
     if args.port is not None:
         settings.page.port = args.port
@@ -120,7 +120,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         if _env_set("FLOODWATCH_LINE__API_BASE_URL"):
             line_target = "external"
         else:
-            from line_standin import LineStandIn
+            from floodwatch.line_standin import LineStandIn
 
             token = "demo-" + secrets.token_hex(16)
             standin = LineStandIn(tokens={token})
@@ -133,7 +133,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             settings.line.channel_secret = SecretStr("demo-secret-" + secrets.token_hex(8))
         register_secrets(settings)
 
-        import gauge_page
+        from floodwatch import gauge_page
 
         officer_password = secrets.token_urlsafe(9)
         gauge_page.create_officer(settings, "officer", officer_password, display_name="Demo duty officer")
@@ -187,8 +187,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _seed_history(settings: Settings, history: list, now_s: float) -> None:
     """Write days of past readings, QC-flagged like live ones, so forecasts have a tide to fit."""
-    import store
-    from ingest import QcChecker
+    from floodwatch import store
+    from floodwatch.ingest import QcChecker
 
     history_store = store.open_store(settings)
     try:

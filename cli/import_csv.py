@@ -1,6 +1,6 @@
 """``floodwatch import-csv``: load historical readings so forecasts have history from day one.
 
-Runnable as ``python -m cli.import_csv FILE``.
+Runnable as ``python -m floodwatch.cli.import_csv FILE``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import store
-    from ingest.csv_import import RowError, import_csv
+    from floodwatch import store
+    from floodwatch.ingest.csv_import import RowError, import_csv
 
     try:
         settings = load_settings()
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.import_csv", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.import_csv", description=__doc__)
     _add_arguments(parser)
     return run(parser.parse_args(argv))
 

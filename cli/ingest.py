@@ -4,7 +4,7 @@ Subscribes to every station's telemetry and status on the broker in
 ``FLOODWATCH_MQTT__URL`` and stores readings in ``FLOODWATCH_STORE__URL``
 until Ctrl-C or SIGTERM, then stores and acknowledges what it has and
 disconnects; what it has not acknowledged the broker keeps for next time.
-Runnable as ``python -m cli.ingest``.
+Runnable as ``python -m floodwatch.cli.ingest``.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ingest
-    import store
+    from floodwatch import ingest
+    from floodwatch import store
 
     overrides: dict = {}
     try:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.ingest", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.ingest", description=__doc__)
     _add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from alerts.line_client import LineClient
+    from floodwatch.alerts.line_client import LineClient
 
     try:
         settings = load_settings()
@@ -113,7 +113,7 @@ def check(args: argparse.Namespace) -> int:
                 print("FAIL test message: no recipient; pass --to USER_ID or set FLOODWATCH_ALERTS__OFFICERS"
                       " (an officer's LINE user id, shown in the webhook log when they follow the account)")
             else:
-                from alerts.messages import bilingual, text_message
+                from floodwatch.alerts.messages import bilingual, text_message
 
                 now_s = time.time()
                 text = bilingual([f"✅ ทดสอบระบบแจ้งเตือนน้ำท่วม {settings.site.name_th} {thai_datetime(now_s)}"],

@@ -6,7 +6,7 @@ Example::
     FLOODWATCH_LINE__API_BASE_URL=http://127.0.0.1:8081 \\
     FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN=demo-token floodwatch demo
 
-Also runnable as ``python -m cli.line_standin``.
+Also runnable as ``python -m floodwatch.cli.line_standin``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from line_standin import LineStandIn
+    from floodwatch.line_standin import LineStandIn
 
     tokens = args.token or ([os.environ[TOKEN_ENV]] if os.environ.get(TOKEN_ENV) else [])
     if not tokens:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.line_standin", epilog=EXAMPLE)
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.line_standin", epilog=EXAMPLE)
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run(parser.parse_args(argv))

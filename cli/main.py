@@ -16,17 +16,17 @@ from floodwatch import logs
 
 # Order is the order shown in --help: what a newcomer runs first comes first.
 SUBCOMMAND_MODULES = (
-    "cli.demo",
-    "cli.serve",
-    "cli.check",
-    "cli.ingest",
-    "cli.import_csv",
-    "cli.simulate",
-    "cli.backtest",
-    "cli.line",
-    "cli.line_standin",
-    "cli.mqtt_config",
-    "cli.backup",
+    "floodwatch.cli.demo",
+    "floodwatch.cli.serve",
+    "floodwatch.cli.check",
+    "floodwatch.cli.ingest",
+    "floodwatch.cli.import_csv",
+    "floodwatch.cli.simulate",
+    "floodwatch.cli.backtest",
+    "floodwatch.cli.line",
+    "floodwatch.cli.line_standin",
+    "floodwatch.cli.mqtt_config",
+    "floodwatch.cli.backup",
 )
 
 

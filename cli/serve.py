@@ -70,7 +70,7 @@ def check_sites(sites: list[Settings]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.system import System
+    from floodwatch.cli.system import System
 
     try:
         if args.sites:

@@ -4,7 +4,7 @@ The same tool drives the demo's nodes, the end-to-end tests and the load
 benchmarks: the registry's stations (each on its own connection, with its
 last will) plus any number of synthetic ``SIM-00001``... nodes for load,
 publishing a scenario in accelerated time, with progress lines and a final
-summary of what was sent. Runnable as ``python -m cli.simulate``.
+summary of what was sent. Runnable as ``python -m floodwatch.cli.simulate``.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def acceleration_for_rate(rate_per_s: float, publish_intervals_s: list[float]) -
 
 
 def run(args: argparse.Namespace) -> int:
-    import firmware_sim
+    from floodwatch import firmware_sim
 
     if args.list:
         for name in firmware_sim.list_scenarios():
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     clock = AcceleratedClock(sim_start_s=start_s, factor=factor)
     credentials = None
     if args.credentials is not None:
-        from cli.mqtt_config import read_credentials
+        from floodwatch.cli.mqtt_config import read_credentials
 
         if not args.credentials.is_file():
             print(f"error: credentials file {args.credentials} does not exist; "
@@ -226,7 +226,7 @@ def _summary_text(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cli.simulate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.simulate", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")

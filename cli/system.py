@@ -15,14 +15,14 @@ from typing import Any
 
 import uvicorn
 
-import alerts
-import gauge_page
-import ingest
-import store as store_module
+from floodwatch import alerts
+from floodwatch import gauge_page
+from floodwatch import ingest
+from floodwatch import store as store_module
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import Reading, StationId
-from scheduler import ForecastJob, IssuedForecast, OfflineCheck, PeriodicWork
+from floodwatch.scheduler import ForecastJob, IssuedForecast, OfflineCheck, PeriodicWork
 
 log = logging.getLogger(__name__)
 

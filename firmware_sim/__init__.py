@@ -8,11 +8,11 @@ store-and-forward, faults) and publish the MQTT contract in
 of MQTT connections, following a ``floodwatch.clock`` clock.
 """
 
-from firmware_sim._fleet import Fleet, Node, synthetic_stations, with_synthetic_stations
-from firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome
-from firmware_sim._history import history
-from firmware_sim._link import MqttLink, parse_broker_url
-from firmware_sim._scenario import (
+from floodwatch.firmware_sim._fleet import Fleet, Node, synthetic_stations, with_synthetic_stations
+from floodwatch.firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome
+from floodwatch.firmware_sim._history import history
+from floodwatch.firmware_sim._link import MqttLink, parse_broker_url
+from floodwatch.firmware_sim._scenario import (
     Crossing,
     Fault,
     Hydrograph,

@@ -15,8 +15,8 @@ from datetime import datetime
 
 import numpy as np
 
-from firmware_sim._scenario import Fault
-from firmware_sim._sensors import (
+from floodwatch.firmware_sim._scenario import Fault
+from floodwatch.firmware_sim._sensors import (
     Battery,
     RangeSensorModel,
     measure_distance_m,

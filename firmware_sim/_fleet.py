@@ -21,9 +21,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome, contract_topic
-from firmware_sim._link import MqttLink
-from firmware_sim._scenario import Scenario
+from floodwatch.firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome, contract_topic
+from floodwatch.firmware_sim._link import MqttLink
+from floodwatch.firmware_sim._scenario import Scenario
 
 log = logging.getLogger("firmware_sim")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_sim._scenario import Scenario
+from floodwatch.firmware_sim._scenario import Scenario
 from floodwatch.vocabulary import Reading, StationId
 
 

@@ -11,9 +11,9 @@ hashes from :func:`hash_password`). See docs/page.md.
 
 from __future__ import annotations
 
-from gauge_page._app import create_app
-from gauge_page._hub import EventHub, to_jsonable
-from gauge_page._state import PageState, hash_password, sqlite_path
+from floodwatch.gauge_page._app import create_app
+from floodwatch.gauge_page._hub import EventHub, to_jsonable
+from floodwatch.gauge_page._state import PageState, hash_password, sqlite_path
 
 __all__ = ["EventHub", "PageState", "create_app", "create_officer", "hash_password", "to_jsonable"]
 

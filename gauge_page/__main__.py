@@ -1,7 +1,7 @@
 """Officer accounts for the gauge page, until ``floodwatch`` has its own subcommand.
 
-    python -m gauge_page create-officer somchai --display-name "สมชาย ใจดี"
-    python -m gauge_page hash-password          # for [page.officers] in the TOML
+    python -m floodwatch.gauge_page create-officer somchai --display-name "สมชาย ใจดี"
+    python -m floodwatch.gauge_page hash-password          # for [page.officers] in the TOML
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from floodwatch.errors import ConfigError
 from floodwatch.settings import load_settings
-from gauge_page import create_officer, hash_password
+from floodwatch.gauge_page import create_officer, hash_password
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -25,7 +25,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gauge_page", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.gauge_page", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="examples:\n" + "\n".join(__doc__.splitlines()[2:4]))
     sub = parser.add_subparsers(dest="command", required=True)

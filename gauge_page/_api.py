@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 
 from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import AlertLevel, StationId
-from gauge_page._context import MAX_HISTORY_H, PageContext
-from gauge_page._hub import to_jsonable
-from gauge_page._schemas import (
+from floodwatch.gauge_page._context import MAX_HISTORY_H, PageContext
+from floodwatch.gauge_page._hub import to_jsonable
+from floodwatch.gauge_page._schemas import (
     AlertsOut,
     ForecastsOut,
     HealthOut,

@@ -16,12 +16,12 @@ from floodwatch import metrics
 from floodwatch.clock import Clock
 from floodwatch.errors import StoreError
 from floodwatch.settings import Settings
-from gauge_page import _actions
-from gauge_page._api import api_router
-from gauge_page._context import PageContext
-from gauge_page._hub import EventHub
-from gauge_page._officer import officer_router
-from gauge_page._state import PageState, sqlite_path
+from floodwatch.gauge_page import _actions
+from floodwatch.gauge_page._api import api_router
+from floodwatch.gauge_page._context import PageContext
+from floodwatch.gauge_page._hub import EventHub
+from floodwatch.gauge_page._officer import officer_router
+from floodwatch.gauge_page._state import PageState, sqlite_path
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"

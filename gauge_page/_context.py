@@ -18,9 +18,9 @@ import numpy as np
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import QcFlag, StationId
-from gauge_page import _overview
-from gauge_page._hub import EventHub, to_jsonable
-from gauge_page._state import PageState
+from floodwatch.gauge_page import _overview
+from floodwatch.gauge_page._hub import EventHub, to_jsonable
+from floodwatch.gauge_page._state import PageState
 
 log = logging.getLogger(__name__)
 

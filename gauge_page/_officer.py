@@ -23,11 +23,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from floodwatch.errors import ConfigError
-from gauge_page import _actions
-from gauge_page._context import PageContext
-from gauge_page._hub import to_jsonable
-from gauge_page._schemas import ActionOut, AuditOut, PreviewOut, SessionOut
-from gauge_page._state import Session
+from floodwatch.gauge_page import _actions
+from floodwatch.gauge_page._context import PageContext
+from floodwatch.gauge_page._hub import to_jsonable
+from floodwatch.gauge_page._schemas import ActionOut, AuditOut, PreviewOut, SessionOut
+from floodwatch.gauge_page._state import Session
 
 log = logging.getLogger(__name__)
 

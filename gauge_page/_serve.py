@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from gauge_page._hub import EventHub
+from floodwatch.gauge_page._hub import EventHub
 
 
 def free_port() -> int:

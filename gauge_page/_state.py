@@ -127,7 +127,7 @@ class PageState:
             if not stored.startswith("scrypt$"):
                 raise ConfigError(
                     f"page.officers[{username!r}] is not a password hash; make one with "
-                    "python -c 'import gauge_page; print(gauge_page.hash_password(\"...\"))'"
+                    "python -c 'from floodwatch import gauge_page; print(gauge_page.hash_password(\"...\"))'"
                 )
         self._extra_officers = dict(officers)
 

@@ -1,7 +1,7 @@
 """Figures for the gauge page, printed as JSON.
 
-    python -m gauge_page.bench              # all three
-    python -m gauge_page.bench --skip-browser
+    python -m floodwatch.gauge_page.bench              # all three
+    python -m floodwatch.gauge_page.bench --skip-browser
 
 - ``api``: response times of /api/stations and a station series over a store
   holding 30 days of every station (real SQLite, in-process client);
@@ -28,7 +28,7 @@ from floodwatch.vocabulary import QcFlag, Reading, StationId
 
 
 def _open(tmp: str) -> tuple[Any, Any]:
-    import store as store_pkg
+    from floodwatch import store as store_pkg
 
     settings = load_settings()
     settings.store.url = f"sqlite:///{tmp}/floodwatch.db"
@@ -43,8 +43,8 @@ def _ms(samples: list[float]) -> dict[str, float]:
 def bench_api(days: float = 30.0, repeats: int = 20) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from gauge_page import EventHub, create_app
-    from gauge_page.screenshots import simulated_flood
+    from floodwatch.gauge_page import EventHub, create_app
+    from floodwatch.gauge_page.screenshots import simulated_flood
 
     with tempfile.TemporaryDirectory() as tmp:
         settings, db = _open(tmp)
@@ -71,8 +71,8 @@ def bench_api(days: float = 30.0, repeats: int = 20) -> dict[str, Any]:
 def bench_fanout(clients: int = 100, events: int = 200) -> dict[str, Any]:
     import httpx
 
-    from gauge_page import EventHub, create_app
-    from gauge_page._serve import BackgroundServer
+    from floodwatch.gauge_page import EventHub, create_app
+    from floodwatch.gauge_page._serve import BackgroundServer
 
     with tempfile.TemporaryDirectory() as tmp:
         settings, db = _open(tmp)
@@ -124,9 +124,9 @@ def bench_fanout(clients: int = 100, events: int = 200) -> dict[str, Any]:
 def bench_browser(readings: int = 20) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    from gauge_page import EventHub, create_app
-    from gauge_page._serve import BackgroundServer
-    from gauge_page.screenshots import CHROMIUM, CHROMIUM_ARGS
+    from floodwatch.gauge_page import EventHub, create_app
+    from floodwatch.gauge_page._serve import BackgroundServer
+    from floodwatch.gauge_page.screenshots import CHROMIUM, CHROMIUM_ARGS
 
     with tempfile.TemporaryDirectory() as tmp:
         settings, db = _open(tmp)
@@ -158,7 +158,7 @@ def bench_browser(readings: int = 20) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Gauge page figures as JSON.",
-                                     epilog="example: python -m gauge_page.bench --skip-browser")
+                                     epilog="example: python -m floodwatch.gauge_page.bench --skip-browser")
     parser.add_argument("--skip-browser", action="store_true", help="leave out the Chromium measurement")
     args = parser.parse_args(argv)
     figures = {"api": bench_api(), "fanout": bench_fanout()}

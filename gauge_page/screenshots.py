@@ -1,6 +1,6 @@
 """Screenshots of the live page during a simulated flood, for the README and docs.
 
-    python -m gauge_page.screenshots            # writes docs/screenshots/overview.png, station.png
+    python -m floodwatch.gauge_page.screenshots            # writes docs/screenshots/overview.png, station.png
 
 Everything is real and local: a SQLite store in a temporary folder filled
 with a simulated 48-hour flood, the real forecaster (``scheduler.ForecastJob``),
@@ -97,13 +97,13 @@ def take_screenshots(out_dir: Path, *, lang: str = "th") -> tuple[Path, Path]:
     from playwright.sync_api import sync_playwright
     from pydantic import SecretStr
 
-    import alerts
-    import scheduler
-    import store as store_pkg
+    from floodwatch import alerts
+    from floodwatch import scheduler
+    from floodwatch import store as store_pkg
     from floodwatch.clock import AcceleratedClock
-    from gauge_page import EventHub, create_app
-    from gauge_page._serve import BackgroundServer
-    from line_standin import LineStandIn
+    from floodwatch.gauge_page import EventHub, create_app
+    from floodwatch.gauge_page._serve import BackgroundServer
+    from floodwatch.line_standin import LineStandIn
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, LineStandIn(tokens={"screenshot-token"}) as line:
@@ -163,7 +163,7 @@ def take_screenshots(out_dir: Path, *, lang: str = "th") -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="example: python -m gauge_page.screenshots --out docs/screenshots")
+                                     epilog="example: python -m floodwatch.gauge_page.screenshots --out docs/screenshots")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "screenshots",
                         help="folder for overview.png and station.png (default: docs/screenshots)")
     parser.add_argument("--lang", choices=("th", "en"), default="th", help="page language (default: th)")

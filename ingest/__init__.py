@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from ingest.checker import QcChecker
-from ingest.payload import ParsedMessage, TipCounters, parse_message, parse_payload
-from ingest.service import IngestService
+from floodwatch.ingest.checker import QcChecker
+from floodwatch.ingest.payload import ParsedMessage, TipCounters, parse_message, parse_payload
+from floodwatch.ingest.service import IngestService
 
 __all__ = ["IngestService", "ParsedMessage", "QcChecker", "TipCounters", "parse_message", "parse_payload"]

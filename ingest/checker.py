@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from floodwatch.vocabulary import QcFlag, Reading
-from ingest import qc
+from floodwatch.ingest import qc
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings

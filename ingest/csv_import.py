@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from floodwatch.vocabulary import Reading, StationId
-from ingest.checker import QcChecker
-from ingest.payload import PHYSICS_LIMITS
+from floodwatch.ingest.checker import QcChecker
+from floodwatch.ingest.payload import PHYSICS_LIMITS
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings

@@ -41,15 +41,15 @@ from paho.mqtt.properties import Properties
 from floodwatch import metrics
 from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
-from ingest.checker import QcChecker
-from ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message, station_from_topic
-from ingest.spool import Spool
-from store.base import Rejection
+from floodwatch.ingest.checker import QcChecker
+from floodwatch.ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message, station_from_topic
+from floodwatch.ingest.spool import Spool
+from floodwatch.store.base import Rejection
 
 if TYPE_CHECKING:
     from floodwatch.clock import Clock
     from floodwatch.settings import Settings
-    from store.base import Store
+    from floodwatch.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Rejection
+from floodwatch.store.base import Rejection
 
 
 class Spool:

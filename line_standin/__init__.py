@@ -8,10 +8,10 @@ to fail, records what it received, and sends signed webhook events.
 See docs/line-standin.md.
 """
 
-from line_standin._limits import utf16_length
-from line_standin._server import DeliveredMessage, LineStandIn, RecordedRequest
-from line_standin._spec import ErrorDetail, messaging_spec, webhook_spec
-from line_standin._webhook import (
+from floodwatch.line_standin._limits import utf16_length
+from floodwatch.line_standin._server import DeliveredMessage, LineStandIn, RecordedRequest
+from floodwatch.line_standin._spec import ErrorDetail, messaging_spec, webhook_spec
+from floodwatch.line_standin._webhook import (
     DEFAULT_BOT_USER_ID,
     WebhookResult,
     follow_event,

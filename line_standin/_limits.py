@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from line_standin._spec import ErrorDetail
+from floodwatch.line_standin._spec import ErrorDetail
 
 MAX_TEXT_UTF16 = 5000
 MAX_FLEX_ALT_TEXT = 1500

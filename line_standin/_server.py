@@ -28,10 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from line_standin._limits import message_limit_errors
-from line_standin._policy import MonthlyQuota, RetryKeyLedger, TokenBucket
-from line_standin._spec import ErrorDetail, messaging_spec
-from line_standin._webhook import DEFAULT_BOT_USER_ID, WebhookResult, send_webhook
+from floodwatch.line_standin._limits import message_limit_errors
+from floodwatch.line_standin._policy import MonthlyQuota, RetryKeyLedger, TokenBucket
+from floodwatch.line_standin._spec import ErrorDetail, messaging_spec
+from floodwatch.line_standin._webhook import DEFAULT_BOT_USER_ID, WebhookResult, send_webhook
 
 log = logging.getLogger("line_standin")
 

@@ -6,12 +6,12 @@ faster than that. This sends real multicasts with line-bot-sdk (one Thai text
 message, 500 user ids, a fresh retry key each) from ``--clients`` threads and
 prints what it measured as JSON::
 
-    python -m line_standin.bench --json
-    python -m line_standin.bench --server subprocess --requests 1000 --json
-    python -m line_standin.bench --rate 200 --pace 200 --requests 200 --json
+    python -m floodwatch.line_standin.bench --json
+    python -m floodwatch.line_standin.bench --server subprocess --requests 1000 --json
+    python -m floodwatch.line_standin.bench --rate 200 --pace 200 --requests 200 --json
 
 ``--server subprocess`` runs the stand-in in its own process (``python -m
-cli.line_standin``), so the client's work does not share its interpreter
+floodwatch.cli.line_standin``), so the client's work does not share its interpreter
 lock; ``inprocess`` (default) is the tests' set-up. The stand-in's rate limit
 is raised out of the way (``--rate``) to measure capacity, or set to 200 to
 see the limit at work.
@@ -33,7 +33,7 @@ from typing import Iterator
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi, MulticastRequest, TextMessage
 from linebot.v3.messaging.exceptions import ApiException
 
-from line_standin._webhook import new_user_id
+from floodwatch.line_standin._webhook import new_user_id
 
 TOKEN = "bench-token"
 MESSAGE_TH = "⚠️ เตือนภัยน้ำท่วม หมู่ 3 ลำพญา: ระดับน้ำ 1.42 ม.รทก. สูงกว่าระดับเตือนภัย 0.12 ม."
@@ -42,13 +42,13 @@ MESSAGE_TH = "⚠️ เตือนภัยน้ำท่วม หมู่ 
 @contextmanager
 def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
     if mode == "inprocess":
-        from line_standin import LineStandIn
+        from floodwatch.line_standin import LineStandIn
 
         with LineStandIn(tokens={TOKEN}, multicast_rate_per_s=rate_per_s) as standin:
             yield standin.base_url
         return
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.line_standin", "--port", "0", "--token", TOKEN, "--multicast-rate", str(rate_per_s)],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN, "--multicast-rate", str(rate_per_s)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -117,7 +117,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m line_standin.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.line_standin.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=600, help="multicasts to send (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="client threads (default: %(default)s)")
     parser.add_argument("--recipients", type=int, default=500, help="user ids per multicast (default: %(default)s)")

@@ -11,7 +11,7 @@ NaN marking missing or QC-failed samples. No I/O, no clocks, no globals.
 See docs/forecasting.md for the method.
 """
 
-from models._forecast import (
+from floodwatch.models._forecast import (
     Forecast,
     ForecastModel,
     exceedance_probability,
@@ -22,8 +22,8 @@ from models._forecast import (
     rise_rate_cm_per_h,
     unseen_trend_m_per_h,
 )
-from models._tide import TideFit, fit_tide, predict_tide
-from models.backtest import rolling_origin_backtest
+from floodwatch.models._tide import TideFit, fit_tide, predict_tide
+from floodwatch.models.backtest import rolling_origin_backtest
 
 __all__ = [
     "Forecast",

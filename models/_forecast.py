@@ -33,9 +33,9 @@ from scipy.special import erfc
 from threadpoolctl import threadpool_limits
 
 from floodwatch.errors import ForecastError
-from models._arrays import last_valid_index, nan_quantiles
-from models._residual import MAX_ROWS, ResidualFit, fit_residual
-from models._tide import TideFit, fit_tide, leave_block_out_residual, predict_tide
+from floodwatch.models._arrays import last_valid_index, nan_quantiles
+from floodwatch.models._residual import MAX_ROWS, ResidualFit, fit_residual
+from floodwatch.models._tide import TideFit, fit_tide, leave_block_out_residual, predict_tide
 
 DEFAULT_WINDOW_S = 30 * 86_400.0
 """Fit window: the last 30 days before the origin."""

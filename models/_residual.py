@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models._arrays import nan_quantiles
+from floodwatch.models._arrays import nan_quantiles
 
 ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 """Leads the direct models are fitted at; others are interpolated."""

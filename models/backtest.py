@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from floodwatch.errors import ForecastError
-from models._forecast import DEFAULT_WINDOW_S, fit, predict
-from models._tide import predict_tide
+from floodwatch.models._forecast import DEFAULT_WINDOW_S, fit, predict
+from floodwatch.models._tide import predict_tide
 
 MODELS = ("floodwatch", "persistence", "tide_only", "tide_plus_residual")
 _CELLS_PER_BATCH = 1_500_000  # origins x window samples per fit call: bounds memory

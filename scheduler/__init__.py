@@ -4,8 +4,8 @@ The shell around :mod:`models`: it reads windows from the store, calls the
 pure forecaster once for all stations, and hands the result on.
 """
 
-from scheduler.forecast_job import ForecastJob, IssuedForecast, departs_from_forecast
-from scheduler.offline_job import OfflineCheck, silent_stations
-from scheduler.runner import PeriodicWork
+from floodwatch.scheduler.forecast_job import ForecastJob, IssuedForecast, departs_from_forecast
+from floodwatch.scheduler.offline_job import OfflineCheck, silent_stations
+from floodwatch.scheduler.runner import PeriodicWork
 
 __all__ = ["departs_from_forecast", "ForecastJob", "IssuedForecast", "OfflineCheck", "PeriodicWork", "silent_stations"]

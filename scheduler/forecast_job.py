@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-import models
+from floodwatch import models
 from floodwatch import metrics
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Store
+from floodwatch.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _forecast_in_process(settings: Settings, *args: Any) -> tuple[float, models.
     """:func:`forecast_from_store` in the forecast process, on that process's own store connection."""
     global _process_store
     if _process_store is None:
-        from store import open_store
+        from floodwatch.store import open_store
 
         _process_store = open_store(settings)
     return forecast_from_store(_process_store, settings, *args)

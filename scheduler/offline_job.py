@@ -15,7 +15,7 @@ from floodwatch import metrics
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import StationId
-from store.base import Store
+from floodwatch.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from floodwatch.errors import ConfigError
-from store.base import Field, Rejection, Store, StoreStats, Window, WriteResult
+from floodwatch.store.base import Field, Rejection, Store, StoreStats, Window, WriteResult
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -27,13 +27,13 @@ def open_store(settings: "Settings") -> Store:
     cfg = settings.store
     url = cfg.url
     if url.startswith("sqlite:"):
-        from store.sqlite import SqliteStore, path_from_url
+        from floodwatch.store.sqlite import SqliteStore, path_from_url
 
         return SqliteStore(
             path_from_url(url), retention_days=cfg.retention_days, busy_timeout_s=cfg.busy_timeout_s
         )
     if url.startswith(("influxdb+http://", "influxdb+https://", "http://", "https://")):
-        from store.influx import InfluxStore
+        from floodwatch.store.influx import InfluxStore
 
         return InfluxStore.from_settings(settings)
     raise ConfigError(

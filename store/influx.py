@@ -43,7 +43,7 @@ from influxdb_client.rest import ApiException
 
 from floodwatch.errors import ConfigError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
+from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings

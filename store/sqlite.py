@@ -28,7 +28,7 @@ import numpy as np
 
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
+from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.broker import LocalBroker, find_mosquitto
+from floodwatch.cli.broker import LocalBroker, find_mosquitto
 from floodwatch.settings import Settings, load_settings
 
 

@@ -1,4 +1,4 @@
-"""`floodwatch backtest` as a user runs it: CSV in, JSON and a table out (via python -m cli.backtest)."""
+"""`floodwatch backtest` as a user runs it: CSV in, JSON and a table out (via python -m floodwatch.cli.backtest)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ MODELS = {"floodwatch", "persistence", "tide_only", "tide_plus_residual"}
 
 def _backtest(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli.backtest", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "floodwatch.cli.backtest", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
 
 
@@ -121,7 +121,7 @@ def test_help_shows_an_example():
 def test_add_parser_registers_the_subcommand():
     import argparse
 
-    from cli import backtest
+    from floodwatch.cli import backtest
 
     parser = argparse.ArgumentParser(prog="floodwatch")
     backtest.add_parser(parser.add_subparsers(dest="command"))
@@ -131,7 +131,7 @@ def test_add_parser_registers_the_subcommand():
 
 
 def test_rain_is_credited_when_it_is_reported():
-    from cli.backtest import rain_on_grid
+    from floodwatch.cli.backtest import rain_on_grid
 
     grid_s = 36_000.0 + 900.0 * np.arange(12)  # 10:00 .. 12:45 in 15-min steps
     rain_time_s = np.array([39_600.0, 43_200.0])  # hourly totals stamped 11:00 and 12:00

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pytest
 from pydantic import SecretStr
 
-from alerts import AlertService
+from floodwatch.alerts import AlertService
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 TOKEN = "alerts-test-token"
 SECRET = "alerts-test-secret"

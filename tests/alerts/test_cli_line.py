@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from floodwatch.settings import PROJECT_ROOT
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 TOKEN = "cli-check-token"
 OFFICER = "U" + "0f" * 16
@@ -18,7 +18,7 @@ def _run(standin: LineStandIn, *args: str, token: str = TOKEN, officers: str | N
            "FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN": token}
     if officers is not None:
         env["FLOODWATCH_ALERTS__OFFICERS"] = officers
-    return subprocess.run([sys.executable, "-m", "cli.line", "check", *args], cwd=PROJECT_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "floodwatch.cli.line", "check", *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -35,7 +35,7 @@ def test_check_verifies_token_shows_quota_and_messages_an_officer():
 
 
 def test_check_fails_with_the_fix_on_a_wrong_token_or_no_recipient(monkeypatch, capsys):
-    from cli.line import main
+    from floodwatch.cli.line import main
 
     def run(*args: str, token: str = TOKEN, officers: str = "[]") -> tuple[int, str]:
         monkeypatch.setenv("FLOODWATCH_LINE__API_BASE_URL", standin.base_url)

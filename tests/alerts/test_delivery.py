@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from alerts import AlertService
+from floodwatch.alerts import AlertService
 from floodwatch import metrics
 from floodwatch.settings import PROJECT_ROOT
 
@@ -78,7 +78,7 @@ def test_other_4xx_is_never_retried(make_settings, standin, clock):
 
 _CHILD = textwrap.dedent("""
     import sys, time
-    from alerts import AlertService
+    from floodwatch.alerts import AlertService
     from floodwatch.settings import load_settings
     from floodwatch.vocabulary import QcFlag, Reading
 

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from alerts.line_client import LineClient, classify
-from alerts.messages import flex_gauge, low_water_text, officer_text, resident_alert_text, text_message
-from alerts.rules import Action, RuleConfig, StationForecast
+from floodwatch.alerts.line_client import LineClient, classify
+from floodwatch.alerts.messages import flex_gauge, low_water_text, officer_text, resident_alert_text, text_message
+from floodwatch.alerts.rules import Action, RuleConfig, StationForecast
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import AlertLevel
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from alerts import AlertService
-from alerts._db import AlertDb
+from floodwatch.alerts import AlertService
+from floodwatch.alerts._db import AlertDb
 
 from tests.alerts.conftest import feed
 

@@ -1,13 +1,13 @@
 """The alerts package's public surface is small and pinned."""
 
-import alerts
+from floodwatch import alerts
 
 
 def test_exported_members():
     assert sorted(alerts.__all__) == ["Action", "AlertService", "LineClient", "RuleConfig", "SendOutcome",
                                       "StationState", "Thresholds", "ZoneState"]
     for name in alerts.__all__:
-        assert getattr(alerts, name).__module__.startswith("alerts.")
+        assert getattr(alerts, name).__module__.startswith("floodwatch.alerts.")
 
 
 def test_a_closed_service_ignores_late_input(alert_settings, clock):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import SecretStr
 
-from alerts import AlertService
-from alerts.messages import TEXT_MAX_UTF16, fit_text, resident_alert_text, utf16_len
-from alerts.rules import Action, RuleConfig
+from floodwatch.alerts import AlertService
+from floodwatch.alerts.messages import TEXT_MAX_UTF16, fit_text, resident_alert_text, utf16_len
+from floodwatch.alerts.rules import Action, RuleConfig
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import AlertLevel
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 from tests.alerts.conftest import TOKEN, feed
 from tests.alerts.test_service import _issued

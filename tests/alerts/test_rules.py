@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 from hypothesis import given, settings as hsettings, strategies as st
 
-from alerts.rules import (
+from floodwatch.alerts.rules import (
     HealthState,
     RuleConfig,
     StationState,

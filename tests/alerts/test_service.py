@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from alerts import AlertService
+from floodwatch.alerts import AlertService
 from floodwatch.vocabulary import AlertLevel, QcFlag
 
 from floodwatch.timefmt import thai_time
@@ -109,8 +109,8 @@ def test_forecast_raises_an_alert_with_its_probability_and_lead_time(service, st
 
 def _issued(service, clock, station, level_index, prob, at_h, h=37):
     """A real scheduler.IssuedForecast of a models.Forecast with the chances and levels a test needs."""
-    from models import Forecast
-    from scheduler import IssuedForecast
+    from floodwatch.models import Forecast
+    from floodwatch.scheduler import IssuedForecast
 
     ids = tuple(service.thresholds)
     s = len(ids)

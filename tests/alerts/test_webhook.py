@@ -11,9 +11,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from alerts import AlertService
+from floodwatch.alerts import AlertService
 from floodwatch.vocabulary import AlertLevel
-from line_standin import follow_event, new_user_id, postback_event, text_message_event, unfollow_event
+from floodwatch.line_standin import follow_event, new_user_id, postback_event, text_message_event, unfollow_event
 
 from tests.alerts.conftest import SECRET, feed
 

@@ -6,7 +6,7 @@ import socket
 import time
 import urllib.parse
 
-from line_standin import postback_event, new_user_id, sign
+from floodwatch.line_standin import postback_event, new_user_id, sign
 
 from tests.alerts.conftest import SECRET
 from tests.alerts.test_webhook import webhook_url  # noqa: F401 - the fixture

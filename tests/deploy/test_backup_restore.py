@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-import store
-from cli.backup import backup, databases, restore
+from floodwatch import store
+from floodwatch.cli.backup import backup, databases, restore
 from floodwatch.vocabulary import Reading, StationId
 
 

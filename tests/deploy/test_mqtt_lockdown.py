@@ -15,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cli.broker import find_mosquitto, free_port, wait_for_port
-from cli.mqtt_config import INGEST_USER, hash_password, read_credentials, write_config
+from floodwatch.cli.broker import find_mosquitto, free_port, wait_for_port
+from floodwatch.cli.mqtt_config import INGEST_USER, hash_password, read_credentials, write_config
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:

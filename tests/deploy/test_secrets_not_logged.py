@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.broker import free_port
-from line_standin import LineStandIn
+from floodwatch.cli.broker import free_port
+from floodwatch.line_standin import LineStandIn
 
 TOKEN = "tok-" + "9f3c1a7e5b2d4c6a8e0f1b3d5a7c9e2f"
 SECRET = "sec-" + "c0ffee5eed1dea5b0a7f00d5ca1ab1e5"
@@ -29,7 +29,7 @@ def test_full_run_logs_neither_token_nor_secret(tmp_path: Path):
         summary_path = tmp_path / "summary.json"
         # --verbose: debug logs of every library too (urllib3, line-bot-sdk, paho) are the riskiest.
         run = subprocess.run(
-            [sys.executable, "-m", "cli.main", "--verbose", "demo", "--duration", "25", "--no-browser",
+            [sys.executable, "-m", "floodwatch.cli.main", "--verbose", "demo", "--duration", "25", "--no-browser",
              "--port", str(free_port()), "--summary-json", str(summary_path)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
         )

@@ -16,11 +16,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import SecretStr
 
-from cli.broker import free_port
-from cli.demo import demo_resident_ids
-from cli.system import System
+from floodwatch.cli.broker import free_port
+from floodwatch.cli.demo import demo_resident_ids
+from floodwatch.cli.system import System
 from floodwatch.clock import AcceleratedClock
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 FLOODED_ZONE = "moo-4"
 FLOODED_STATION = "LP-W03"  # watch 1.40, warning 1.65, evacuate 1.90 m MSL

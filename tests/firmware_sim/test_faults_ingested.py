@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from firmware_sim import Fleet, load_scenario
+from floodwatch.firmware_sim import Fleet, load_scenario
 from floodwatch.clock import AcceleratedClock
 from floodwatch.vocabulary import QcFlag
 
@@ -22,8 +22,8 @@ HOUR_S = 3600.0
 
 @pytest.fixture
 def ingested(broker, settings, tmp_path):
-    from ingest import IngestService
-    from store import open_store
+    from floodwatch.ingest import IngestService
+    from floodwatch.store import open_store
 
     settings.mqtt.url = broker.url
     settings.mqtt.client_id = "fw-test-ingest"

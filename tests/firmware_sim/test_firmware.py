@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from firmware_sim import FirmwareConfig, NodeCore, load_scenario
+from floodwatch.firmware_sim import FirmwareConfig, NodeCore, load_scenario
 
 HOUR_S = 3600.0
 ORIGIN_S = 1_795_000_000.0
@@ -207,7 +207,7 @@ def test_battery_and_rssi_are_plausible(settings):
 
 
 def test_ultrasonic_blind_zone_echoes_and_temperature_error():
-    from firmware_sim._sensors import RangeSensorModel, measure_distance_m, solar_fraction
+    from floodwatch.firmware_sim._sensors import RangeSensorModel, measure_distance_m, solar_fraction
 
     sonic = RangeSensorModel.for_sensor("ultrasonic")
     rng = np.random.default_rng(0)
@@ -240,7 +240,7 @@ def test_any_storm_and_any_reboots_convert_to_the_true_rain(total_mm, duration_h
     """Property: tips converted like ingestion equal the true rain to within one tip."""
     import dataclasses
 
-    from firmware_sim import Fault, RainEvent
+    from floodwatch.firmware_sim import Fault, RainEvent
     from floodwatch.settings import load_settings
 
     station = load_settings().station("LP-R03")

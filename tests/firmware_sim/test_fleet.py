@@ -9,9 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import firmware_sim
-from cli import simulate
-from firmware_sim import Fleet, load_scenario
+from floodwatch import firmware_sim
+from floodwatch.cli import simulate
+from floodwatch.firmware_sim import Fleet, load_scenario
 from floodwatch.clock import AcceleratedClock
 
 from .conftest import Recorder
@@ -126,8 +126,8 @@ def test_synthetic_stations_copy_the_registry_calibration(settings):
 
 def test_ingestion_stores_synthetic_nodes_once_told_about_them(broker, settings, tmp_path):
     """The load-test path: SIM-* stations added to ingestion's registry are converted and stored."""
-    from ingest import IngestService
-    from store import open_store
+    from floodwatch.ingest import IngestService
+    from floodwatch.store import open_store
 
     settings.mqtt.url = broker.url
     settings.mqtt.client_id = "fw-test-ingest-load"

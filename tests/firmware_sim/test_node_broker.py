@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from firmware_sim import Node, load_scenario
+from floodwatch.firmware_sim import Node, load_scenario
 from floodwatch.clock import AcceleratedClock
 
 from .conftest import Recorder
@@ -155,7 +155,7 @@ def test_a_stalled_broker_fills_the_window_and_the_node_buffers_instead_of_queue
 
 def test_nodes_log_in_to_a_locked_down_broker_with_their_station_credentials(tmp_path, settings):
     """Against the configuration `floodwatch mqtt-config` writes: own account, own topics only."""
-    from cli.mqtt_config import INGEST_USER, write_config
+    from floodwatch.cli.mqtt_config import INGEST_USER, write_config
 
     from .conftest import MosquittoProcess
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-import firmware_sim
+from floodwatch import firmware_sim
 
 
 def test_exported_names_are_exactly_the_documented_ones():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import firmware_sim
-from firmware_sim import load_scenario
-from firmware_sim._scenario import CONSTITUENT_SPEED_DEG_PER_H, LEVEL_NAMES
+from floodwatch import firmware_sim
+from floodwatch.firmware_sim import load_scenario
+from floodwatch.firmware_sim._scenario import CONSTITUENT_SPEED_DEG_PER_H, LEVEL_NAMES
 from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import Reading
 

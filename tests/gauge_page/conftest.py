@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-import store as store_pkg
+from floodwatch import store as store_pkg
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from gauge_page import EventHub, create_app
-from gauge_page._serve import BackgroundServer
-from gauge_page.screenshots import CHROMIUM, CHROMIUM_ARGS
+from floodwatch.gauge_page import EventHub, create_app
+from floodwatch.gauge_page._serve import BackgroundServer
+from floodwatch.gauge_page.screenshots import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-import alerts
-import gauge_page
-import scheduler
+from floodwatch import alerts
+from floodwatch import gauge_page
+from floodwatch import scheduler
 from floodwatch import metrics
 from floodwatch.clock import SystemClock
-from gauge_page import EventHub, create_app
-from line_standin import LineStandIn
+from floodwatch.gauge_page import EventHub, create_app
+from floodwatch.line_standin import LineStandIn
 from tests.gauge_page.conftest import seed_history, write_levels
 
 TOKEN = "api-test-token"
@@ -224,7 +224,7 @@ def test_officers_from_settings_log_in_with_their_hash(page_settings, page_store
 def test_passwords_are_salted_scrypt_and_short_ones_refused():
     a, b = gauge_page.hash_password(PASSWORD), gauge_page.hash_password(PASSWORD)
     assert a != b and a.startswith("scrypt$16384$8$1$") and PASSWORD not in a
-    from gauge_page._state import verify_password
+    from floodwatch.gauge_page._state import verify_password
 
     assert verify_password(PASSWORD, a) and not verify_password(PASSWORD + "x", a)
     assert not verify_password(PASSWORD, "md5$abc")
@@ -281,7 +281,7 @@ def test_a_station_in_maintenance_alerts_nobody_until_it_is_back(service_client)
 def test_create_officer_command_then_log_in(page_settings, page_store, monkeypatch, capsys):
     import io
 
-    from gauge_page.__main__ import main
+    from floodwatch.gauge_page.__main__ import main
 
     monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", page_settings.page.state_url)
     monkeypatch.setattr("sys.stdin", io.StringIO("river rising 2569\n"))

@@ -89,8 +89,8 @@ def colour_hex(rgb: str) -> str:
 
 def test_page_reconnects_by_itself_after_the_server_drops(page_settings, page_store, watched_page):
     from floodwatch.clock import SystemClock
-    from gauge_page import EventHub, create_app
-    from gauge_page._serve import BackgroundServer
+    from floodwatch.gauge_page import EventHub, create_app
+    from floodwatch.gauge_page._serve import BackgroundServer
 
     seed_history(page_settings, page_store)
     first_hub = EventHub()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from gauge_page import EventHub, to_jsonable
+from floodwatch.gauge_page import EventHub, to_jsonable
 
 
 def run_async(coro_fn):

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import expect
 
-import ingest
+from floodwatch import ingest
 from floodwatch.clock import SystemClock
 from tests.gauge_page.conftest import seed_history
 

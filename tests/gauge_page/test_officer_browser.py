@@ -10,10 +10,10 @@ import pytest
 from playwright.sync_api import expect
 from pydantic import SecretStr
 
-import alerts
-import gauge_page
+from floodwatch import alerts
+from floodwatch import gauge_page
 from floodwatch.clock import SystemClock
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 from tests.gauge_page.conftest import seed_history
 
 pytestmark = pytest.mark.browser

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-import gauge_page
-import scheduler
+from floodwatch import gauge_page
+from floodwatch import scheduler
 from floodwatch.clock import SystemClock
-from gauge_page import EventHub, create_app
+from floodwatch.gauge_page import EventHub, create_app
 from tests.gauge_page.conftest import seed_history, write_levels
 
 PASSWORD = "correct horse battery"

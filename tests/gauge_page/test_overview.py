@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-import models
+from floodwatch import models
 from floodwatch.settings import WarningLevels, load_settings
 from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId
-from gauge_page import _overview
-from scheduler.forecast_job import IssuedForecast
+from floodwatch.gauge_page import _overview
+from floodwatch.scheduler.forecast_job import IssuedForecast
 
 LEVELS = WarningLevels(watch_m=1.20, warning_m=1.45, evacuate_m=1.70)
 

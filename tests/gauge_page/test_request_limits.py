@@ -3,7 +3,7 @@
 from fastapi.testclient import TestClient
 
 from floodwatch.clock import SystemClock
-from gauge_page import EventHub, create_app
+from floodwatch.gauge_page import EventHub, create_app
 
 
 def _client(page_settings, page_store) -> TestClient:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from floodwatch.vocabulary import QcFlag
-from store.sqlite import SqliteStore
+from floodwatch.store.sqlite import SqliteStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BANGKOK = timezone(timedelta(hours=7))
@@ -18,7 +18,7 @@ BANGKOK = timezone(timedelta(hours=7))
 
 def run_import(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLOODWATCH_STORE__URL": f"sqlite:///{tmp_path}/fw.db"}
-    return subprocess.run([sys.executable, "-m", "cli.import_csv", *args], cwd=PROJECT_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "floodwatch.cli.import_csv", *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

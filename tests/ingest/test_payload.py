@@ -9,7 +9,7 @@ import pytest
 
 from floodwatch.errors import PayloadError
 from floodwatch.settings import load_settings
-from ingest import TipCounters, parse_message, parse_payload
+from floodwatch.ingest import TipCounters, parse_message, parse_payload
 
 NOW_S = 1_795_000_000.0
 

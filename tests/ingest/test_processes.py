@@ -28,7 +28,7 @@ def start_ingest_process(tmp_path: Path, broker_url: str, db: Path, log: Path, *
     }
     with open(log, "ab") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "cli.ingest", "--stats-every", "0", *args],
+            [sys.executable, "-m", "floodwatch.cli.ingest", "--stats-every", "0", *args],
             cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from ingest import QcChecker, qc
+from floodwatch.ingest import QcChecker, qc
 
 T0 = 1_795_000_000.0
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from floodwatch.settings import load_settings
-from ingest.qc import FAIL, PASS, limits_for, run_tests
+from floodwatch.ingest.qc import FAIL, PASS, limits_for, run_tests
 
 
 def _flat_flags(level_m: float) -> np.ndarray:

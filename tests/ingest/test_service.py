@@ -10,9 +10,9 @@ import time
 from floodwatch.clock import SystemClock
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag
-from ingest import IngestService
-from store import open_store
-from store.sqlite import path_from_url
+from floodwatch.ingest import IngestService
+from floodwatch.store import open_store
+from floodwatch.store.sqlite import path_from_url
 
 from tests.ingest.helpers import Publisher, count_rows, make_settings, telemetry, wait_for
 

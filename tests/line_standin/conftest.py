@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi
 
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 TOKEN = "test-channel-token"
 

@@ -11,7 +11,7 @@ import urllib3
 from linebot.v3.messaging import MulticastRequest, TextMessage
 from linebot.v3.messaging.exceptions import ApiException
 
-from line_standin import LineStandIn, new_user_id
+from floodwatch.line_standin import LineStandIn, new_user_id
 
 TOKEN = "test-channel-token"
 MULTICAST = "/v2/bot/message/multicast"

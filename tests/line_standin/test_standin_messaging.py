@@ -15,7 +15,7 @@ from linebot.v3.messaging import (
 )
 from linebot.v3.messaging.exceptions import ApiException
 
-from line_standin import LineStandIn, follow_event, new_user_id
+from floodwatch.line_standin import LineStandIn, follow_event, new_user_id
 
 WARNING_TH = "เตือนภัย: ระดับน้ำคลองลำพญา 1.42 ม.รทก. / Warning: Lam Phaya canal at 1.42 m MSL"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi
 
-import line_standin
-from line_standin._spec import MESSAGING_SPEC_FILE, WEBHOOK_SPEC_FILE, messaging_spec
+from floodwatch import line_standin
+from floodwatch.line_standin._spec import MESSAGING_SPEC_FILE, WEBHOOK_SPEC_FILE, messaging_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED_SPECS = PROJECT_ROOT.parent / "shared" / "line-openapi"
@@ -82,7 +82,7 @@ def _env() -> dict[str, str]:
 
 def test_cli_serves_until_interrupted():
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.line_standin", "--port", "0", "--token", "cli-token", "--multicast-rate", "50"],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", "cli-token", "--multicast-rate", "50"],
         cwd=PROJECT_ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -107,7 +107,7 @@ def test_cli_serves_until_interrupted():
 
 def test_cli_without_a_token_says_how_to_give_one():
     done = subprocess.run(
-        [sys.executable, "-m", "cli.line_standin", "--port", "0"],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0"],
         cwd=PROJECT_ROOT,
         env=_env(),
         capture_output=True,
@@ -121,7 +121,7 @@ def test_cli_without_a_token_says_how_to_give_one():
 def test_cli_registers_as_a_subcommand():
     import argparse
 
-    from cli import line_standin as command
+    from floodwatch.cli import line_standin as command
 
     parser = argparse.ArgumentParser(prog="floodwatch")
     command.add_parser(parser.add_subparsers(dest="command"))

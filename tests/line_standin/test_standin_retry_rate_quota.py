@@ -15,8 +15,8 @@ from linebot.v3.messaging import (
 )
 from linebot.v3.messaging.exceptions import ApiException
 
-from line_standin import LineStandIn, new_user_id
-from line_standin._policy import MonthlyQuota, RetryKeyLedger, TokenBucket
+from floodwatch.line_standin import LineStandIn, new_user_id
+from floodwatch.line_standin._policy import MonthlyQuota, RetryKeyLedger, TokenBucket
 
 TOKEN = "test-channel-token"
 
@@ -134,7 +134,7 @@ def test_quota_resets_with_the_month_in_japan_time():
 
 
 def test_reply_does_not_count_against_the_quota(make_api):
-    from line_standin import text_message_event
+    from floodwatch.line_standin import text_message_event
 
     with LineStandIn(tokens={TOKEN}, monthly_quota=1) as standin:
         api = make_api(standin)

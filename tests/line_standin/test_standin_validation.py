@@ -19,7 +19,7 @@ from linebot.v3.messaging import (
 )
 from linebot.v3.messaging.exceptions import ApiException
 
-from line_standin import new_user_id, utf16_length
+from floodwatch.line_standin import new_user_id, utf16_length
 
 
 def _rejected(api, request) -> dict:

@@ -13,7 +13,7 @@ from linebot.v3 import WebhookParser
 from linebot.v3.exceptions import InvalidSignatureError
 from linebot.v3.webhooks import FollowEvent, MessageEvent, PostbackEvent, TextMessageContent, UnfollowEvent
 
-from line_standin import (
+from floodwatch.line_standin import (
     follow_event,
     new_user_id,
     postback_event,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models._tide import CONSTITUENTS, FREQ_CPH
+from floodwatch.models._tide import CONSTITUENTS, FREQ_CPH
 
 T0_S = 1_780_000_000.0  # 2026-05-28, an arbitrary epoch for the grid
 

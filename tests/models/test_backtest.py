@@ -7,7 +7,7 @@ import pytest
 from scipy.signal import lfilter
 
 from floodwatch.errors import ForecastError
-from models import rolling_origin_backtest
+from floodwatch.models import rolling_origin_backtest
 from tests.models.synthetic import grid, tide
 
 DT_S = 1800.0

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import lfilter
 
-import models
+from floodwatch import models
 from floodwatch.errors import ForecastError
-from models import Forecast, fit, forecast_stations, predict, rise_rate_cm_per_h
+from floodwatch.models import Forecast, fit, forecast_stations, predict, rise_rate_cm_per_h
 from tests.models.synthetic import grid, tide
 
 DT_S = 600.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models._residual import _LAGS_H, _SHORT_LAG_H, _Series
+from floodwatch.models._residual import _LAGS_H, _SHORT_LAG_H, _Series
 
 
 def test_quarter_hour_change_is_read_from_the_fine_grid_at_every_row():
@@ -29,7 +29,7 @@ def test_quarter_hour_change_is_read_from_the_fine_grid_at_every_row():
 def test_damped_persistence_reads_the_distances_from_the_recent_means():
     # The damped candidate picks its two columns out of base() by position: they must be the
     # residual's distances from its 24-hour and 7-day means, whatever else base() grows.
-    from models._residual import _DAMPED_COLUMNS, _MEAN_WINDOWS_H
+    from floodwatch.models._residual import _DAMPED_COLUMNS, _MEAN_WINDOWS_H
 
     dt_s = 3600.0
     n = 20 * 24

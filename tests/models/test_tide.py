@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import fit_tide, predict_tide
-from models._tide import (
+from floodwatch.models import fit_tide, predict_tide
+from floodwatch.models._tide import (
     CONSTITUENTS,
     FREQ_CPH,
     _design,

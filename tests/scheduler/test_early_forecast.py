@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-import store
+from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from scheduler import ForecastJob, departs_from_forecast
+from floodwatch.scheduler import ForecastJob, departs_from_forecast
 
 
 def _seed(settings, now_s: float) -> None:

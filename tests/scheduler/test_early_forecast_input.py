@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-import store
+from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import Reading, StationId
-from scheduler import ForecastJob
+from floodwatch.scheduler import ForecastJob
 
 
 def test_early_forecast_includes_the_departing_reading(make_settings):

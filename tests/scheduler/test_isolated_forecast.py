@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import store
+from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import Reading
-from scheduler import ForecastJob
+from floodwatch.scheduler import ForecastJob
 
 M2_PERIOD_S = 12.4206012 * 3600.0
 

@@ -1,5 +1,5 @@
 from floodwatch.vocabulary import StationId
-from scheduler import silent_stations
+from floodwatch.scheduler import silent_stations
 
 A, B, C = StationId("A"), StationId("B"), StationId("C")
 

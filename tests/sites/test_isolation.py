@@ -19,16 +19,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import SecretStr
 
-import gauge_page
-import store
-from cli.broker import free_port
-from cli.demo import demo_resident_ids
-from cli.serve import check_sites
-from cli.system import System
+from floodwatch import gauge_page
+from floodwatch import store
+from floodwatch.cli.broker import free_port
+from floodwatch.cli.demo import demo_resident_ids
+from floodwatch.cli.serve import check_sites
+from floodwatch.cli.system import System
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
 from floodwatch.settings import PROJECT_ROOT, load_site_settings
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 STEP_S = 600.0
 

@@ -16,9 +16,9 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from cli.broker import free_port, wait_for_port
+from floodwatch.cli.broker import free_port, wait_for_port
 from floodwatch.settings import PROJECT_ROOT
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 SITES = {"lamphaya": ("LP-W07", "moo-1"), "nakhonchaisi": ("NC-W01", "moo-1")}  # warning 1.85 / 1.80
 
@@ -26,7 +26,7 @@ SITES = {"lamphaya": ("LP-W07", "moo-1"), "nakhonchaisi": ("NC-W01", "moo-1")}  
 def _subscribe(env: dict, site_file: str, zone: str, users: list[str], cwd) -> None:
     code = (
         "import sys\nfrom floodwatch.clock import SystemClock\n"
-        "from floodwatch.settings import load_site_settings\nfrom alerts import AlertService\n"
+        "from floodwatch.settings import load_site_settings\nfrom floodwatch.alerts import AlertService\n"
         f"s = AlertService(load_site_settings({site_file!r}), SystemClock())\n"
         f"s.subscribe_many([(u, {zone!r}) for u in {users!r}])\n"
     )
@@ -57,7 +57,7 @@ def test_each_site_process_alerts_only_its_own_zone(mosquitto, tmp_path):
         for site, (_, zone) in SITES.items():
             _subscribe(env, str(PROJECT_ROOT / f"config/{site}.toml"), zone, users[site], tmp_path)
         procs = [
-            subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--site", str(PROJECT_ROOT / f"config/{site}.toml")],
+            subprocess.Popen([sys.executable, "-m", "floodwatch.cli.main", "serve", "--site", str(PROJECT_ROOT / f"config/{site}.toml")],
                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{site}.log", "w"))
             for site in SITES
         ]

@@ -14,12 +14,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import SecretStr
 
-from cli.broker import free_port
-from cli.demo import demo_resident_ids
-from cli.system import System
+from floodwatch.cli.broker import free_port
+from floodwatch.cli.demo import demo_resident_ids
+from floodwatch.cli.system import System
 from floodwatch.clock import AcceleratedClock
 from floodwatch.settings import load_settings
-from line_standin import LineStandIn
+from floodwatch.line_standin import LineStandIn
 
 FLOODS = {"LP-W05": "moo-2", "LP-W03": "moo-4"}  # one zone in each half (crc32 partition)
 

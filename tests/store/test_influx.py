@@ -11,8 +11,8 @@ import pytest
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store import Rejection, open_store
-from store.influx import InfluxStore
+from floodwatch.store import Rejection, open_store
+from floodwatch.store.influx import InfluxStore
 from tests.store.influx_standin import InfluxStandIn, annotated_csv, evaluate, parse_line
 
 W1, W2, R1 = StationId("LP-W01"), StationId("LP-W02"), StationId("LP-R01")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ingest
-import store
+from floodwatch import ingest
+from floodwatch import store
 
 
 def test_store_exports():
@@ -20,8 +20,8 @@ def test_ingest_exports():
 
 
 def test_both_stores_provide_what_ingest_and_the_page_call():
-    from store.influx import InfluxStore
-    from store.sqlite import SqliteStore
+    from floodwatch.store.influx import InfluxStore
+    from floodwatch.store.sqlite import SqliteStore
 
     needed = ["write_batch", "read_window", "read_readings", "latest", "close", "insert_new", "sync",
               "write_rejections", "quarantine", "quarantine_counts", "apply_retention", "stats"]

@@ -10,8 +10,8 @@ import pytest
 from floodwatch.errors import StoreUnavailable
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from store import Rejection, open_store
-from store.sqlite import SqliteStore
+from floodwatch.store import Rejection, open_store
+from floodwatch.store.sqlite import SqliteStore
 
 T0 = 1_795_000_000.0
 W1, R1 = StationId("LP-W01"), StationId("LP-R01")

@@ -101,6 +101,16 @@ class StationConfig(_Section):
     mm_per_tip: float = 0.2
     # Level stations: the rain gauge whose rain drives this gauge's forecast.
     rain_station: StationId | None = None
+    # Level stations: gauges upstream (or at the river mouth) whose recent changes may drive
+    # this gauge's forecast; the forecast picks their travel times from the data.
+    upstream: list[StationId] = Field(default_factory=list)
+    # Level stations: predicted series (future values known in advance: a tide table for the
+    # river mouth, an announced dam release schedule) this gauge's forecast may use.
+    predicted: list[StationId] = Field(default_factory=list)
+    # A station floodwatch reads but does not own (another agency's gauge, a neighbouring
+    # municipality's, a dam's release, a tide prediction): a forecast input shown on the page
+    # that raises no resident alert and is never reported silent (its feed's health is shown).
+    external: bool = False
     publish_interval_s: float = 600.0
 
     @model_validator(mode="after")
@@ -299,6 +309,15 @@ class Settings(BaseSettings):
                     f"station {station.id!r} names rain_station {station.rain_station!r}, "
                     "which is not a station in the registry"
                 )
+            for key in ("upstream", "predicted"):
+                for other in getattr(station, key):
+                    if other == station.id:
+                        raise ValueError(f"station {station.id!r} lists itself in {key}; remove it")
+                    if other not in station_ids:
+                        raise ValueError(
+                            f"station {station.id!r} names {key} station {other!r}, which is not a station "
+                            "in the registry; add it under [[stations]] (external = true for another agency's)"
+                        )
         return self
 
     # Registry look-ups used by every stage.

@@ -1,0 +1,56 @@
+"""The registry's links between stations: rain gauges, upstream gauges, predicted series."""
+
+from __future__ import annotations
+
+import pytest
+
+from floodwatch.errors import ConfigError
+from floodwatch.settings import DEFAULT_CONFIG_FILE, load_settings
+
+SITE = DEFAULT_CONFIG_FILE.read_text()
+
+
+def _site_with(tmp_path, extra: str):
+    path = tmp_path / "site.toml"
+    path.write_text(SITE + "\n" + extra)
+    return path
+
+
+UPSTREAM_GAUGE = '''
+[[stations]]
+id = "TC-SUPHAN"
+name_th = "ท่าจีน สุพรรณบุรี"
+name_en = "Tha Chin at Suphan Buri"
+kind = "water_level"
+sensor = "radar"
+zone = "moo-1"
+lat = 14.47
+lon = 100.12
+mount_height_m = 12.0
+external = true
+[stations.levels]
+watch_m = 6.0
+warning_m = 7.0
+evacuate_m = 8.0
+'''
+
+
+def test_a_station_may_name_an_external_upstream_gauge(tmp_path):
+    path = _site_with(tmp_path, UPSTREAM_GAUGE)
+    text = path.read_text().replace('rain_station = "LP-R01"', 'rain_station = "LP-R01"\nupstream = ["TC-SUPHAN"]', 1)
+    path.write_text(text)
+    settings = load_settings(config_file=path)
+    assert settings.station("LP-W01").upstream == ["TC-SUPHAN"]
+    assert settings.station("TC-SUPHAN").external is True
+    assert settings.station("LP-W02").upstream == [] and settings.station("LP-W02").external is False
+
+
+@pytest.mark.parametrize(("links", "message"), [
+    ('upstream = ["TC-NOWHERE"]', "upstream station 'TC-NOWHERE', which is not a station"),
+    ('predicted = ["LP-W01"]', "lists itself in predicted"),
+])
+def test_a_link_to_an_unknown_station_or_to_itself_is_refused(tmp_path, links, message):
+    path = _site_with(tmp_path, "")
+    path.write_text(path.read_text().replace('rain_station = "LP-R01"', f'rain_station = "LP-R01"\n{links}', 1))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=path)

@@ -4,7 +4,8 @@ No InfluxDB 2.x server can be installed on these machines, so this HTTP
 server on 127.0.0.1:
 
 - checks every request against InfluxData's published contract
-  (``/work/shared/influxdb-openapi/oss.yml``) with openapi-core, and records
+  (``tests/store/spec/influxdb-oss-excerpt.yml``, excerpted from
+  ``../shared/influxdb-openapi/oss.yml``) with openapi-core, and records
   each violation (tests assert there are none); the contract declares the
   write body as ``format: byte`` (base64) although InfluxDB takes raw line
   protocol, so that one check is replaced by a strict line-protocol parser;
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-SPEC = Path("/work/shared/influxdb-openapi/oss.yml")
+# The paths floodwatch uses, excerpted unchanged from InfluxData's contract (see spec/excerpt.py).
+SPEC = Path(__file__).with_name("spec") / "influxdb-oss-excerpt.yml"
 _openapi = None
 _openapi_lock = threading.Lock()
 

@@ -107,7 +107,12 @@ def mosquitto_conf(
     if certfile and keyfile:
         lines += [f"certfile {certfile}", f"keyfile {keyfile}", "tls_version tlsv1.2"]
     if persistence_dir:
-        lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 60"]
+        # Save after every change (a session, a subscription, a queued or acknowledged message), not
+        # every 60 s: a broker killed within a minute of a change otherwise forgets ingest's session and
+        # what it queued for it, readings the nodes were told were delivered (docs/ingest.md, measured
+        # by benchmarks/broker_crash.py). Each save rewrites the file and fsyncs it.
+        lines += ["persistence true", f"persistence_location {persistence_dir}/",
+                  "autosave_on_changes true", "autosave_interval 1"]
     if run_as:
         lines.append(f"user {run_as}")
     return "\n".join(lines) + "\n"

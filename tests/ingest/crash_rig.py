@@ -454,13 +454,13 @@ def broker_killed_mid_stream(folder: Path, settings: Settings, *, autosave: list
 
 def broker_killed_while_ingest_away(folder: Path, settings: Settings, *, autosave: list[str] | None = None,
                                     workers: int = 1, n: int = 1000, rate_per_s: float = 500.0,
-                                    away_after_s: float = 2.0) -> dict:
+                                    away_after_s: float = 2.0, replay_acked_s: float = 0.0) -> dict:
     """Ingest worker 1 stops for a deploy; the nodes go on; the broker is SIGKILLed; both come back."""
     broker = ProductionBroker(folder, settings, autosave=autosave).start()
     group = "ingest" if workers > 1 else None
     ingests = [IngestProcess(folder, broker, client_id=f"ingest-{k}", shared_group=group).start()
                for k in range(1, workers + 1)]
-    nodes = ResendingNodes(broker)
+    nodes = ResendingNodes(broker, replay_acked_s=replay_acked_s)
     try:
         for ingest in ingests:
             ingest.wait_subscribed()

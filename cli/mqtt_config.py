@@ -22,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings
 
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             keyfile=args.tls_key, persistence_dir=args.persistence_dir,
         )
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     print(f"wrote {args.out}/mosquitto.conf, passwords, acl and credentials for {len(credentials)} users")
     if args.tls_cert is None:

@@ -459,3 +459,5 @@ def register_secrets(settings: Settings) -> None:
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())
+    # a password written into a URL (mqtt://user:PASSWORD@host) is a secret too
+    logs.redact(logs.url_password(settings.mqtt.url), logs.url_password(settings.store.url))

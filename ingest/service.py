@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from floodwatch.logs import redact_url
 from floodwatch import metrics
 from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
@@ -96,7 +97,7 @@ def spool_path(settings: "Settings") -> str:
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"mqtt url {url!r} should look like mqtt://host:1883 or mqtts://host:8883")
+        raise ConfigError(f"mqtt url {redact_url(url)!r} should look like mqtt://host:1883 or mqtts://host:8883")
     tls = u.scheme in ("mqtts", "ssl")
     return u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883), tls
 

@@ -18,7 +18,9 @@ Scenarios (each on a fresh broker and store):
 - ``broker_killed_ingest_away``: ingest is stopped (a deploy), the nodes send
   1,000 readings, the broker is SIGKILLed, then both come back; also with a
   second worker on the shared subscription that stays up;
-- ``broker_and_ingest_killed``: both SIGKILLed at once mid-stream (a power cut).
+- ``broker_and_ingest_killed``: both SIGKILLed at once mid-stream (a power cut);
+  also with nodes that re-send their last 30 s of acknowledged readings after
+  a reconnect (docs/mqtt-contract.md).
 
 Cost (per configuration, same run): a burst of readings as fast as the nodes
 can send (throughput to the store), and a steady stream at 100 readings/s
@@ -124,8 +126,11 @@ def main() -> int:
                  lambda f, a: rig.broker_killed_while_ingest_away(f, settings, autosave=a, workers=2), CONFIGS),
                 ("broker_and_ingest_killed",
                  lambda f, a: rig.broker_killed_mid_stream(f, settings, autosave=a, with_ingest=True), CONFIGS),
+                ("broker_and_ingest_killed_nodes_replay_30s",
+                 lambda f, a: rig.broker_killed_mid_stream(f, settings, autosave=a, with_ingest=True,
+                                                           replay_acked_s=30.0), CONFIGS),
             ]
-            for name, run, configs in plan:
+            for name, run, _ in plan:
                 for label, autosave in chosen.items():
                     progress(f"{name} / {label} ...")
                     result = run(folder(), autosave)

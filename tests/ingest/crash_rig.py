@@ -70,7 +70,7 @@ class ProductionBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> "ProductionBroker":
+    def start(self) -> ProductionBroker:
         binary = find_mosquitto()
         assert binary is not None, "mosquitto is not installed; run scripts/setup --test"
         self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
@@ -242,7 +242,7 @@ class ResendingNodes:
             out.append((stations[i % len(stations)], i, json.dumps(body).encode()))
         return out
 
-    def stream(self, readings: list[tuple[str, int, bytes]], rate_per_s: float) -> "ResendingNodes":
+    def stream(self, readings: list[tuple[str, int, bytes]], rate_per_s: float) -> ResendingNodes:
         """Publish in a background thread at ``rate_per_s``; keeps re-sending after reconnects until stopped."""
         def run() -> None:
             period_s = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
@@ -306,7 +306,7 @@ class IngestProcess:
         self.log_path = self.folder / f"{client_id}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "IngestProcess":
+    def start(self) -> IngestProcess:
         env = {
             **os.environ,
             "FLOODWATCH_MQTT__URL": self.broker.url,

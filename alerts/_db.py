@@ -14,6 +14,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -136,6 +138,27 @@ class AlertDb:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable step: every statement of this thread inside the block commits together, fsynced.
+
+        Used by the webhook so that an event's effects and its seen-mark are
+        one commit: a crash before the commit leaves neither (LINE redelivers
+        and the event is handled then), after it both. The lock is held for
+        the whole block, so keep network calls out of it. Methods that open
+        their own transaction (:meth:`record`, :meth:`mark_done`,
+        :meth:`subscribe_many`) must not be called inside.
+        """
+        with self._lock:
+            self._set_sync(True)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def _set_sync(self, full: bool) -> None:
         """Choose whether the next commit fsyncs (FULL) or not (NORMAL); call holding the lock.

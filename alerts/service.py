@@ -15,7 +15,8 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from floodwatch import metrics
@@ -534,6 +535,18 @@ class AlertService:
             self.db.record({f"ack:{alert_id}": {"by": by, "ts_s": self.clock.now_s()}}, [], self.clock.now_s())
 
     # ---------------------------------------------------------- subscribers
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable step on the state file (the webhook: an event's effects and its seen-mark).
+
+        Takes the engine's lock, then the state file's write transaction: the
+        order every decision takes, so a handler may read :meth:`zone_levels`
+        or :meth:`station_levels` inside without deadlocking against ingest.
+        Commits with an fsync at the end of the block; rolls back on an error.
+        """
+        with self._lock, self.db.transaction():
+            yield
+
     def subscribe(self, user_id: str, zone_id: str) -> None:
         self.settings.zone(zone_id)  # ConfigError names the fix for an unknown zone
         self.db.subscribe(user_id, zone_id, self.clock.now_s())

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings
 
@@ -107,7 +108,7 @@ def run_backup(args: argparse.Namespace) -> int:
     try:
         manifest = backup(load_settings(), args.out)
     except (ConfigError, FileExistsError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     for name, info in manifest["databases"].items():
         print(f"{name}: {sum(info['rows'].values())} rows in {len(info['rows'])} tables")
@@ -118,7 +119,7 @@ def run_restore(args: argparse.Namespace) -> int:
     try:
         manifest = restore(load_settings(), args.source)
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     print(f"restored {', '.join(manifest['databases'])} from {args.source}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import LINE_PRODUCTION_API, load_settings
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     problems = []
     if settings.line.api_base_url == LINE_PRODUCTION_API:

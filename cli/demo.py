@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from floodwatch import logs
 from floodwatch import metrics
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     if args.acceleration <= 0:
         print(f"error: --acceleration must be positive, got {args.acceleration}")

@@ -2,7 +2,9 @@
 
 Each node gets its own username (its station id) and a random password; an
 ACL lets it write only below ``floodwatch/{station_id}/`` and read nothing;
-the ingest service may read every station's topics and write none. No
+the ingest service may read every station's topics and write none; a
+read-only consumer account (dashboards, another agency) may read and never
+publish. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;
 the clear passwords go to a separate 0600 file for provisioning the nodes
@@ -20,6 +22,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings
 
@@ -27,6 +30,8 @@ from floodwatch.settings import Settings, load_settings
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 INGEST_USER = "floodwatch-ingest"
+CONSUMER_USER = "floodwatch-consumer"
+AUTOSAVE = "autosave_interval 1"
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,9 @@ def hash_password(password: str, salt: bytes | None = None, iterations: int = PB
 
 
 def credentials_for(settings: Settings, existing: dict[str, str] | None = None) -> list[Credential]:
-    """A credential per station plus the ingest service; existing passwords are kept."""
+    """A credential per station plus the ingest service and the read-only consumer; existing passwords are kept."""
     existing = existing or {}
-    users = [s.id for s in settings.stations] + [INGEST_USER]
+    users = [s.id for s in settings.stations] + [INGEST_USER, CONSUMER_USER]
     return [Credential(u, existing.get(u) or secrets.token_urlsafe(24)) for u in users]
 
 
@@ -77,7 +82,20 @@ def acl_file(settings: Settings) -> str:
         f"topic read $share/+/{prefix}/#",
         "",
     ]
+    lines += consumer_acl(settings)
     return "\n".join(lines)
+
+
+def consumer_acl(settings: Settings) -> list[str]:
+    """The read-only consumer's block: reads, never writes (no `topic write` line, so every publish is denied)."""
+    prefix = settings.mqtt.topic_prefix
+    return [
+        "# ---- consumer (dashboards, other agencies): read-only; publishes nothing, anywhere ----",
+        f"user {CONSUMER_USER}",
+        f"topic read {prefix}/#",
+        "# ---- end of consumer ----",
+        "",
+    ]
 
 
 def mosquitto_conf(
@@ -107,7 +125,12 @@ def mosquitto_conf(
     if certfile and keyfile:
         lines += [f"certfile {certfile}", f"keyfile {keyfile}", "tls_version tlsv1.2"]
     if persistence_dir:
-        lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 60"]
+        # Save every second (Mosquitto's check makes it every ~2 s), not every 60 s: a broker killed
+        # within a minute of a change otherwise forgets ingest's session and what it queued for it,
+        # readings the nodes were told were delivered. Not on every change: each save rewrites the
+        # whole file and fsyncs it, so while a backlog drains (nodes flushing after an outage) that
+        # costs throughput ten-fold and gigabytes of writes (docs/ingest.md, benchmarks/broker_crash.py).
+        lines += ["persistence true", f"persistence_location {persistence_dir}/", AUTOSAVE]
     if run_as:
         lines.append(f"user {run_as}")
     return "\n".join(lines) + "\n"
@@ -205,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             keyfile=args.tls_key, persistence_dir=args.persistence_dir,
         )
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     print(f"wrote {args.out}/mosquitto.conf, passwords, acl and credentials for {len(credentials)} users")
     if args.tls_cert is None:

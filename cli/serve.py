@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.clock import SystemClock
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings, load_site_settings
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 settings.page.host = args.host
         check_sites(sites)
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     systems = []
     try:

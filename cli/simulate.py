@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
 from floodwatch.settings import load_settings
@@ -94,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         scenario = firmware_sim.load_scenario(args.scenario)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     broker_url = args.broker or settings.mqtt.url
     try:
         firmware_sim.parse_broker_url(broker_url)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 2
     registry = list(settings.stations)
     n_nodes = len(registry) if args.nodes is None else args.nodes
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.simulate", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    logs.configure(logging.WARNING)  # node passwords must not reach a log line either
     return run(args)
 
 

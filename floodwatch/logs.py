@@ -1,15 +1,17 @@
 """Structured logs: one event per line, key=value text or JSON, secrets scrubbed.
 
-Secrets (the LINE channel token and secret, MQTT and InfluxDB passwords)
-are registered with :func:`redact` when settings load; any log line that
-contains one, by a library's debug output or a careless format string,
-has it replaced before it is written.
+Secrets (the LINE channel token and secret, MQTT and InfluxDB passwords,
+a password written into the broker's or the store's URL) are registered
+with :func:`redact` when settings load; any log line that contains one, by
+a library's debug output or a careless format string, has it replaced
+before it is written. Error messages that quote a URL use :func:`redact_url`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -27,12 +29,46 @@ def redact(*values: str | None) -> None:
                 _secrets.add(v)
 
 
+def url_password(url: str | None) -> str | None:
+    """The password in a URL's userinfo (``mqtt://user:PASSWORD@host``), or None."""
+    if not url or "@" not in url:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo replaced, for error messages that quote it."""
+    password = url_password(url)
+    return url.replace(f":{password}@", f":{REDACTED}@") if password else url
+
+
+# Credentials that are not configured secrets (officers' session cookies, a token a library
+# echoes back) still travel in these headers: their values are blanked wherever a library's
+# debug output or an exception prints them, in any of the usual shapes.
+_SENSITIVE_HEADERS = r"(?:authorization|proxy-authorization|cookie|set-cookie|x-line-signature)"
+_HEADER_VALUES = (
+    re.compile(rf"(\(b?['\"]{_SENSITIVE_HEADERS}['\"],\s*b?['\"])([^'\"]+)", re.I),  # (b'set-cookie', b'v')
+    re.compile(rf"(['\"]{_SENSITIVE_HEADERS}['\"]\s*:\s*['\"])([^'\"]+)", re.I),     # {'Authorization': 'v'}
+    re.compile(rf"({_SENSITIVE_HEADERS}\s*:\s*)([^\r\n\\'\",}}]+)", re.I),            # Authorization: v
+    re.compile(r"(fw_session=)([^;\s'\"]+)"),                                       # the page's session cookie
+)
+_HEADER_HINT = re.compile(r"authorization|cookie|x-line-signature|fw_session", re.I)
+
+
 def scrub(text: str) -> str:
     with _lock:
         secrets = list(_secrets)
     for s in secrets:
         if s in text:
             text = text.replace(s, REDACTED)
+    if _HEADER_HINT.search(text):
+        for pattern in _HEADER_VALUES:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
 
 

@@ -225,6 +225,11 @@ class PageSettings(_Section):
     session_max_age_s: float = 12 * 3600.0
     secure_cookies: bool = Field(default=False, description="set true when the page is served over HTTPS")
     keepalive_s: float = 15.0
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses (or networks) of reverse proxies whose X-Forwarded-For names the client, "
+        "e.g. [\"127.0.0.1\"] behind nginx on the same machine; empty: the socket's peer is the client",
+    )
 
 
 class WorkerSettings(_Section):
@@ -454,3 +459,5 @@ def register_secrets(settings: Settings) -> None:
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())
+    # a password written into a URL (mqtt://user:PASSWORD@host) is a secret too
+    logs.redact(logs.url_password(settings.mqtt.url), logs.url_password(settings.store.url))

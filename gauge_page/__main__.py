@@ -10,6 +10,7 @@ import argparse
 import getpass
 import sys
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import load_settings
 from floodwatch.gauge_page import create_officer, hash_password
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         create_officer(settings, args.username, _password(args), display_name=args.display_name)
     except (ValueError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     print(f"officer {args.username!r} can now log in at http://{settings.page.host}:{settings.page.port}/ "
           f"(stored in {settings.page.state_url})")

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,6 +41,43 @@ metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "seconds since 
 
 
 MAX_REQUEST_BYTES = 1 << 20
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``max_bytes`` before any handler has them.
+
+    A declared ``Content-Length`` over the limit is answered 413 at once,
+    without reading the body. A body sent without one (chunked) is counted as
+    it arrives and refused with 413 as soon as it passes the limit, so a
+    handler never holds more than ``max_bytes`` of it.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"requests are at most {self.max_bytes} bytes"
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            event = await receive()
+            if event.get("type") == "http.request":
+                seen += len(event.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI passes an HTTPException from reading the body through as it is: a 413
+                    raise HTTPException(413, message)
+            return event
+
+        await self.app(scope, counted, send)
 
 
 def create_app(
@@ -83,13 +121,15 @@ def create_app(
     )
     app.state.page = ctx
 
-    @app.middleware("http")
-    async def limit_request_size(request: Request, call_next):  # noqa: ANN001, ANN202
-        # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            return JSONResponse({"detail": f"requests are at most {MAX_REQUEST_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
+    app.add_middleware(_BodyLimit, max_bytes=MAX_REQUEST_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes each invalid field's value: a password too long for the
+        # login form would come back in the error body (and into any proxy's log). Where and what, not the value.
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:

@@ -41,6 +41,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from influxdb_client.rest import ApiException
 
+from floodwatch.logs import redact_url
 from floodwatch.errors import ConfigError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
@@ -63,7 +64,7 @@ def http_url(url: str) -> str:
             return url[len("influxdb+"):]
     if url.startswith(("http://", "https://")):
         return url
-    raise ConfigError(f"store url {url!r} is not an InfluxDB url; write it as influxdb+http://host:8086")
+    raise ConfigError(f"store url {redact_url(url)!r} is not an InfluxDB url; write it as influxdb+http://host:8086")
 
 
 # -- line protocol (written by hand: Point objects cost ~20 us each) ---------

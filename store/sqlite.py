@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from floodwatch.logs import redact_url
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
@@ -77,7 +78,7 @@ def path_from_url(url: str) -> Path:
     ``sqlite:////srv/x.db`` -> ``/srv/x.db``."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
-        raise StoreError(f"store url {url!r} is not a SQLite url; write it as sqlite:///relative/path.db")
+        raise StoreError(f"store url {redact_url(url)!r} is not a SQLite url; write it as sqlite:///relative/path.db")
     rest = url[len(prefix):]
     if not rest:
         raise StoreError(f"store url {url!r} names no file; write it as sqlite:///var/floodwatch.db")

@@ -385,6 +385,8 @@ class InfluxStandIn:
         self.violations: list[str] = []
         self.queries: list[str] = []
         self.write_bodies: list[str] = []
+        # bodies answered 204: what InfluxDB took, as (bucket, precision, text)
+        self.accepted_writes: list[tuple[str, str, str]] = []
         self._fail_status: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -393,6 +395,22 @@ class InfluxStandIn:
     def url(self) -> str:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def accepted_points(self, measurement: str) -> list[tuple[tuple[tuple[str, str], ...], int]]:
+        """Every point of ``measurement`` in the write bodies answered 204, as (tags, time ns), repeats kept.
+
+        A point written twice appears twice here, though InfluxDB (and :attr:`points`) keeps one.
+        """
+        with self._lock:
+            writes = list(self.accepted_writes)
+        out = []
+        for _, precision, text in writes:
+            for line in text.split("\n"):
+                if line.strip() and not line.startswith("#"):
+                    name, tags, _, ts_ns = parse_line(line, precision)
+                    if name == measurement:
+                        out.append((tags, ts_ns))
+        return out
 
     def fail_with(self, status: int | None) -> None:
         """Answer every API request with ``status`` (e.g. 503) until called with None."""
@@ -539,6 +557,7 @@ class InfluxStandIn:
             for measurement, tags, fields, ts_ns in parsed:
                 for field, value in fields.items():
                     self.points[(bucket, measurement, tags, field, ts_ns)] = value
+            self.accepted_writes.append((bucket, precision, text))
         self.requests.append(("post", "/api/v2/write", 204))
         self._reply(h, 204)
 

@@ -82,7 +82,8 @@ def outlook_from_forecast(
     exceed_prob : (K=3, H) float, chance of reaching watch / warning / evacuate.
     """
     assert station.levels is not None
-    lines = dict(zip((AlertLevel.WATCH, AlertLevel.WARNING, AlertLevel.EVACUATE), station.levels.as_tuple()))
+    lines = dict(zip((AlertLevel.WATCH, AlertLevel.WARNING, AlertLevel.EVACUATE), station.levels.as_tuple(),
+                     strict=True))
     reference = level_m if math.isfinite(level_m) else -math.inf
     next_line = next((lv for lv, z in lines.items() if z > reference), None)
     out = GaugeOutlook(station, level, level_m, observed_s, trend, trend_cm_per_h, next_line=next_line,
@@ -140,7 +141,7 @@ def _bar(outlook: GaugeOutlook) -> dict[str, Any]:
               "offsetStart": f"{pct(z):.1f}%", "offsetTop": "0px", "width": "3px", "height": "16px",
               "backgroundColor": LEVEL_COLOUR[lv]}
              for lv, z in zip((AlertLevel.WATCH, AlertLevel.WARNING, AlertLevel.EVACUATE),
-                              outlook.station.levels.as_tuple())]
+                              outlook.station.levels.as_tuple(), strict=True)]
     water = {"type": "box", "layout": "vertical", "contents": [], "width": f"{fill:.1f}%", "height": "16px",
              "backgroundColor": LEVEL_COLOUR[outlook.level] + "CC"}
     return {"type": "box", "layout": "vertical", "contents": [water, *marks], "height": "16px",
@@ -150,7 +151,8 @@ def _bar(outlook: GaugeOutlook) -> dict[str, Any]:
 def _lines_row(station: StationConfig, lang: str) -> dict[str, Any]:
     assert station.levels is not None
     cells = []
-    for lv, z in zip((AlertLevel.WATCH, AlertLevel.WARNING, AlertLevel.EVACUATE), station.levels.as_tuple()):
+    for lv, z in zip((AlertLevel.WATCH, AlertLevel.WARNING, AlertLevel.EVACUATE), station.levels.as_tuple(),
+                     strict=True):
         label = LINE_NAMES_TH[lv] if lang == "th" else lv.name_en
         cells.append(_text(f"{label} {z:.2f}", size="xxs", color=LEVEL_COLOUR[lv], flex=1, align="center"))
     return {"type": "box", "layout": "horizontal", "contents": cells, "margin": "xs"}
@@ -164,7 +166,8 @@ def _gauge_section(outlook: GaugeOutlook, lang: str) -> list[dict[str, Any]]:
         out.append(_text("ยังไม่มีข้อมูลระดับน้ำ" if th else "No reading yet", size="sm", color=GREY))
         return out
     unit = "ม.รทก." if th else "m MSL"
-    rate = "" if math.isnan(outlook.trend_cm_per_h) else f" {abs(outlook.trend_cm_per_h):.0f} {'ซม./ชม.' if th else 'cm/h'}"
+    per_h = "ซม./ชม." if th else "cm/h"
+    rate = "" if math.isnan(outlook.trend_cm_per_h) else f" {abs(outlook.trend_cm_per_h):.0f} {per_h}"
     trend = (TREND_TH[outlook.trend] if th else outlook.trend) + rate
     out.append({"type": "box", "layout": "baseline", "spacing": "sm", "contents": [
         _text(f"{outlook.level_m:.2f} {unit}", size="xl", weight="bold", color=LEVEL_COLOUR[outlook.level], flex=0),
@@ -173,9 +176,9 @@ def _gauge_section(outlook: GaugeOutlook, lang: str) -> list[dict[str, Any]]:
     out.append(_lines_row(st, lang))
     when = thai_time if th else english_time
     if math.isfinite(outlook.peak_m):
-        out.append(_text((f"คาดการณ์ {outlook.horizon_h:.0f} ชม.: สูงสุด {outlook.peak_m:.2f} ม. เวลา {when(outlook.peak_s)}"
-                          if th else f"Next {outlook.horizon_h:.0f} h: peak {outlook.peak_m:.2f} m at "
-                          f"{when(outlook.peak_s)}"), size="xs", color=INK, margin="sm"))
+        peak_th = f"คาดการณ์ {outlook.horizon_h:.0f} ชม.: สูงสุด {outlook.peak_m:.2f} ม. เวลา {when(outlook.peak_s)}"
+        peak_en = f"Next {outlook.horizon_h:.0f} h: peak {outlook.peak_m:.2f} m at {when(outlook.peak_s)}"
+        out.append(_text(peak_th if th else peak_en, size="xs", color=INK, margin="sm"))
         if outlook.next_line is not None and math.isfinite(outlook.next_line_chance):
             z = outlook.station.levels.threshold_m(outlook.next_line)  # type: ignore[union-attr]
             name = LINE_NAMES_TH[outlook.next_line] if th else f"the {outlook.next_line.name_en} line"

@@ -138,7 +138,8 @@ class LineClient:
         except ApiException as exc:
             raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise LineApiError(0, f"LINE data API unreachable: {exc}; check FLOODWATCH_LINE__DATA_API_BASE_URL") from exc
+            raise LineApiError(0, f"LINE data API unreachable: {exc}; check FLOODWATCH_LINE__DATA_API_BASE_URL"
+                               ) from exc
         content_type = ""
         for name, value in dict(response.headers or {}).items():
             if name.lower() == "content-type":

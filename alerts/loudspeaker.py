@@ -91,7 +91,8 @@ def announcement(action: Action, zone_th: str, zone_en: str, site_th: str, site_
     lv = action.level
     if action.kind == "all_clear":
         th = f"ประกาศจาก{site_th} ยกเลิกการเตือนน้ำท่วม {zone_th} ระดับน้ำกลับสู่ปกติ {ADVICE_TH[AlertLevel.NORMAL]}"
-        en = f"{site_en}: the flood alert for {zone_en} is over; water is back to normal. {ADVICE_EN[AlertLevel.NORMAL]}"
+        en = (f"{site_en}: the flood alert for {zone_en} is over; water is back to normal. "
+              f"{ADVICE_EN[AlertLevel.NORMAL]}")
         return th, en
     lead_th = "ลดระดับการเตือนเป็น" if action.kind == "deescalate" else "ประกาศ"
     lead_en = "alert lowered to" if action.kind == "deescalate" else "alert:"
@@ -399,7 +400,8 @@ class Loudspeakers:
             if problem is not None:
                 payload["audio_note"] = problem
                 return
-        payload["audio_url"] = f"{self.cfg.public_base_url.rstrip('/')}/api/loudspeakers/audio/{payload['message_id']}.wav"
+        base = self.cfg.public_base_url.rstrip("/")
+        payload["audio_url"] = f"{base}/api/loudspeakers/audio/{payload['message_id']}.wav"
 
     def audio_path(self, message_id: str) -> Path:
         uuid.UUID(message_id)  # only ids floodwatch made name files

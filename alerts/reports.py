@@ -231,8 +231,8 @@ class ReportBook:
 
     def agree(self, user_id: str) -> None:
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO report_consent (user_id, version, agreed_wall_s) VALUES (?, ?, ?)",
-                               (user_id, CONSENT_VERSION, self.wall_clock()))
+            self._conn.execute("INSERT OR REPLACE INTO report_consent (user_id, version, agreed_wall_s)"
+                               " VALUES (?, ?, ?)", (user_id, CONSENT_VERSION, self.wall_clock()))
 
     # ---------------------------------------------------------- rate limits
     def step(self, user_id: str, kind: str) -> None:
@@ -259,7 +259,8 @@ class ReportBook:
                                      " FROM report_drafts WHERE user_id = ?", (user_id,)).fetchone()
         if row is None:
             return None
-        draft = dict(zip(("lat", "lon", "address", "photo", "photo_bytes", "started_wall_s", "updated_wall_s"), row))
+        draft = dict(zip(("lat", "lon", "address", "photo", "photo_bytes", "started_wall_s", "updated_wall_s"), row,
+                         strict=True))
         if self.wall_clock() - draft["updated_wall_s"] > self.cfg.draft_timeout_s:
             self.drop_draft(user_id)
             return None
@@ -322,7 +323,7 @@ class ReportBook:
         with self._lock:
             row = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM reports WHERE id = ?",
                                      (report_id,)).fetchone()
-        return None if row is None else dict(zip(_COLUMNS, row))
+        return None if row is None else dict(zip(_COLUMNS, row, strict=True))
 
     def find(self, since_s: float, *, statuses: tuple[str, ...] = STATUSES, limit: int = 500) -> list[dict[str, Any]]:
         """Reports made at or after clock time ``since_s``, newest first."""
@@ -331,7 +332,7 @@ class ReportBook:
             rows = self._conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM reports WHERE ts_s >= ? AND status IN ({marks})"
                 " ORDER BY ts_s DESC, rowid DESC LIMIT ?", (since_s, *statuses, limit)).fetchall()
-        return [dict(zip(_COLUMNS, r)) for r in rows]
+        return [dict(zip(_COLUMNS, r, strict=True)) for r in rows]
 
     def moderate(self, report_id: str, status: str, by: str, now_s: float) -> dict[str, Any] | None:
         if status not in STATUSES:

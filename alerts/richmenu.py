@@ -171,7 +171,7 @@ def draw_menu(font_path: Path | None = None) -> bytes:
         draw.text((cx, y + h * 0.70), b.label_th, font=th_font, fill="#FFFFFF", anchor="mm")
         draw.text((cx, y + h * 0.85), b.label_en, font=en_font, fill="#FFFFFFDD", anchor="mm")
     out = io.BytesIO()
-    image.save(out, "PNG", optimize=True)
+    image.save(out, "PNG")  # flat colours: about 150 KB; optimize=True saves 3 % for twice the time
     data = out.getvalue()
     quality = 90
     while len(data) > MAX_IMAGE_BYTES and quality >= 50:

@@ -365,7 +365,8 @@ class Loudspeakers:
                 else:
                     next_due = min(next_due, created + timeout - now)
                 continue
-            due = (last_sent or created) + timeout
+            # the first attempt is due one period after the decision, so officers see silence within it
+            due = (created if attempts <= 1 or last_sent is None else last_sent) + timeout
             if now < due:
                 next_due = min(next_due, due - now)
                 continue

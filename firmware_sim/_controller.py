@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 import wave
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -196,7 +196,7 @@ class LoudspeakerController:
 
     def _reply(self, message_id: str, status: str, detail: str) -> None:
         body = {"message_id": message_id, "status": status, "detail": detail,
-                "ts": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "ts": datetime.now(UTC).isoformat(timespec="seconds")}
         self._client.publish(self.reply_topic, json.dumps(body), qos=1)
         with self._lock:
             self.acks_sent += 1

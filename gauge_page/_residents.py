@@ -119,7 +119,7 @@ def residents_router(ctx: PageContext) -> APIRouter:
     @router.post("/reports/{report_id}/{action}", response_model=ReportOut, response_model_exclude_none=True,
                  summary="Verify, hide or reopen a resident's report (officer, audited)")
     def moderate(report_id: str, action: Literal["verify", "hide", "reopen"],
-                 session: Session = Depends(officer)) -> dict[str, Any]:
+                 session: Session = Depends(officer)) -> dict[str, Any]:  # noqa: B008
         row = service("moderate_report").moderate_report(report_id, MODERATION[action], by=session.username)
         if row is None:
             raise HTTPException(404, f"there is no report {report_id!r}")

@@ -17,12 +17,12 @@
       col_state: "สถานะ", col_controller: "เครื่องควบคุม", col_last: "คำสั่งล่าสุด", col_delivery: "การส่ง",
       no_reports: "ยังไม่มีรายงาน", public_only: "แสดงเฉพาะรายงานที่ตรวจสอบแล้ว เข้าสู่ระบบเพื่อดูทั้งหมด",
       st_new: "ใหม่", st_verified: "ตรวจสอบแล้ว", st_hidden: "ซ่อน", verify: "ยืนยัน", hide: "ซ่อน", reopen: "เปิดใหม่",
-      photo: "ดูรูป", near: "ใกล้", not_running: "ระบบแจ้งเตือนไม่ได้ทำงาน", used: "ใช้ไป", of: "จาก",
+      photo: "ดูรูป", has_photo: "มีรูป", badge: "รายงาน", near: "ใกล้", not_running: "ระบบแจ้งเตือนไม่ได้ทำงาน", used: "ใช้ไป", of: "จาก",
       messages: "ข้อความ", left: "เหลือ", pending: "รอส่ง", no_limit: "ไม่ได้ตั้งวงเงินรายเดือน",
       unknown_quota: "ยังไม่ได้อ่านโควตาจาก LINE", low: "โควตาใกล้หมด", shortfall: "แจ้งเตือนที่โควตาไม่พอ",
       missing: "คนจะไม่ได้รับ", checked: "ตรวจเมื่อ", no_controllers: "ยังไม่ได้ตั้งค่าเครื่องควบคุมเสียงตามสาย",
       broker_down: "ยังเชื่อมต่อ MQTT ไม่ได้", ls_pending: "รอส่ง", ls_sent: "ส่งแล้ว รอตอบรับ", ls_undelivered: "ส่งไม่ถึง",
-      ls_acknowledged: "เล่นแล้ว", ls_failed: "ล้มเหลว", ls_superseded: "ถูกแทนที่", attempts: "ครั้ง", audio: "เสียง",
+      ls_acknowledged: "เล่นแล้ว", ls_failed: "ล้มเหลว", ls_superseded: "ถูกแทนที่", attempts: "ครั้ง", audio: "ฟังเสียงประกาศ",
       announcer: "ข้อความให้ผู้ประกาศอ่าน", none: "—",
       d_ankle: "ตาตุ่ม", d_knee: "เข่า", d_waist: "เอว", d_road_closed: "ถนนปิด",
     },
@@ -32,13 +32,13 @@
       col_state: "State", col_controller: "Controller", col_last: "Last command", col_delivery: "Delivery",
       no_reports: "No reports yet", public_only: "Verified reports only; log in to see all",
       st_new: "new", st_verified: "verified", st_hidden: "hidden", verify: "Verify", hide: "Hide", reopen: "Reopen",
-      photo: "photo", near: "near", not_running: "The alert service is not running", used: "used", of: "of",
+      photo: "photo", has_photo: "yes", badge: "reports", near: "near", not_running: "The alert service is not running", used: "used", of: "of",
       messages: "messages", left: "left", pending: "queued", no_limit: "no monthly limit set",
       unknown_quota: "LINE's quota not read yet", low: "quota running low", shortfall: "Alerts the quota could not cover",
       missing: "would not get it", checked: "checked", no_controllers: "No loudspeaker controllers configured",
       broker_down: "not connected to MQTT yet", ls_pending: "pending", ls_sent: "sent, awaiting answer",
       ls_undelivered: "undelivered", ls_acknowledged: "played", ls_failed: "failed", ls_superseded: "superseded",
-      attempts: "attempts", audio: "audio", announcer: "text for the announcer", none: "—",
+      attempts: "attempts", audio: "listen to the announcement", announcer: "text for the announcer", none: "—",
       d_ankle: "ankle", d_knee: "knee", d_waist: "waist", d_road_closed: "road closed",
     },
   };
@@ -113,8 +113,8 @@
         if (rep.status === "hidden") buttons.push(el("button", { type: "button", class: "rep-reopen", text: r("reopen"), onclick: () => moderate(rep.id, "reopen") }));
       }
       const photo = rep.has_photo && data.officer
-        ? el("a", { href: `/api/reports/${encodeURIComponent(rep.id)}/photo`, target: "_blank", rel: "noopener", text: `📷 ${r("photo")}` })
-        : rep.has_photo ? "📷" : r("none");
+        ? el("a", { href: `/api/reports/${encodeURIComponent(rep.id)}/photo`, target: "_blank", rel: "noopener", text: r("photo") })
+        : rep.has_photo ? r("has_photo") : r("none");
       return el("tr", { "data-report": rep.id, class: `rep-${rep.status}` },
         el("td", { class: "nowrap" }, fmtTime(rep.ts_s, true), el("div", { class: "sid", text: rep.id })),
         el("td", {}, el("div", { text: zone }), el("div", { class: "sid", text: rep.address || near }),
@@ -136,7 +136,7 @@
       const n = counts[tr.dataset.station];
       if (!n) return;
       const cell = tr.querySelector(".c-station");
-      if (cell) cell.append(fw().el("span", { class: "badge rep-badge", title: r("reports"), text: `📍 ${n}` }));
+      if (cell) cell.append(fw().el("span", { class: "badge rep-badge", title: r("reports"), text: `${r("badge")} ${n}` }));
     });
   }
 
@@ -161,8 +161,9 @@
       if (c.lat === null || c.lon === null || c.lat === undefined) continue;
       const x = px(c.lon), y = py(c.lat);
       const st = c.latest ? c.latest.status : "none";
-      const icon = mk("text", { x, y: y + 6, class: `speaker-icon ls-${st}`, "data-controller": c.id, "text-anchor": "middle",
-        fill: LS_COLOURS[st] || "#37474f" }, "📢");
+      // a loudspeaker horn: drawn, not an emoji (control-room screens often lack an emoji font)
+      const icon = mk("path", { d: `M${x - 9},${y - 4}h5l8,-6v20l-8,-6h-5z`, class: `speaker-icon ls-${st}`,
+        "data-controller": c.id, fill: LS_COLOURS[st] || "#37474f", stroke: "#fff", "stroke-width": 1.5 });
       icon.append(mk("title", {}, `${fw().name(c)}: ${c.latest ? r(`ls_${st}`) : r("none")}`));
       layer.append(icon);
     }
@@ -208,7 +209,7 @@
     body.replaceChildren(...(s.controllers || []).map((c) => {
       const cmd = c.latest;
       const last = cmd ? el("div", {}, el("span", { class: `chip lvl-${cmd.level}`, text: cmd.level_name }), ` ${cmd.kind} · ${fmtTime(cmd.created_s, true)}`,
-        cmd.audio_url ? el("div", {}, el("a", { href: cmd.audio_url, target: "_blank", rel: "noopener", text: `🔊 ${r("audio")}` }))
+        cmd.audio_url ? el("div", {}, el("a", { href: cmd.audio_url, target: "_blank", rel: "noopener", text: r("audio") }))
           : el("div", { class: "sid", text: cmd.audio_note || r("announcer") })) : r("none");
       const state = cmd ? el("span", { class: `ls-state ls-${cmd.status}`, text: r(`ls_${cmd.status}`) }) : r("none");
       return el("tr", { "data-controller": c.id, class: cmd ? `ls-row ls-${cmd.status}` : "ls-row" },

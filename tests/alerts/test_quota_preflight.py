@@ -46,6 +46,7 @@ def test_officers_hear_of_a_shortfall_before_the_warning_goes_out(make_settings,
             log = service.log()
             warning = next(e for e in log if e["kind"] == "escalate")
             told = next(e for e in log if e["kind"] == "quota")
+            assert warning["id"] < told["id"] and warning["level"] == "WARNING"  # decided together, same commit
             assert told["audience"] == "officers" and told["zone"] == "moo-6"
             assert told["text"].startswith("⚠️ [เจ้าหน้าที่] โควตาข้อความ LINE ไม่พอ: การแจ้งเตือนภัย หมู่ 6")
             assert "ต้องใช้ 61 ข้อความ" in told["text"] and "ประมาณ 21 คนจะไม่ได้รับ" in told["text"]

@@ -119,6 +119,8 @@ def plan(actions: list[Action], controllers: Iterable[LoudspeakerController], an
 
     Parameters
     ----------
+    now_s : float
+        Real (wall-clock) time of the decision: the command's ``issued``, and ``expires`` 6 h later.
     announced : {(controller id, zone id): level}
         The level each controller last announced for each zone (its
         all-clear or lowering follows only when it announced the alert).
@@ -217,10 +219,11 @@ class Loudspeakers:
 
     # ------------------------------------------------------------ decisions
     def plan(self, actions: list[Action], now_s: float) -> list[PlannedCommand]:
+        """The commands for a commit's actions; ``issued``/``expires`` in real time (a loudspeaker plays now)."""
         if not self.enabled:
             return []
         with self._lock:
-            return plan(actions, self.controllers.values(), self.announced, self.settings, now_s)
+            return plan(actions, self.controllers.values(), self.announced, self.settings, self.wall_clock())
 
     def writer(self, planned: list[PlannedCommand], now_s: float) -> Callable[[sqlite3.Cursor, list[int]], None]:
         """Write ``planned`` in the alert decision's own transaction (``AlertDb.record_superseding(also=)``)."""

@@ -173,6 +173,13 @@ class LoudspeakerController:
                 self.duplicates += 1
             self._reply(message_id, "played", "already played; acknowledged again")
             return
+        try:
+            expired = datetime.fromisoformat(str(command["expires"])).timestamp() < received
+        except (KeyError, ValueError):
+            expired = False
+        if expired:
+            self._reply(message_id, "rejected", f"expired at {command['expires']}; not played")
+            return
         audio_s, note = None, str(command.get("audio_note") or "")
         url = command.get("audio_url")
         if url and self.fetch_audio:

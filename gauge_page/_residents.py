@@ -1,9 +1,9 @@
 """The page's side of residents: their flood reports (map, list, moderation), the LINE quota, loudspeakers.
 
-Read endpoints anyone on the page may call; what identifies a resident
-(photos, unverified reports) only for a logged-in officer. Moderation needs
-the session and its CSRF token like every other officer action, and goes in
-the audit log. The alert service's "report", "quota" and "loudspeaker"
+Residents' reports are for logged-in officers only (residents were told
+their reports are not published: docs/privacy.md); the quota and the
+loudspeakers anyone on the page may read. Moderation needs the session and
+its CSRF token like every other officer action, and goes in the audit log. The alert service's "report", "quota" and "loudspeaker"
 changes are forwarded to the page's live events.
 """
 
@@ -52,7 +52,7 @@ class ReportOut(BaseModel):
 
 class ReportsOut(BaseModel):
     running: bool
-    officer: bool = Field(description="true: every report (new, verified, hidden); false: verified ones only")
+    officer: bool = Field(description="false: not logged in, and no reports are shown (they are not public)")
     hours: float
     reports: list[ReportOut]
 
@@ -95,11 +95,12 @@ def residents_router(ctx: PageContext) -> APIRouter:
         return alerts
 
     @router.get("/reports", response_model=ReportsOut, response_model_exclude_none=True,
-                summary="Residents' flood reports, newest first (officers see new and hidden ones and photos)")
+                summary="Residents' flood reports, newest first (officers only: without a log-in the list is empty)")
     def reports(request: Request, hours: float = Query(72.0, gt=0, le=24 * 14)) -> dict[str, Any]:
         is_officer = session_of(request) is not None
-        if alerts is None or not hasattr(alerts, "reports"):
-            return {"running": False, "officer": is_officer, "hours": hours, "reports": []}
+        if alerts is None or not hasattr(alerts, "reports") or not is_officer:
+            return {"running": alerts is not None and hasattr(alerts, "reports"), "officer": is_officer,
+                    "hours": hours, "reports": []}
         return {"running": True, "officer": is_officer, "hours": hours,
                 "reports": to_jsonable(alerts.reports(hours, officer=is_officer))}
 

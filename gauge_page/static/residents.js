@@ -15,7 +15,7 @@
       nav_reports: "รายงานจากประชาชน", reports: "รายงานน้ำท่วมจากประชาชน", quota: "โควตาข้อความ LINE เดือนนี้",
       loudspeakers: "หอกระจายข่าว", col_time: "เวลา", col_place: "พื้นที่", col_depth: "ความลึก", col_photo: "รูป",
       col_state: "สถานะ", col_controller: "เครื่องควบคุม", col_last: "คำสั่งล่าสุด", col_delivery: "การส่ง",
-      no_reports: "ยังไม่มีรายงาน", public_only: "แสดงเฉพาะรายงานที่ตรวจสอบแล้ว เข้าสู่ระบบเพื่อดูทั้งหมด",
+      no_reports: "ยังไม่มีรายงาน", public_only: "รายงานจากประชาชนแสดงเฉพาะเจ้าหน้าที่ที่เข้าสู่ระบบ",
       st_new: "ใหม่", st_verified: "ตรวจสอบแล้ว", st_hidden: "ซ่อน", verify: "ยืนยัน", hide: "ซ่อน", reopen: "เปิดใหม่",
       photo: "ดูรูป", has_photo: "มีรูป", badge: "รายงาน", near: "ใกล้", not_running: "ระบบแจ้งเตือนไม่ได้ทำงาน", used: "ใช้ไป", of: "จาก",
       messages: "ข้อความ", left: "เหลือ", pending: "รอส่ง", no_limit: "ไม่ได้ตั้งวงเงินรายเดือน",
@@ -30,7 +30,7 @@
       nav_reports: "Residents' reports", reports: "Residents' flood reports", quota: "LINE messages this month",
       loudspeakers: "Village loudspeakers", col_time: "Time", col_place: "Place", col_depth: "Depth", col_photo: "Photo",
       col_state: "State", col_controller: "Controller", col_last: "Last command", col_delivery: "Delivery",
-      no_reports: "No reports yet", public_only: "Verified reports only; log in to see all",
+      no_reports: "No reports yet", public_only: "Residents' reports are shown to logged-in officers only",
       st_new: "new", st_verified: "verified", st_hidden: "hidden", verify: "Verify", hide: "Hide", reopen: "Reopen",
       photo: "photo", has_photo: "yes", badge: "reports", near: "near", not_running: "The alert service is not running", used: "used", of: "of",
       messages: "messages", left: "left", pending: "queued", no_limit: "no monthly limit set",
@@ -98,8 +98,8 @@
     if (!body) return;
     const { el, fmtTime, state } = fw();
     const status = byId("reports-status");
-    status.textContent = data.running === false ? r("not_running")
-      : !data.reports.length ? r("no_reports") : data.officer ? "" : r("public_only");
+    status.textContent = data.running === false ? r("not_running") : !data.officer ? r("public_only")
+      : !data.reports.length ? r("no_reports") : "";
     const zones = Object.fromEntries((state.zones || []).map((z) => [z.id, z]));
     const stations = Object.fromEntries((state.stations || []).map((s) => [s.id, s]));
     body.replaceChildren(...data.reports.map((rep) => {

@@ -130,7 +130,7 @@ def test_reports_api_photos_and_moderation_follow_the_officer_rules(site):
     assert site.service.reports() == []
     status, verified, _ = _call(verify, "POST", headers=officer)
     assert status == 200 and verified["status"] == "verified" and verified["moderated_by"] == "somchai"
-    assert [r["id"] for r in _call(base + "/api/reports")[1]["reports"]] == [report["id"]]
+    assert _call(base + "/api/reports")[1]["reports"] == [], "reports are never shown without a log-in"
     assert _call(f"{base}/api/reports/{report['id']}/delete", "POST", headers=officer)[0] == 422
     assert _call(f"{base}/api/reports/R00000000/hide", "POST", headers=officer)[0] == 404
     _, audit, _ = _call(base + "/api/audit", headers={"Cookie": cookie})

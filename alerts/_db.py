@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterable
 
 from floodwatch.errors import ConfigError
@@ -202,12 +203,15 @@ class AlertDb:
         decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
         now_s: float,
         supersede: dict[int, tuple[str, int]] | None = None,
+        also: Callable[[sqlite3.Cursor, list[int]], None] | None = None,
     ) -> tuple[list[int], int]:
         """:meth:`record`, and in the same transaction :meth:`supersede` for some decisions.
 
         ``supersede``: {index in ``decisions``: (zone id, highest level to drop)}: never-attempted
         resident chunks of that zone's older decisions up to that level are dropped by the same
         commit that creates the new decision (one fsync, and no moment where both are pending).
+        ``also(cursor, decision_ids)`` writes more rows in the same transaction (the loudspeaker
+        commands a decision causes), so they are kept or lost together with it.
         Returns (decision ids, chunks superseded).
         """
         decisions = list(decisions)
@@ -249,6 +253,8 @@ class AlertDb:
                             n += 1
                 for index, (zone_id, max_level) in (supersede or {}).items():
                     dropped += self._supersede(cur, zone_id, max_level, ids[index])
+                if also is not None:
+                    also(cur, ids)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -305,6 +311,22 @@ class AlertDb:
                 "SELECT COUNT(*), COALESCE(SUM(recipients), 0) FROM outbox WHERE status = 'pending'"
             ).fetchone()
         return int(row[0]), int(row[1])
+
+    def supersedable_recipients(self, zone_id: str, max_level: int) -> int:
+        """Recipients of the never-attempted resident chunks :meth:`supersede` would drop for this zone."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(o.recipients), 0) FROM outbox o JOIN decisions d ON d.id = o.decision_id"
+                " WHERE o.status = 'pending' AND o.attempts = 0 AND d.zone_id = ? AND d.audience = 'residents'"
+                " AND d.level <= ?", (zone_id, max_level)).fetchone()
+        return int(row[0])
+
+    def delivered_since(self, wall_s: float) -> int:
+        """Recipients of chunks LINE accepted since ``wall_s`` (real time): what the quota counts meanwhile."""
+        with self._lock:
+            row = self._conn.execute("SELECT COALESCE(SUM(recipients), 0) FROM outbox WHERE status = 'delivered'"
+                                     " AND done_s >= ?", (wall_s,)).fetchone()
+        return int(row[0])
 
     def pending_chunks(self) -> int:
         with self._lock:

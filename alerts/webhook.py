@@ -158,6 +158,7 @@ class Conversation:
         self.service = service
         self.db = service.db
         self.settings = service.settings
+        self.residents = service.residents  # alerts/residents.py: rich menu, flood reports, consent
 
     def handle_all(self, events: list[Any]) -> int:
         """Handle each event once; returns how many could not be stored (the caller answers non-2xx)."""
@@ -195,7 +196,10 @@ class Conversation:
             return []  # group and room chats are not supported: alerts go to people
         now_s = self.service.clock.now_s()
         reply: list[dict[str, Any]] = []
-        if kind == "follow":
+        desk = self.residents.reply(self, event, user_id, now_s)
+        if desk is not None:
+            reply = desk
+        elif kind == "follow":
             self.db.ensure_user(user_id, now_s, followed=True)
             reply = self.welcome(user_id)
         elif kind == "unfollow":

@@ -102,6 +102,17 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         settings.alerts.state_url = f"sqlite:///{DEMO_DIR}/alerts.db"
     if not _env_set("FLOODWATCH_PAGE__STATE_URL"):
         settings.page.state_url = f"sqlite:///{DEMO_DIR}/page.db"
+    settings.reports.photo_dir = DEMO_DIR / "report-photos"
+    settings.loudspeakers.audio_dir = DEMO_DIR / "loudspeaker-audio"
+    if not settings.loudspeakers.controllers:
+        # one simulated village loudspeaker in the low-lying village, so the demo shows the whole path
+        from floodwatch.settings import LoudspeakerController as SpeakerConfig
+
+        settings.loudspeakers.controllers = [SpeakerConfig(
+            id="DEMO-SPEAKER-6", name_th="หอกระจายข่าว หมู่ 6 (จำลอง)", name_en="Moo 6 loudspeaker (simulated)",
+            zones=["moo-6"], lat=14.0052, lon=100.1082)]
+    settings.loudspeakers.public_base_url = (settings.loudspeakers.public_base_url
+                                             or f"http://{settings.page.host}:{settings.page.port}")
 
     scenario = firmware_sim.load_scenario(args.scenario)
     now_s = time.time()
@@ -151,6 +162,11 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         fleet = firmware_sim.Fleet(settings, scenario, settings.mqtt.url, clock, seed=args.seed)
         fleet.start()
         cleanup.append(fleet.stop)
+        speakers = [firmware_sim.LoudspeakerController(settings.mqtt.url, c.id, site=settings.site.id,
+                                                       prefix=settings.mqtt.topic_prefix).start()
+                    for c in settings.loudspeakers.controllers]
+        for speaker in speakers:
+            cleanup.append(speaker.stop)
 
         url = f"http://{settings.page.host}:{settings.page.port}"
         print(
@@ -172,6 +188,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         cleanup.remove(fleet.stop)
         _drain(fleet.stats().get("published") or 0)
         summary = _summary(system, fleet, standin, args, clock, started_real, broker_kind, line_target, residents)
+        summary["loudspeaker_commands_played"] = sum(len(speaker.played) for speaker in speakers)
     finally:
         while cleanup:
             stop = cleanup.pop()

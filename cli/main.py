@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.line_standin",
     "floodwatch.cli.mqtt_config",
     "floodwatch.cli.backup",
+    "floodwatch.cli.privacy",
 )
 
 

@@ -4,7 +4,10 @@ Each node gets its own username (its station id) and a random password; an
 ACL lets it write only below ``floodwatch/{station_id}/`` and read nothing;
 the ingest service may read every station's topics and write none; a
 read-only consumer account (dashboards, another agency) may read and never
-publish. No
+publish. Each village loudspeaker controller gets its own username (its
+controller id) and may read only its own command topic and write only its own
+reply topic; floodwatch's loudspeaker account (``floodwatch-alerts``) writes
+commands and reads replies, nothing else. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;
 the clear passwords go to a separate 0600 file for provisioning the nodes
@@ -32,6 +35,8 @@ SALT_BYTES = 12
 INGEST_USER = "floodwatch-ingest"
 CONSUMER_USER = "floodwatch-consumer"
 AUTOSAVE = "autosave_interval 1"
+# floodwatch's own account for loudspeaker commands (FLOODWATCH_LOUDSPEAKERS__MQTT_USERNAME)
+ALERTS_USER = "floodwatch-alerts"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ def credentials_for(settings: Settings, existing: dict[str, str] | None = None) 
     """A credential per station plus the ingest service and the read-only consumer; existing passwords are kept."""
     existing = existing or {}
     users = [s.id for s in settings.stations] + [INGEST_USER, CONSUMER_USER]
+    controllers = [c.id for c in settings.loudspeakers.controllers]
+    if controllers:
+        users += controllers + [ALERTS_USER]
     return [Credential(u, existing.get(u) or secrets.token_urlsafe(24)) for u in users]
 
 
@@ -83,6 +91,15 @@ def acl_file(settings: Settings) -> str:
         "",
     ]
     lines += consumer_acl(settings)
+    controllers = settings.loudspeakers.controllers
+    if controllers:
+        lines += ["# Loudspeaker controllers: each reads only its own commands and writes only its own replies."]
+        for c in controllers:
+            lines += [f"user {c.id}", f"topic read {prefix}/{site}/speaker/{c.id}/command",
+                      f"topic write {prefix}/{site}/speaker/{c.id}/reply", ""]
+        lines += ["# floodwatch's loudspeaker account: writes every controller's commands, reads their replies.",
+                  f"user {ALERTS_USER}", f"topic write {prefix}/{site}/speaker/+/command",
+                  f"topic read {prefix}/{site}/speaker/+/reply", ""]
     return "\n".join(lines)
 
 

@@ -68,6 +68,13 @@ def check_sites(sites: list[Settings]) -> None:
         values = [attr(s) for s in sites]
         if len(set(values)) != len(values):
             raise ConfigError(f"sites share {name} ({values}); each site needs its own")
+    # residents' photos, and the loudspeaker MQTT session of sites that have loudspeakers
+    for name, attr, among in (("reports.photo_dir", lambda s: str(s.reports.photo_dir), sites),
+                              ("loudspeakers.client_id", lambda s: s.loudspeakers.client_id,
+                               [s for s in sites if s.loudspeakers.controllers])):
+        values = [attr(s) for s in among]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"sites share {name} ({values}); each site needs its own")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "lamphaya.toml"
 LINE_PRODUCTION_API = "https://api.line.me"
+LINE_PRODUCTION_DATA_API = "https://api-data.line.me"
 
 
 class _Section(BaseModel):
@@ -184,6 +185,16 @@ class LineSettings(_Section):
     quota_warn_fraction: float = 0.2
     quota_reserve_messages: int = 0
     quota_check_interval_s: float = 600.0
+    # LINE's data API (content downloads, rich menu images). None: api-data.line.me when
+    # api_base_url is LINE's own, else the same address as api_base_url (the stand-in serves both).
+    data_api_base_url: str | None = None
+
+    def data_base_url(self) -> str:
+        if self.data_api_base_url:
+            return self.data_api_base_url.rstrip("/")
+        if self.api_base_url.rstrip("/") == LINE_PRODUCTION_API:
+            return LINE_PRODUCTION_DATA_API
+        return self.api_base_url.rstrip("/")
 
 
 class ForecastSettings(_Section):
@@ -256,6 +267,62 @@ class WorkerSettings(_Section):
         return self.zones is not None or self.partition != "0/1"
 
 
+class ReportSettings(_Section):
+    """Residents' flood reports from LINE (location, optional photo, depth); see docs/privacy.md."""
+
+    enabled: bool = True
+    # Photos live here, one file each, named by a random id (never by the resident's LINE id).
+    photo_dir: Path = Path("var/report-photos")
+    # After this many days (real time) a report's photo is deleted and the report no longer
+    # names its resident; what stays is place, depth and time, with nobody's name on it.
+    retention_days: float = Field(default=30.0, gt=0)
+    photo_max_bytes: int = Field(default=10_000_000, gt=0)
+    # A report further than this from every zone centre and gauge is not in the municipality.
+    max_distance_km: float = Field(default=3.0, gt=0)
+    # Per resident, in real time: finished reports per hour, and report steps (locations,
+    # photos, depth picks) per hour; beyond them the resident is told why and nothing is kept.
+    max_reports_per_hour: int = Field(default=3, ge=1)
+    max_steps_per_hour: int = Field(default=30, ge=1)
+    # A verified report within this distance of a level gauge is shown beside it.
+    near_gauge_m: float = Field(default=500.0, gt=0)
+    # An unfinished report (location sent, no depth picked) is dropped after this long.
+    draft_timeout_s: float = Field(default=1800.0, gt=0)
+
+
+class LoudspeakerController(_Section):
+    """A village loudspeaker or siren controller (หอกระจายข่าว) that listens on MQTT."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$",
+                    description="MQTT username and topic level; letters, digits, - and _")
+    name_th: str
+    name_en: str
+    zones: list[ZoneId] = Field(min_length=1)
+    # The lowest zone level this controller announces (its all-clear follows when it announced).
+    min_level: Literal["WATCH", "WARNING", "EVACUATE"] = "WARNING"
+    lat: float | None = None
+    lon: float | None = None
+
+
+class LoudspeakerSettings(_Section):
+    """Commands to loudspeaker controllers over MQTT (docs/mqtt-contract.md, "Loudspeakers")."""
+
+    controllers: list[LoudspeakerController] = Field(default_factory=list)
+    # floodwatch's own broker account for commands: `floodwatch mqtt-config` makes floodwatch-alerts.
+    # None: mqtt.username / mqtt.password (an open broker, the demo).
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    client_id: str = "floodwatch-loudspeakers"
+    # No acknowledgement within this long: shown to officers as undelivered and sent again.
+    ack_timeout_s: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    # A spoken Thai WAV per command (espeak-ng's Thai voice), served to controllers at
+    # {public_base_url}/api/loudspeakers/audio/{message_id}.wav; without espeak-ng or without
+    # public_base_url the command carries the text for the announcer only.
+    speech: bool = True
+    audio_dir: Path = Path("var/loudspeaker-audio")
+    public_base_url: str | None = None
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -277,6 +344,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     zones: list[ZoneConfig] = []
     stations: list[StationConfig] = []
+    reports: ReportSettings = ReportSettings()
+    loudspeakers: LoudspeakerSettings = LoudspeakerSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -323,6 +392,22 @@ class Settings(BaseSettings):
                             f"station {station.id!r} names {key} station {other!r}, which is not a station "
                             "in the registry; add it under [[stations]] (external = true for another agency's)"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _loudspeakers_consistent(self) -> "Settings":
+        zone_ids = {z.id for z in self.zones}
+        taken = {s.id for s in self.stations}
+        seen: set[str] = set()
+        for controller in self.loudspeakers.controllers:
+            if controller.id in seen or controller.id in taken:
+                raise ValueError(f"loudspeaker controller id {controller.id!r} is used twice (station and controller "
+                                 "ids share the broker's user names); give it its own id")
+            seen.add(controller.id)
+            for zone in controller.zones:
+                if zone not in zone_ids:
+                    raise ValueError(f"loudspeaker controller {controller.id!r} names zone {zone!r}, which is not "
+                                     "under [[zones]]")
         return self
 
     # Registry look-ups used by every stage.
@@ -456,6 +541,7 @@ def register_secrets(settings: Settings) -> None:
         settings.line.channel_secret,
         settings.mqtt.password,
         settings.store.influx_token,
+        settings.loudspeakers.mqtt_password,
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())

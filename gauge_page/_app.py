@@ -22,6 +22,7 @@ from floodwatch.gauge_page._api import api_router
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
+from floodwatch.gauge_page._residents import residents_router
 from floodwatch.gauge_page._state import PageState, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def create_app(
         return JSONResponse({"detail": f"the store cannot be read right now: {exc}"}, status_code=503)
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
+    app.include_router(residents_router(ctx))  # reports, quota, loudspeakers (docs/page.md)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:

@@ -29,6 +29,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         settings.store.url = f"sqlite:///{tmp_path}/floodwatch.db"
         settings.alerts.state_url = f"sqlite:///{tmp_path}/alerts.db"
         settings.page.state_url = f"sqlite:///{tmp_path}/page.db"
+        settings.reports.photo_dir = tmp_path / "report-photos"
+        settings.loudspeakers.audio_dir = tmp_path / "loudspeaker-audio"
         for section, values in sections.items():
             target = getattr(settings, section)
             for key, value in values.items():

@@ -114,6 +114,9 @@ const el = (tag, attrs = {}, ...children) => {
 };
 const name = (obj) => (state.lang === "th" ? obj.name_th : obj.name_en) || obj.name_en || obj.id;
 const fmtM = (v) => (v === null || v === undefined ? "–" : v.toFixed(2));
+/* Page features in their own files (residents.js ...) push { map, overview, events, render, refresh } here. */
+window.fwHooks = window.fwHooks || [];
+const runHooks = (hook, ...args) => window.fwHooks.forEach((h) => { if (h[hook]) h[hook](...args); });
 
 /* ---------------------------------------------------------------- time */
 function fmtTime(tsS, withDate = false) {
@@ -226,6 +229,7 @@ function renderOverview() {
     return tr;
   });
   body.replaceChildren(...rows);
+  runHooks("overview", body);
 }
 
 /* ----------------------------------------------------------------- map */
@@ -300,6 +304,7 @@ function renderMap() {
     if (s.kind !== "rain") labels.push(mk("text", { x: cx + 13, y: cy + 4 }, `${s.id.replace("LP-", "")} ${fmtM(s.level_m)}`));
   }
   svg.replaceChildren(...nodes, ...labels);
+  runHooks("map", svg, px, py, mk);
 }
 
 /* -------------------------------------------------------------- alerts */
@@ -521,6 +526,7 @@ async function refreshMe() {
   $("#officer-name").textContent = inn ? state.me.display_name : "";
   if (inn) { renderZonePicks(); refreshAudit(); }
   renderAlerts(); renderHealth();
+  runHooks("refresh");
 }
 function renderZonePicks() {
   const box = $("#zone-picks");
@@ -640,16 +646,20 @@ function connectEvents() {
   es.addEventListener("audit", () => { refreshAudit(); });
   es.addEventListener("resync", () => refreshAll());
   es.onerror = () => setLive(false); // EventSource retries by itself (server sets retry:)
+  runHooks("events", es);
 }
 function renderAll() {
   renderOverview(); renderMap(); renderAlerts(); renderHealth(); renderDetail(); renderZonePicks();
+  runHooks("render");
 }
 async function refreshAll() {
   await refreshStations();
   refreshAlerts(); refreshHealth();
   if (state.detailId) loadDetail();
+  runHooks("refresh");
 }
 
+window.fw = { state, api, t, el, fmtTime, name, OFFICER_VIEW };
 function main() {
   $("#lang-toggle").addEventListener("click", () => {
     state.lang = state.lang === "th" ? "en" : "th";

@@ -63,7 +63,8 @@ def test_each_site_process_alerts_only_its_own_zone(mosquitto, tmp_path):
         ]
         try:
             for site in SITES:
-                wait_for_port("127.0.0.1", ports[site], timeout_s=30)
+                # two processes importing everything at once on a shared 2-core machine: be generous
+                wait_for_port("127.0.0.1", ports[site], timeout_s=90)
             node = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="node-two-sites")
             node.connect("127.0.0.1", mosquitto.port)
             node.loop_start()

@@ -140,6 +140,11 @@ class AlertDb:
         with self._lock:
             self._conn.close()
 
+    def shared_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """The state file's connection and its lock, for a module whose tables live in this file and
+        whose writes must join :meth:`transaction` (the residents' report book)."""
+        return self._conn, self._lock
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One durable step: every statement of this thread inside the block commits together, fsynced.

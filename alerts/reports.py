@@ -20,7 +20,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,25 +180,52 @@ _COLUMNS = ("id", "user_id", "ts_s", "wall_s", "lat", "lon", "address", "depth",
 class ReportBook:
     """Reports, drafts, consent and rate-limit steps in the alert state file; photos in ``photo_dir``.
 
-    Thread-safe: one connection, one lock (its own, beside :class:`alerts._db.AlertDb`'s).
+    Thread-safe: in the engine it shares :class:`alerts._db.AlertDb`'s connection and lock (so a
+    webhook event's report commits with the event's seen-mark); a command (privacy purge) opens
+    its own.
     """
 
-    def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time,
+                 shared: tuple[sqlite3.Connection, threading.RLock] | None = None) -> None:
+        """``shared`` is the alert state's own (connection, lock): inside the engine the book must
+        write on that connection, so a webhook event's report and its seen-mark are one commit
+        (a second connection to the same file would wait on the webhook's own write lock)."""
         self.cfg = settings.reports
         self.photo_dir = Path(self.cfg.photo_dir)
         self.wall_clock = wall_clock
-        path = sqlite_path(settings.alerts.state_url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")  # a resident was thanked for it: it must be on disk
-        self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(REPORTS_SCHEMA)
+        self._owns_conn = shared is None
+        if shared is not None:
+            self._conn, self._lock = shared
+        else:
+            path = sqlite_path(settings.alerts.state_url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = threading.RLock()
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")  # a resident was thanked for it: it must be on disk
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        with self._lock:
+            self._conn.executescript(REPORTS_SCHEMA)
+
+    @contextmanager
+    def _atomic(self) -> Iterator[sqlite3.Cursor]:
+        """Statements that stand or fall together; a savepoint, so it nests inside the webhook's
+        transaction (and is a transaction of its own outside one)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("SAVEPOINT report_book")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK TO report_book")
+                cur.execute("RELEASE report_book")
+                raise
+            cur.execute("RELEASE report_book")
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns_conn:
+            with self._lock:
+                self._conn.close()
 
     # --------------------------------------------------------------- photos
     def save_photo(self, jpeg: bytes) -> str:
@@ -304,19 +332,12 @@ class ReportBook:
                    lon=draft["lon"], address=draft["address"], depth=depth, zone_id=place.zone_id,
                    station_id=place.station_id, station_distance_m=place.station_distance_m, photo=draft["photo"],
                    photo_bytes=draft["photo_bytes"], status="new", moderated_by=None, moderated_s=None)
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute(f"INSERT INTO reports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                            tuple(row[c] for c in _COLUMNS))
-                cur.execute("DELETE FROM report_drafts WHERE user_id = ?", (user_id,))  # the photo now belongs to it
-                cur.execute("INSERT INTO report_steps (user_id, wall_s, kind) VALUES (?, ?, 'report')",
-                            (user_id, row["wall_s"]))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._atomic() as cur:
+            cur.execute(f"INSERT INTO reports ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                        tuple(row[c] for c in _COLUMNS))
+            cur.execute("DELETE FROM report_drafts WHERE user_id = ?", (user_id,))  # the photo now belongs to it
+            cur.execute("INSERT INTO report_steps (user_id, wall_s, kind) VALUES (?, ?, 'report')",
+                        (user_id, row["wall_s"]))
         return row
 
     def get(self, report_id: str) -> dict[str, Any] | None:
@@ -364,20 +385,13 @@ class ReportBook:
 
     def purge_user(self, user_id: str) -> dict[str, int]:
         """Everything this module holds about one resident: reports, photos, draft, consent, steps."""
-        with self._lock:
-            rows = self._conn.execute("SELECT photo FROM reports WHERE user_id = ?", (user_id,)).fetchall()
-            draft = self._conn.execute("SELECT photo FROM report_drafts WHERE user_id = ?", (user_id,)).fetchone()
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                reports = cur.execute("DELETE FROM reports WHERE user_id = ?", (user_id,)).rowcount
-                drafts = cur.execute("DELETE FROM report_drafts WHERE user_id = ?", (user_id,)).rowcount
-                consent = cur.execute("DELETE FROM report_consent WHERE user_id = ?", (user_id,)).rowcount
-                steps = cur.execute("DELETE FROM report_steps WHERE user_id = ?", (user_id,)).rowcount
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._atomic() as cur:
+            rows = cur.execute("SELECT photo FROM reports WHERE user_id = ?", (user_id,)).fetchall()
+            draft = cur.execute("SELECT photo FROM report_drafts WHERE user_id = ?", (user_id,)).fetchone()
+            reports = cur.execute("DELETE FROM reports WHERE user_id = ?", (user_id,)).rowcount
+            drafts = cur.execute("DELETE FROM report_drafts WHERE user_id = ?", (user_id,)).rowcount
+            consent = cur.execute("DELETE FROM report_consent WHERE user_id = ?", (user_id,)).rowcount
+            steps = cur.execute("DELETE FROM report_steps WHERE user_id = ?", (user_id,)).rowcount
         photos = sum(self._delete_photo(r[0]) for r in rows) + (self._delete_photo(draft[0]) if draft else 0)
         return {"reports": reports, "photos": photos, "report_drafts": drafts, "consent": consent,
                 "rate_limit_steps": steps}

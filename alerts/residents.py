@@ -100,7 +100,30 @@ class ResidentDesk:
         self.service = service
         self.settings = service.settings
         self.db = service.db
-        self.book = book if book is not None else ReportBook(service.settings)
+        self.book = book if book is not None else ReportBook(service.settings, shared=self.db.shared_connection())
+        # Photos fetched from LINE before the event's transaction (never while holding the state
+        # file's lock, which every alert decision waits on): message id -> (bytes, type) or error.
+        self._fetched: dict[str, tuple[bytes, str] | LineApiError] = {}
+
+    def prefetch(self, event: Any) -> None:
+        """Fetch a report photo's content ahead of the event's transaction (see ``_fetched``).
+
+        Only for a resident who consented and has a report waiting for its photo: nothing is
+        downloaded that could not be kept. The transaction then uses what was fetched.
+        """
+        message = getattr(event, "message", None)
+        user_id = getattr(getattr(event, "source", None), "user_id", None)
+        if (getattr(event, "type", None) != "message" or getattr(message, "type", None) != "image"
+                or user_id is None or not self.settings.reports.enabled or self.service.line is None
+                or not self.book.consented(user_id)):
+            return
+        draft = self.book.draft(user_id)
+        if draft is None or draft["lat"] is None:
+            return
+        try:
+            self._fetched[message.id] = self.service.line.message_content(message.id)
+        except LineApiError as exc:
+            self._fetched[message.id] = exc
 
     # ------------------------------------------------------------ dispatch
     def reply(self, conversation: Any, event: Any, user_id: str, now_s: float) -> list[dict[str, Any]] | None:
@@ -359,7 +382,10 @@ class ResidentDesk:
                             ["Photos cannot be received right now; pick the depth to report without one."])
         limit = self.settings.reports.photo_max_bytes
         try:
-            data, content_type = line.message_content(message_id)
+            fetched = self._fetched.pop(message_id, None)
+            if isinstance(fetched, LineApiError):
+                raise fetched
+            data, content_type = fetched if fetched is not None else line.message_content(message_id)
         except LineApiError as exc:
             log.warning("event=report_photo_fetch_failed status=%s message=%r", exc.status, exc.message)
             return self.say(user_id, ["ดึงรูปจาก LINE ไม่สำเร็จ ลองส่งใหม่ หรือเลือกความลึกเพื่อแจ้งโดยไม่มีรูป"],

@@ -179,6 +179,7 @@ class Conversation:
         if _too_old(event):
             return
         event_id = _event_id(event)
+        self.residents.prefetch(event)  # network I/O (a report's photo) stays out of the transaction
         with self.service.transaction():
             if event_id and not self.db.first_sight_of_event(event_id, time.time(),
                                                              keep_s=2 * WEBHOOK_REPLAY_WINDOW_S):

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from floodwatch import migrations
 from floodwatch.errors import ConfigError
 
 MULTICAST_MAX_RECIPIENTS = 500
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS rule_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_events (event_id TEXT PRIMARY KEY, seen_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
@@ -77,6 +78,27 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, priority DESC, id);
 """
 
 
+def _add_delivery_columns(conn: sqlite3.Connection) -> None:
+    """Columns state files from before release 0.1.0 lack (step 1 adopts their tables as they are)."""
+    wanted = {
+        "decisions": {"delivered": "INTEGER NOT NULL DEFAULT 0", "failed": "INTEGER NOT NULL DEFAULT 0"},
+        "outbox": {"recipients": "INTEGER NOT NULL DEFAULT 0", "created_wall_s": "REAL NOT NULL DEFAULT 0"},
+    }
+    for table, columns in wanted.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+# The alert state file's schema versions, oldest first (floodwatch/migrations.py). To change the
+# schema, append a step; never edit one that has shipped.
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables
+    _add_delivery_columns,  # 2: delivery counts and wall-clock creation time in files older than 0.1.0
+]
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///var/alerts.db`` -> var/alerts.db (relative to the working directory);
     ``sqlite:////abs/alerts.db`` -> /abs/alerts.db."""
@@ -118,20 +140,7 @@ class AlertDb:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._sync_full = True
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Add columns a newer floodwatch needs to a state file an older one created."""
-        wanted = {
-            "decisions": {"delivered": "INTEGER NOT NULL DEFAULT 0", "failed": "INTEGER NOT NULL DEFAULT 0"},
-            "outbox": {"recipients": "INTEGER NOT NULL DEFAULT 0", "created_wall_s": "REAL NOT NULL DEFAULT 0"},
-        }
-        for table, columns in wanted.items():
-            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns.items():
-                if name not in have:
-                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        migrations.migrate(self._conn, MIGRATIONS, name=str(path))
 
     def close(self) -> None:
         with self._lock:

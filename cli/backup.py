@@ -16,6 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from floodwatch import migrations
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings
 
@@ -40,6 +41,16 @@ def databases(settings: Settings) -> dict[str, Path]:
     return found
 
 
+def known_versions() -> dict[str, int]:
+    """The schema version this floodwatch writes, per backup file name (floodwatch/migrations.py)."""
+    from floodwatch.alerts import _db as alerts_db
+    from floodwatch.gauge_page import _state as page_state
+    from floodwatch.store import sqlite as store_sqlite
+
+    return {"floodwatch.db": len(store_sqlite.MIGRATIONS), "alerts.db": len(alerts_db.MIGRATIONS),
+            "page.db": len(page_state.MIGRATIONS)}
+
+
 def _row_counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
@@ -55,7 +66,8 @@ def backup(settings: Settings, out_dir: Path) -> dict:
         target = out_dir / name
         with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
             src.backup(dst)
-        manifest["databases"][name] = {"source": str(source), "rows": _row_counts(target)}
+        manifest["databases"][name] = {"source": str(source), "rows": _row_counts(target),
+                                       "schema_version": migrations.file_version(target)}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -65,13 +77,21 @@ def restore(settings: Settings, backup_dir: Path) -> dict:
     if not manifest_path.exists():
         raise ConfigError(f"{backup_dir} is not a floodwatch backup (no manifest.json); give the folder `floodwatch backup` made")
     manifest = json.loads(manifest_path.read_text())
+    chosen = []
+    # Check every file before replacing any: a restore is all or nothing.
     for name, target in databases(settings).items():
         source = backup_dir / name
         if name not in manifest["databases"] or not source.exists():
             continue
         check = sqlite3.connect(source).execute("PRAGMA integrity_check").fetchone()[0]
         if check != "ok":
-            raise ConfigError(f"{source} fails SQLite's integrity check ({check}); not restoring it")
+            raise ConfigError(f"{source} fails SQLite's integrity check ({check}); nothing was restored")
+        found, known = migrations.file_version(source) or 0, known_versions().get(name, 0)
+        if found > known:
+            raise ConfigError(f"{source} has schema version {found}, newer than this floodwatch's {known}: a newer "
+                              "floodwatch made this backup; restore it with that version (nothing was restored)")
+        chosen.append((source, target))
+    for source, target in chosen:
         target.parent.mkdir(parents=True, exist_ok=True)
         for leftover in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
             leftover.unlink(missing_ok=True)

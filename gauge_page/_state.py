@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from floodwatch import migrations
 from floodwatch.errors import ConfigError
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _MIN_PASSWORD_CHARS = 8
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS officers (
     username TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -57,6 +58,11 @@ CREATE TABLE IF NOT EXISTS maintenance (
     note TEXT NOT NULL
 );
 """
+
+# The page state file's schema versions, oldest first (floodwatch/migrations.py); append to change.
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables
+]
 
 
 def hash_password(password: str) -> str:
@@ -108,7 +114,8 @@ class PageState:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        migrations.migrate(self._db, MIGRATIONS, name=str(path))
         self._session_max_age_s = session_max_age_s
         self._extra_officers: dict[str, str] = {}
 

@@ -121,6 +121,7 @@ class OutboxChunk:
     messages: list[dict[str, Any]]
     priority: int
     attempts: int
+    created_wall_s: float = 0.0  # real time it was queued (0 in files from before 0.1.0)
 
 
 class AlertDb:
@@ -280,9 +281,9 @@ class AlertDb:
     def chunk(self, chunk_id: int) -> OutboxChunk:
         with self._lock:
             r = self._conn.execute(
-                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts FROM outbox"
-                " WHERE id = ?", (chunk_id,)).fetchone()
-        return OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7])
+                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts, created_wall_s"
+                " FROM outbox WHERE id = ?", (chunk_id,)).fetchone()
+        return OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7], r[8])
 
     def pending_counts(self) -> tuple[int, int]:
         """(chunks pending, recipients pending)."""

@@ -122,7 +122,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -67,6 +67,8 @@ metrics.describe("floodwatch_readings_ingested_total", "counter", "readings stor
 metrics.describe("floodwatch_readings_rejected_total", "counter", "payloads or readings refused, by reason")
 metrics.describe("floodwatch_readings_duplicate_total", "counter", "readings dropped as already stored")
 metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "age of the newest reading per station")
+metrics.describe("floodwatch_ingest_lag_seconds", "histogram",
+                 "seconds from a reading's arrival from the broker to its durable write in the store")
 
 
 class _Msg(NamedTuple):
@@ -433,6 +435,10 @@ class IngestService:
         per_station: Counter[str] = Counter(r.station_id for r in stored)
         for sid, n in per_station.items():
             metrics.inc("floodwatch_readings_ingested_total", n, station=sid)
+        stored_at_s = self.clock.now_s()
+        for r in stored:
+            if r.received_s is not None:
+                metrics.observe("floodwatch_ingest_lag_seconds", max(0.0, stored_at_s - r.received_s))
         if len(stored) != len(readings):
             stored_keys = {(r.station_id, r.ts_s) for r in stored}
             dup_station: Counter[str] = Counter(

@@ -133,8 +133,8 @@ class PageState:
         for username, stored in officers.items():
             if not stored.startswith("scrypt$"):
                 raise ConfigError(
-                    f"page.officers[{username!r}] is not a password hash; make one with "
-                    "python -c 'from floodwatch import gauge_page; print(gauge_page.hash_password(\"...\"))'"
+                    f"page.officers[{username!r}] is not a password hash; add officers with "
+                    "floodwatch officer add USERNAME instead (or make a hash: floodwatch officer hash)"
                 )
         self._extra_officers = dict(officers)
 
@@ -148,6 +148,31 @@ class PageState:
             "display_name=excluded.display_name",
             (username, display_name or username, stored, now_s),
         )
+
+    def officers(self) -> list[dict[str, Any]]:
+        """Every officer in the table: username, display name, created time (never the hash)."""
+        rows = self._query("SELECT username, display_name, created_s FROM officers ORDER BY username")
+        return [{"username": r[0], "display_name": r[1], "created_s": r[2]} for r in rows]
+
+    def has_officer(self, username: str) -> bool:
+        return bool(self._query("SELECT 1 FROM officers WHERE username=?", (username,)))
+
+    def change_password(self, username: str, password: str) -> bool:
+        """Set a new password and end the officer's sessions; False when there is no such officer."""
+        stored = hash_password(password)
+        with self._lock:
+            changed = self._db.execute("UPDATE officers SET password_hash=? WHERE username=?",
+                                       (stored, username)).rowcount
+            if changed:
+                self._db.execute("DELETE FROM sessions WHERE username=?", (username,))
+        return bool(changed)
+
+    def remove_officer(self, username: str) -> bool:
+        """Remove an officer and end their sessions (the audit log keeps what they did); False when unknown."""
+        with self._lock:
+            removed = self._db.execute("DELETE FROM officers WHERE username=?", (username,)).rowcount
+            self._db.execute("DELETE FROM sessions WHERE username=?", (username,))
+        return bool(removed)
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The officer's display name when the password is right, else None."""

@@ -81,12 +81,12 @@ class _Msg(NamedTuple):
 
 
 def spool_path(settings: "Settings") -> str:
-    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db."""
+    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db in the data dir."""
     if settings.store.spool_path:
         return settings.store.spool_path
     if settings.store.url.startswith("sqlite:///"):
         return settings.store.url[len("sqlite:///"):] + ".spool"
-    return "var/ingest-spool.db"
+    return str(settings.data_dir / "var" / "ingest-spool.db")
 
 
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:

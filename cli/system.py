@@ -98,8 +98,9 @@ class System:
 
     def _start_page(self) -> None:
         page = self.settings.page
+        # proxy_headers off: the page's TrustedProxyHeaders decides whom to believe (page.trusted_proxies).
         config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, proxy_headers=False)
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="gauge-page", daemon=True)
         thread.start()

@@ -21,6 +21,7 @@ from floodwatch.gauge_page._api import api_router
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
+from floodwatch.gauge_page._proxy import TrustedProxyHeaders
 from floodwatch.gauge_page._state import PageState, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.page = ctx
+    # uvicorn runs with proxy_headers off: which proxy to believe is the site's setting, decided here.
+    app.add_middleware(TrustedProxyHeaders, trusted=settings.page.trusted_proxies)
 
     @app.middleware("http")
     async def limit_request_size(request: Request, call_next):  # noqa: ANN001, ANN202

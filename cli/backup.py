@@ -72,6 +72,30 @@ def backup(settings: Settings, out_dir: Path) -> dict:
     return manifest
 
 
+def prune(folder: Path, keep_days: float, now_s: float | None = None, *, keep: Path | None = None) -> list[Path]:
+    """Delete the backups in ``folder`` older than ``keep_days``; return what was deleted.
+
+    Only folders floodwatch made (they hold a ``manifest.json``) are touched, by
+    the time in their manifest; ``keep`` (the backup just taken) never is.
+    """
+    now_s = time.time() if now_s is None else now_s
+    deleted = []
+    for candidate in sorted(folder.iterdir()) if folder.is_dir() else []:
+        manifest = candidate / "manifest.json"
+        if not candidate.is_dir() or not manifest.is_file():
+            continue
+        if keep is not None and candidate.resolve() == keep.resolve():
+            continue
+        try:
+            created_s = float(json.loads(manifest.read_text())["created_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not readable as a floodwatch backup: leave it for a person to look at
+        if now_s - created_s > keep_days * 86_400.0:
+            shutil.rmtree(candidate)
+            deleted.append(candidate)
+    return deleted
+
+
 def restore(settings: Settings, backup_dir: Path) -> dict:
     manifest_path = backup_dir / "manifest.json"
     if not manifest_path.exists():
@@ -106,10 +130,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "backup",
         help="snapshot the SQLite store and alert state while running",
         description="Write a consistent snapshot of the readings and alert databases into a new folder.\n\n"
-        "example: floodwatch backup --out /var/backups/floodwatch/$(date +%%F)",
+        "example: floodwatch backup --out /var/backups/floodwatch/$(date +%%F) --keep-days 30",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument("--out", type=Path, required=True, help="new folder for the backup (must not exist)")
+    b.add_argument("--keep-days", type=float, default=None, metavar="DAYS",
+                   help="after a good backup, delete the backups beside it (in the same parent folder) older than "
+                   "DAYS; only folders floodwatch backup made are touched (default: keep everything)")
     b.set_defaults(run=run_backup)
     r = subparsers.add_parser(
         "restore",
@@ -131,6 +158,9 @@ def run_backup(args: argparse.Namespace) -> int:
         return 1
     for name, info in manifest["databases"].items():
         print(f"{name}: {sum(info['rows'].values())} rows in {len(info['rows'])} tables")
+    if args.keep_days is not None:
+        for old in prune(args.out.parent, args.keep_days, keep=args.out):
+            print(f"deleted {old} (older than {args.keep_days:g} days)")
     return 0
 
 

@@ -85,3 +85,30 @@ def test_restore_refuses_a_backup_from_a_newer_floodwatch_and_replaces_nothing(t
     live = store.open_store(settings)
     assert len(live.read_readings(StationId("LP-W01"), 0, 2e9)) == 15
     live.close()
+
+
+def test_keep_days_prunes_only_old_floodwatch_backups(tmp_path, make_settings, monkeypatch, capsys):
+    import json
+    import time
+
+    from floodwatch.cli.main import main
+
+    settings = make_settings()
+    live = store.open_store(settings)
+    live.write_batch(_readings(0, 5))
+    live.close()
+    monkeypatch.setenv("FLOODWATCH_STORE__URL", settings.store.url)
+    monkeypatch.setenv("FLOODWATCH_ALERTS__STATE_URL", settings.alerts.state_url)
+    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", settings.page.state_url)
+    backups = tmp_path / "backups"
+    for name, age_days in (("old", 40), ("recent", 3)):
+        assert main(["backup", "--out", str(backups / name)]) == 0
+        manifest = json.loads((backups / name / "manifest.json").read_text())
+        manifest["created_s"] = time.time() - age_days * 86_400
+        (backups / name / "manifest.json").write_text(json.dumps(manifest))
+    (backups / "notes-by-a-person").mkdir()
+    (backups / "notes-by-a-person" / "readme.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main(["backup", "--out", str(backups / "tonight"), "--keep-days", "30"]) == 0
+    assert f"deleted {backups / 'old'}" in capsys.readouterr().out
+    assert sorted(p.name for p in backups.iterdir()) == ["notes-by-a-person", "recent", "tonight"]

@@ -2,8 +2,8 @@
 
 Precedence, highest first: keyword arguments to :func:`load_settings`,
 environment variables (``FLOODWATCH_MQTT__URL``: nested with ``__``), a
-``.env`` file in the working directory (for secrets), then the site's TOML
-file: the one ``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``,
+``.env`` file in the working directory (for secrets), ``/etc/floodwatch/floodwatch.env``
+when the site file is in /etc/floodwatch, then the site's TOML file: the one ``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``,
 else the embedded example (Lam Phaya, shipped as ``floodwatch.sites``).
 
 Relative SQLite paths (``sqlite:///var/page.db``) are resolved against
@@ -47,6 +47,9 @@ def example_site(name: str = "lamphaya") -> Path:
 DEFAULT_CONFIG_FILE = example_site()
 # Where a municipality keeps its own site (floodwatch site init writes it there).
 SYSTEM_CONFIG_FILE = Path("/etc/floodwatch/site.toml")
+# Its secrets, read with a site file in /etc/floodwatch, so commands an administrator runs
+# (check, officer, backup) see what the service sees.
+SYSTEM_ENV_FILE = Path("/etc/floodwatch/floodwatch.env")
 DEFAULT_DATA_DIR = Path("/var/lib/floodwatch")
 LINE_PRODUCTION_API = "https://api.line.me"
 SQLITE_PREFIX = "sqlite:///"
@@ -506,6 +509,13 @@ def load_settings(**overrides: Any) -> Settings:
     if syntax:
         raise ConfigError(syntax)
     overrides.setdefault("config_file", config_file)
+    if "_env_file" not in overrides:
+        env_files: list[Path] = []
+        in_system_folder = config_file.resolve().parent == SYSTEM_CONFIG_FILE.parent.resolve()
+        if in_system_folder and os.access(SYSTEM_ENV_FILE, os.R_OK):
+            env_files.append(SYSTEM_ENV_FILE)
+        env_files.append(Path(".env"))  # a developer's secrets, in the folder a command runs from
+        overrides["_env_file"] = tuple(env_files)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

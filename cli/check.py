@@ -73,9 +73,10 @@ def site_problems(settings: Settings) -> tuple[list[str], list[str]]:
     folder = _writable_dir_problem(settings.data_dir)
     if folder:
         problems.append(folder)
-    known = known_versions()
-    for name, path in databases(settings).items():
-        found = migrations.file_version(path) if path.exists() else None
+    existing = {name: path for name, path in databases(settings).items() if path.exists()}
+    known = known_versions() if existing else {}  # (imports every stage: only when there is something to compare)
+    for name, path in existing.items():
+        found = migrations.file_version(path)
         if found is None:
             continue
         if found > known[name]:

@@ -52,14 +52,14 @@ class System:
     isolate_forecasts: bool = True
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
 
-    def start(self) -> "System":
+    def start(self) -> System:
         try:
             return self._start()
         except BaseException:
             self.stop()  # what did start is stopped again: no thread or open file is left behind
             raise
 
-    def _start(self) -> "System":
+    def _start(self) -> System:
         settings, clock = self.settings, self.clock
         self.store = store_module.open_store(settings)
         self._stoppers.append(("store", self.store.close))

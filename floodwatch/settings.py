@@ -3,8 +3,9 @@
 Precedence, highest first: keyword arguments to :func:`load_settings`,
 environment variables (``FLOODWATCH_MQTT__URL``: nested with ``__``), a
 ``.env`` file in the working directory (for secrets), ``/etc/floodwatch/floodwatch.env``
-when the site file is in /etc/floodwatch, then the site's TOML file: the one ``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``,
-else the embedded example (Lam Phaya, shipped as ``floodwatch.sites``).
+when the site file is in /etc/floodwatch, then the site's TOML file: the one
+``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``, else the
+embedded example (Lam Phaya, shipped as ``floodwatch.sites``).
 
 Relative SQLite paths (``sqlite:///var/page.db``) are resolved against
 ``data_dir`` (``FLOODWATCH_DATA_DIR``, default ``/var/lib/floodwatch``), never
@@ -432,8 +433,8 @@ def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]
     for i, zone in enumerate(zones):
         zone_id = zone.get("id")
         if zone_id is not None and zone_id not in with_station and first_zone.get(zone_id) == i:
-            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station, so residents who pick it would never "
-                             f"be warned; add a station with zone = \"{zone_id}\" or remove the zone"))
+            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station, so residents who pick it "
+                             f"would never be warned; add a station with zone = \"{zone_id}\" or remove the zone"))
     return problems
 
 

@@ -97,7 +97,8 @@ BAD_INPUTS = {
     "unknown key (typo)": (("mount_height_m = 4.00", "mount_heigth_m = 4.00"), "mount_heigth_m", 1,
                            "unknown key 'mount_heigth_m'; did you mean 'mount_height_m'?"),
     "unknown rain station": (('rain_station = "NA-R01"', 'rain_station = "NA-R1"'), 'rain_station = "NA-R1"', 1,
-                             "names rain_station 'NA-R1', which is not a station in the registry; did you mean 'NA-R01'?"),
+                             "names rain_station 'NA-R1', which is not a station in the registry; "
+                             "did you mean 'NA-R01'?"),
     "typo in a section": (("[site]", "[siet]"), "[siet]", 1, "unknown key 'siet'; did you mean 'site'?"),
 }
 

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from floodwatch import metrics
+from floodwatch import metrics, migrations
 from floodwatch.settings import LoudspeakerController, Settings
 from floodwatch.timefmt import to_bangkok
 from floodwatch.vocabulary import AlertLevel
 
+from floodwatch.alerts import _db
 from floodwatch.alerts._db import sqlite_path
 from floodwatch.alerts.messages import ADVICE_EN, ADVICE_TH
 from floodwatch.alerts.rules import Action
@@ -55,27 +56,8 @@ STATES = ("pending", "sent", "undelivered", "acknowledged", "failed", "supersede
 # SQLite table of this module, in the alert state file (settings.alerts.state_url).
 # Kept together here so it can become one numbered migration.
 # ============================================================================
-LOUDSPEAKER_SCHEMA = """
-CREATE TABLE IF NOT EXISTS loudspeaker_commands (
-    message_id TEXT PRIMARY KEY,          -- the command's id; controllers play each id once
-    controller_id TEXT NOT NULL,
-    decision_id INTEGER,                  -- the alert decision that caused it
-    zone_id TEXT NOT NULL,
-    level INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    payload TEXT NOT NULL,                -- the command JSON (without "attempt")
-    status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | undelivered | acknowledged | failed | superseded
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_s REAL NOT NULL,              -- clock time of the decision
-    created_wall_s REAL NOT NULL,
-    last_sent_wall_s REAL,
-    undelivered_wall_s REAL,              -- when officers were first shown it as undelivered
-    acked_wall_s REAL,
-    reply_status TEXT,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS loudspeaker_open ON loudspeaker_commands (status, controller_id);
-"""
+# The table lives in the alert state file: version 4 of alerts/_db.py MIGRATIONS.
+LOUDSPEAKER_SCHEMA = _db.LOUDSPEAKER_TABLES
 
 
 def command_topic(settings: Settings, controller_id: str) -> str:
@@ -202,7 +184,7 @@ class Loudspeakers:
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(LOUDSPEAKER_SCHEMA)
+        migrations.migrate(self._conn, _db.MIGRATIONS, name=str(path))
         self.announced: dict[tuple[str, str], int] = {}
         for controller_id, zone_id, level, kind in self._conn.execute(
                 "SELECT controller_id, zone_id, level, kind FROM loudspeaker_commands ORDER BY created_wall_s"):

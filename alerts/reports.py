@@ -28,6 +28,8 @@ from typing import Any
 
 from floodwatch.settings import Settings
 
+from floodwatch import migrations
+from floodwatch.alerts import _db
 from floodwatch.alerts._db import sqlite_path
 
 log = logging.getLogger("floodwatch.alerts.reports")
@@ -46,46 +48,8 @@ EARTH_RADIUS_M = 6_371_000.0
 # SQLite tables of this module, in the alert state file (settings.alerts.state_url).
 # Kept together here so they can become one numbered migration.
 # ============================================================================
-REPORTS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS reports (
-    id TEXT PRIMARY KEY,                 -- 'R' + 8 hex digits: what officers and residents quote
-    user_id TEXT,                        -- the reporting resident; NULL once anonymised (retention)
-    ts_s REAL NOT NULL,                  -- clock time of the report
-    wall_s REAL NOT NULL,                -- real time of the report (retention follows it)
-    lat REAL NOT NULL,
-    lon REAL NOT NULL,
-    address TEXT,                        -- what LINE's location picker named the place
-    depth TEXT NOT NULL,                 -- ankle | knee | waist | road_closed
-    zone_id TEXT,                        -- the nearest zone centre
-    station_id TEXT,                     -- the nearest level gauge
-    station_distance_m REAL,
-    photo TEXT,                          -- file name in reports.photo_dir; NULL: none, or deleted
-    photo_bytes INTEGER,
-    status TEXT NOT NULL DEFAULT 'new',  -- new | verified | hidden
-    moderated_by TEXT,
-    moderated_s REAL
-);
-CREATE INDEX IF NOT EXISTS reports_time ON reports (ts_s);
-CREATE INDEX IF NOT EXISTS reports_user ON reports (user_id);
-CREATE TABLE IF NOT EXISTS report_drafts (
-    user_id TEXT PRIMARY KEY,            -- one unfinished report per resident
-    lat REAL, lon REAL, address TEXT,
-    photo TEXT, photo_bytes INTEGER,
-    started_wall_s REAL NOT NULL,
-    updated_wall_s REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS report_consent (
-    user_id TEXT PRIMARY KEY,            -- residents who agreed to the privacy notice (declines are not kept)
-    version TEXT NOT NULL,
-    agreed_wall_s REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS report_steps (
-    user_id TEXT NOT NULL,               -- report steps of the last hour, for the rate limit
-    wall_s REAL NOT NULL,
-    kind TEXT NOT NULL                   -- start | location | photo | report
-);
-CREATE INDEX IF NOT EXISTS report_steps_user ON report_steps (user_id, wall_s);
-"""
+# The tables live in the alert state file: version 3 of alerts/_db.py MIGRATIONS.
+REPORTS_SCHEMA = _db.REPORTS_TABLES
 
 
 # ------------------------------------------------------------ pure helpers
@@ -204,8 +168,8 @@ class ReportBook:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")  # a resident was thanked for it: it must be on disk
             self._conn.execute("PRAGMA busy_timeout=5000")
-        with self._lock:
-            self._conn.executescript(REPORTS_SCHEMA)
+            # a file older than the reports gets their tables (a no-op where the engine already did)
+            migrations.migrate(self._conn, _db.MIGRATIONS, name=str(path))
 
     @contextmanager
     def _atomic(self) -> Iterator[sqlite3.Cursor]:

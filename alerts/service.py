@@ -56,6 +56,9 @@ from floodwatch.alerts.rules import (
 log = logging.getLogger("floodwatch.alerts")
 
 metrics.describe("floodwatch_alerts_raised_total", "counter", "resident alerts decided, by zone and level")
+metrics.describe("floodwatch_line_quota_remaining", "gauge", "LINE messages left this month (from LINE's quota API)")
+metrics.describe("floodwatch_alert_latency_seconds", "histogram",
+                 "seconds from the reading (or forecast) behind a resident alert to the alert queued for LINE")
 
 USABLE_QC = (QcFlag.PASS, QcFlag.NOT_EVALUATED)
 BAD_QC = (QcFlag.SUSPECT, QcFlag.FAIL)
@@ -404,6 +407,7 @@ class AlertService:
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
+                metrics.observe("floodwatch_alert_latency_seconds", max(0.0, self.clock.now_s() - a.ts_s))
             log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d "
                      "ts_s=%.0f level_m=%.3f", a.kind, a.audience, a.zone_id, a.station_id, a.level.name,
                      recipients, a.ts_s, a.water_level_m)

@@ -4,7 +4,13 @@ Starts, in data-flow order: a local MQTT broker (Mosquitto, or amqtt where
 Mosquitto is missing), the SQLite store under ``var/demo/``, a LINE stand-in
 (unless ``FLOODWATCH_LINE__API_BASE_URL`` points at a real LINE API),
 ingestion, the forecaster on apscheduler, the alert engine, the live page,
-and simulated Lam Phaya nodes publishing a scenario. Ctrl-C stops it all.
+and simulated Lam Phaya nodes publishing a scenario (the embedded example
+site). Ctrl-C stops it all.
+
+The terminal shows where the page is, the officer login and one line of live
+status (readings, stations online, the highest level per zone, alerts, LINE
+messages); the full log goes to ``var/demo/floodwatch.log`` (``--verbose``
+brings it back to the terminal).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import time
 import webbrowser
 from pathlib import Path
@@ -23,16 +30,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from floodwatch import logs
-from floodwatch import metrics
+from floodwatch import logs, metrics
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
-from floodwatch.settings import Settings, load_settings, register_secrets
+from floodwatch.settings import DEFAULT_CONFIG_FILE, Settings, load_settings, register_secrets
 
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path("var/demo")
+LOG_NAME = "floodwatch.log"
 HISTORY_DAYS = 7.0
+STATUS_EVERY_S = 1.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +69,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--residents-per-zone", type=int, default=3,
                    help="demo residents pre-subscribed to each zone (default 3)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the simulated nodes (default 7)")
+    p.add_argument("--verbose", dest="log_to_terminal", action="store_true",
+                   help=f"show the full log on the terminal instead of the one-line status (it always goes to "
+                   f"{DEMO_DIR}/{LOG_NAME})")
     p.set_defaults(run=run)
 
 
@@ -75,7 +86,9 @@ def _env_set(name: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings()
+        # The demo runs the embedded example site unless FLOODWATCH_CONFIG names another
+        # (never the municipality's own /etc/floodwatch/site.toml by accident).
+        settings = load_settings(config_file=os.environ.get("FLOODWATCH_CONFIG") or DEFAULT_CONFIG_FILE)
     except ConfigError as exc:
         print(f"error: {logs.scrub(str(exc))}")
         return 1
@@ -85,25 +98,65 @@ def run(args: argparse.Namespace) -> int:
     return run_demo(settings, args)
 
 
+def _wait_showing_status(deadline_s: float | None, tick: Any) -> None:
+    """Block until Ctrl-C, SIGTERM or ``deadline_s`` real seconds, calling ``tick()`` about every second."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    handler = lambda *_: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    end = None if deadline_s is None else time.monotonic() + deadline_s
+    try:
+        while not stop.is_set():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            stop.wait(STATUS_EVERY_S if left is None else min(STATUS_EVERY_S, left))
+            try:
+                tick()
+            except Exception:  # the status line must never stop the demo
+                log.debug("event=demo_status_failed", exc_info=True)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     from floodwatch import firmware_sim
-    from floodwatch.cli.broker import LocalBroker
-    from floodwatch.cli.serve import wait_for_stop
+    from floodwatch.cli.broker import DEMO_EXTRAS_HINT, DemoExtrasMissing, LocalBroker
+    from floodwatch.cli.demo_status import ClearingStream, StatusPrinter, format_status, snapshot
     from floodwatch.cli.system import System
 
     if args.port is not None:
         settings.page.port = args.port
     # A demo starts from a clean slate: its data are simulated and its clock is accelerated.
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    demo_dir = DEMO_DIR.resolve()
+    shutil.rmtree(demo_dir, ignore_errors=True)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    log_path = demo_dir / LOG_NAME
+    root = logging.getLogger()
+    to_terminal = bool(getattr(args, "log_to_terminal", False))
+    printer = StatusPrinter()
+    logs.configure(root.level, json_lines=logs.json_lines_configured(), file=log_path,
+                   stream=ClearingStream(sys.stderr) if printer.in_place and sys.stderr.isatty() else sys.stderr,
+                   terminal_level=None if to_terminal else logging.ERROR)
+    settings.data_dir = demo_dir
     if not _env_set("FLOODWATCH_STORE__URL"):
-        settings.store.url = f"sqlite:///{DEMO_DIR}/floodwatch.db"
+        settings.store.url = f"sqlite:///{demo_dir}/floodwatch.db"
     if not _env_set("FLOODWATCH_ALERTS__STATE_URL"):
-        settings.alerts.state_url = f"sqlite:///{DEMO_DIR}/alerts.db"
+        settings.alerts.state_url = f"sqlite:///{demo_dir}/alerts.db"
     if not _env_set("FLOODWATCH_PAGE__STATE_URL"):
-        settings.page.state_url = f"sqlite:///{DEMO_DIR}/page.db"
-    settings.reports.photo_dir = DEMO_DIR / "report-photos"
-    settings.loudspeakers.audio_dir = DEMO_DIR / "loudspeaker-audio"
+        settings.page.state_url = f"sqlite:///{demo_dir}/page.db"
+    settings.reports.photo_dir = demo_dir / "report-photos"
+    settings.loudspeakers.audio_dir = demo_dir / "loudspeaker-audio"
     if not settings.loudspeakers.controllers:
         # one simulated village loudspeaker in the low-lying village, so the demo shows the whole path
         from floodwatch.settings import LoudspeakerController as SpeakerConfig
@@ -124,7 +177,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         if _env_set("FLOODWATCH_MQTT__URL"):
             broker_kind = "external"
         else:
-            broker = LocalBroker(DEMO_DIR / "broker", port=1883)
+            broker = LocalBroker(demo_dir / "broker", port=1883)
             broker.start()
             cleanup.append(broker.stop)
             settings.mqtt.url = broker.url
@@ -132,7 +185,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         if _env_set("FLOODWATCH_LINE__API_BASE_URL"):
             line_target = "external"
         else:
-            from floodwatch.line_standin import LineStandIn
+            try:
+                from floodwatch.line_standin import LineStandIn
+            except ImportError as exc:
+                raise DemoExtrasMissing(DEMO_EXTRAS_HINT) from exc
 
             token = "demo-" + secrets.token_hex(16)
             standin = LineStandIn(tokens={token})
@@ -177,19 +233,27 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"  LINE          {settings.line.api_base_url} ({line_target}), {residents} demo residents\n"
             f"  officer login officer / {officer_password}  (acknowledge, maintenance, manual messages)\n"
             f"  data          {settings.store.url}\n"
+            f"  full log      {_shown(log_path)}"
+            + ("" if to_terminal else "  (tail -f it, or run with --verbose to see it here)") + "\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
         if not args.no_browser:
             webbrowser.open(url)
-        wait_for_stop(args.duration)
+        _wait_showing_status(args.duration, lambda: None if to_terminal else printer.show(
+            lambda width: format_status(snapshot(system, clock.now_s()), width)))
+        printer.clear()
         # Stop the nodes first and let ingestion catch up, so the summary counts every reading sent.
         fleet.stop()
         cleanup.remove(fleet.stop)
         _drain(fleet.stats().get("published") or 0)
         summary = _summary(system, fleet, standin, args, clock, started_real, broker_kind, line_target, residents)
         summary["loudspeaker_commands_played"] = sum(len(speaker.played) for speaker in speakers)
+    except DemoExtrasMissing as exc:
+        print(f"error: {exc}")
+        return 1
     finally:
+        printer.clear()
         while cleanup:
             stop = cleanup.pop()
             try:

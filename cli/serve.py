@@ -10,8 +10,8 @@ from pathlib import Path
 
 from floodwatch import logs
 from floodwatch.clock import SystemClock
-from floodwatch.errors import ConfigError
-from floodwatch.settings import Settings, load_settings, load_site_settings
+from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.settings import Settings, is_example, load_settings, load_site_settings
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,25 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {logs.scrub(str(exc))}")
         return 1
+    from floodwatch.cli.check import site_map_problems, site_problems
+
+    refused = False
+    for settings in sites:
+        problems, notes = site_problems(settings)
+        for note in notes:
+            log.info("event=site_note site=%s note=%s", settings.site.id, note)
+        for problem in site_map_problems(settings):
+            # Alerts matter more than the drawing: serve, and say the page shows no zones.
+            log.warning("event=site_map_problem site=%s problem=%s", settings.site.id, problem)
+        if is_example(settings.config_file):
+            log.warning("event=example_site config=%s fix=%s", settings.config_file,
+                        "write your own with floodwatch site init --out /etc/floodwatch/site.toml")
+        for problem in problems:
+            print(f"error: {problem}")
+            refused = True
+    if refused:
+        print("floodwatch serve refuses to start on these problems; fix them (floodwatch check shows them all)")
+        return 1
     systems = []
     try:
         for settings in sites:
@@ -102,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                   f"http://{settings.page.host}:{settings.page.port}", flush=True)
         print("Ctrl-C stops.", flush=True)
         wait_for_stop()
+    except FloodwatchError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
     finally:
         for system in reversed(systems):
             system.stop()

@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "simulate",
         help="run simulated sensor nodes (10 to 10,000) publishing a scenario over MQTT",
-        description="Run simulated Lam Phaya sensor nodes against an MQTT broker: the registry's stations "
+        description="Run simulated sensor nodes against an MQTT broker: the site's stations "
         "plus synthetic SIM-00001... nodes for load tests, publishing a scenario (tide, floods, rain, "
         "faults) in accelerated time, with progress and a summary of what was sent.\n\n"
         "examples:\n"

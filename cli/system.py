@@ -52,7 +52,14 @@ class System:
     isolate_forecasts: bool = True
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
 
-    def start(self) -> "System":
+    def start(self) -> System:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # what did start is stopped again: no thread or open file is left behind
+            raise
+
+    def _start(self) -> System:
         settings, clock = self.settings, self.clock
         self.store = store_module.open_store(settings)
         self._stoppers.append(("store", self.store.close))
@@ -91,8 +98,9 @@ class System:
 
     def _start_page(self) -> None:
         page = self.settings.page
+        # proxy_headers off: the page's TrustedProxyHeaders decides whom to believe (page.trusted_proxies).
         config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, proxy_headers=False)
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="gauge-page", daemon=True)
         thread.start()

@@ -5,6 +5,7 @@
     ├── PayloadError         an MQTT payload broke the contract (carries reason)
     ├── StoreError           the time-series store failed
     │   └── StoreUnavailable the store cannot be reached right now; retry later
+    ├── SchemaError          a SQLite file is newer than this floodwatch, or upgrading it failed
     ├── ForecastError        inputs to the forecaster break its rules
     └── AlertError           deciding or delivering an alert failed
         └── LineApiError     the LINE Messaging API answered with an error
@@ -40,6 +41,10 @@ class StoreError(FloodwatchError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached now (locked, down); the caller should spool and retry."""
+
+
+class SchemaError(FloodwatchError):
+    """A SQLite file's schema is newer than this floodwatch knows, or upgrading it failed."""
 
 
 class ForecastError(FloodwatchError):

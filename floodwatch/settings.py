@@ -2,8 +2,14 @@
 
 Precedence, highest first: keyword arguments to :func:`load_settings`,
 environment variables (``FLOODWATCH_MQTT__URL``: nested with ``__``), a
-``.env`` file in the working directory (for secrets), then the TOML file
-(``config/lamphaya.toml`` unless ``FLOODWATCH_CONFIG`` names another).
+``.env`` file in the working directory (for secrets), ``/etc/floodwatch/floodwatch.env``
+when the site file is in /etc/floodwatch, then the site's TOML file: the one
+``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``, else the
+embedded example (Lam Phaya, shipped as ``floodwatch.sites``).
+
+Relative SQLite paths (``sqlite:///var/page.db``) are resolved against
+``data_dir`` (``FLOODWATCH_DATA_DIR``, default ``/var/lib/floodwatch``), never
+against the working directory.
 
 The station and zone registry lives in the same TOML file, so one model
 describes a site completely. Settings are built by a function at start-up,
@@ -16,7 +22,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,9 +35,26 @@ from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "lamphaya.toml"
+
+
+def example_site(name: str = "lamphaya") -> Path:
+    """An example site shipped with floodwatch (config/ in the repository, ``floodwatch.sites`` installed)."""
+    from importlib.resources import files
+
+    return Path(str(files("floodwatch.sites") / f"{name}.toml"))
+
+
+# The embedded default: the demo's site, and what a bare install falls back to.
+DEFAULT_CONFIG_FILE = example_site()
+# Where a municipality keeps its own site (floodwatch site init writes it there).
+SYSTEM_CONFIG_FILE = Path("/etc/floodwatch/site.toml")
+# Its secrets, read with a site file in /etc/floodwatch, so commands an administrator runs
+# (check, officer, backup) see what the service sees.
+SYSTEM_ENV_FILE = Path("/etc/floodwatch/floodwatch.env")
+DEFAULT_DATA_DIR = Path("/var/lib/floodwatch")
 LINE_PRODUCTION_API = "https://api.line.me"
 LINE_PRODUCTION_DATA_API = "https://api-data.line.me"
+SQLITE_PREFIX = "sqlite:///"
 
 
 class _Section(BaseModel):
@@ -49,7 +73,7 @@ class WarningLevels(_Section):
         if not (self.watch_m < self.warning_m < self.evacuate_m):
             raise ValueError(
                 f"warning levels must rise: watch {self.watch_m} < warning {self.warning_m}"
-                f" < evacuate {self.evacuate_m}"
+                f" < evacuate {self.evacuate_m} does not hold; make watch_m < warning_m < evacuate_m"
             )
         return self
 
@@ -128,10 +152,13 @@ class StationConfig(_Section):
 
 
 class SiteConfig(_Section):
-    id: str = "lamphaya"
-    name_th: str = "เทศบาลตำบลลำพญา"
-    name_en: str = "Lam Phaya Subdistrict Municipality"
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="short lowercase name, e.g. lamphaya")
+    name_th: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
     timezone: str = "Asia/Bangkok"
+    # The site's map for the page: zone polygons and the river line, in GeoJSON, relative to
+    # this file's folder. `floodwatch site init` draws a first one; `floodwatch check` validates it.
+    map: str | None = None
 
 
 class MqttSettings(_Section):
@@ -236,11 +263,23 @@ class PageSettings(_Section):
     session_max_age_s: float = 12 * 3600.0
     secure_cookies: bool = Field(default=False, description="set true when the page is served over HTTPS")
     keepalive_s: float = 15.0
-    trusted_proxies: list[str] = Field(
-        default_factory=list,
-        description="addresses (or networks) of reverse proxies whose X-Forwarded-For names the client, "
-        "e.g. [\"127.0.0.1\"] behind nginx on the same machine; empty: the socket's peer is the client",
-    )
+    # Behind a reverse proxy: its address(es), whose X-Forwarded-Proto/-Host/-For are believed,
+    # and the address officers type (https://flood.example.go.th), which login requests must come from.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"page.trusted_proxies entry {entry!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return value
+    public_origin: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
 
 
 class WorkerSettings(_Section):
@@ -334,7 +373,7 @@ class Settings(BaseSettings):
     )
 
     config_file: Path = DEFAULT_CONFIG_FILE
-    site: SiteConfig = SiteConfig()
+    site: SiteConfig
     mqtt: MqttSettings = MqttSettings()
     store: StoreSettings = StoreSettings()
     line: LineSettings = LineSettings()
@@ -346,6 +385,9 @@ class Settings(BaseSettings):
     stations: list[StationConfig] = []
     reports: ReportSettings = ReportSettings()
     loudspeakers: LoudspeakerSettings = LoudspeakerSettings()
+    # Where relative SQLite paths (store, alert state, page state, spool) live: absolute, and
+    # the same whatever folder a command runs from.
+    data_dir: Path = DEFAULT_DATA_DIR
 
     @classmethod
     def settings_customise_sources(
@@ -365,33 +407,13 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
-    def _registry_consistent(self) -> "Settings":
-        zone_ids = [z.id for z in self.zones]
-        if len(set(zone_ids)) != len(zone_ids):
-            raise ValueError("zone ids must be unique in the registry")
-        station_ids = [s.id for s in self.stations]
-        if len(set(station_ids)) != len(station_ids):
-            raise ValueError("station ids must be unique in the registry")
-        known = set(zone_ids)
-        for station in self.stations:
-            if station.zone not in known:
-                raise ValueError(
-                    f"station {station.id!r} names zone {station.zone!r}, which is not under [[zones]]"
-                )
-            if station.rain_station is not None and station.rain_station not in station_ids:
-                raise ValueError(
-                    f"station {station.id!r} names rain_station {station.rain_station!r}, "
-                    "which is not a station in the registry"
-                )
-            for key in ("upstream", "predicted"):
-                for other in getattr(station, key):
-                    if other == station.id:
-                        raise ValueError(f"station {station.id!r} lists itself in {key}; remove it")
-                    if other not in station_ids:
-                        raise ValueError(
-                            f"station {station.id!r} names {key} station {other!r}, which is not a station "
-                            "in the registry; add it under [[stations]] (external = true for another agency's)"
-                        )
+    def _registry_consistent(self) -> Settings:
+        problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations])
+        if problems:
+            raise PydanticCustomError(
+                "registry", "{summary}",
+                {"summary": "; ".join(message for _, message in problems), "problems": problems},
+            )
         return self
 
     @model_validator(mode="after")
@@ -409,6 +431,37 @@ class Settings(BaseSettings):
                     raise ValueError(f"loudspeaker controller {controller.id!r} names zone {zone!r}, which is not "
                                      "under [[zones]]")
         return self
+
+    @model_validator(mode="after")
+    def _paths_in_data_dir(self) -> Settings:
+        """Relative SQLite paths and the map become absolute, so no file depends on the working directory."""
+        self.data_dir = Path(os.path.abspath(self.data_dir.expanduser()))
+        self.store.url = self.in_data_dir(self.store.url)
+        self.alerts.state_url = self.in_data_dir(self.alerts.state_url)
+        self.page.state_url = self.in_data_dir(self.page.state_url)
+        if self.store.spool_path and not Path(self.store.spool_path).is_absolute():
+            self.store.spool_path = str(self.data_dir / self.store.spool_path)
+        # Residents' report photos and spoken loudspeaker messages: files beside the databases.
+        if not self.reports.photo_dir.is_absolute():
+            self.reports.photo_dir = self.data_dir / self.reports.photo_dir
+        if not self.loudspeakers.audio_dir.is_absolute():
+            self.loudspeakers.audio_dir = self.data_dir / self.loudspeakers.audio_dir
+        return self
+
+    def in_data_dir(self, url: str) -> str:
+        """``sqlite:///var/page.db`` -> ``sqlite:////var/lib/floodwatch/var/page.db``; absolute ones and
+        other URLs unchanged."""
+        if not url.startswith(SQLITE_PREFIX) or url.startswith(SQLITE_PREFIX + "/") or len(url) == len(SQLITE_PREFIX):
+            return url
+        return SQLITE_PREFIX + str(self.data_dir / url[len(SQLITE_PREFIX):])
+
+    @property
+    def map_file(self) -> Path | None:
+        """The site's GeoJSON map, relative to the site file's folder; None when the site names none."""
+        if self.site.map is None:
+            return None
+        path = Path(self.site.map).expanduser()
+        return path if path.is_absolute() else Path(self.config_file).parent / path
 
     # Registry look-ups used by every stage.
     def station(self, station_id: str) -> StationConfig:
@@ -435,12 +488,82 @@ class Settings(BaseSettings):
         return [s for s in self.stations if s.kind == "rain"]
 
 
+def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]]) -> list[tuple[tuple, str]]:
+    """What is inconsistent between zones and stations: [(settings path, sentence with the fix)].
+
+    Works on plain dicts (the TOML as read, or dumped models), skipping entries
+    whose own fields are missing (those are reported on their own).
+    """
+    from floodwatch.sitefile import did_you_mean
+
+    problems: list[tuple[tuple, str]] = []
+    first_zone: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        zone_id = zone.get("id")
+        if zone_id in first_zone:
+            problems.append((("zones", i, "id"), f"zone id {zone_id!r} is used twice (also "
+                             f"zones[{first_zone[zone_id]}]); give each zone its own id"))
+        elif zone_id is not None:
+            first_zone[zone_id] = i
+    first_station: dict[str, int] = {}
+    for i, station in enumerate(stations):
+        station_id = station.get("id")
+        if station_id in first_station:
+            problems.append((("stations", i, "id"), f"station id {station_id!r} is used twice (also "
+                             f"stations[{first_station[station_id]}]); give each gauge its own id"))
+        elif station_id is not None:
+            first_station[station_id] = i
+    station_ids = list(first_station)
+    for i, station in enumerate(stations):
+        station_id = station.get("id")
+        zone_id = station.get("zone")
+        if zone_id is not None and zone_id not in first_zone:
+            problems.append((("stations", i, "zone"), f"station {station_id!r} names zone {zone_id!r}, which is not "
+                             f"under [[zones]]{did_you_mean(str(zone_id), first_zone)}"))
+        rain = station.get("rain_station")
+        if rain is not None and rain not in first_station:
+            problems.append((("stations", i, "rain_station"), f"station {station_id!r} names rain_station {rain!r}, "
+                             f"which is not a station in the registry{did_you_mean(str(rain), station_ids)}"))
+        for key in ("upstream", "predicted"):
+            for other in station.get(key) or []:
+                if other == station_id:
+                    problems.append((("stations", i, key), f"station {station_id!r} lists itself in {key}; remove it"))
+                elif other not in first_station:
+                    problems.append((("stations", i, key), f"station {station_id!r} names {key} station {other!r}, "
+                                     "which is not a station in the registry; add it under [[stations]] (external = "
+                                     f"true for another agency's){did_you_mean(str(other), station_ids)}"))
+    with_station = {s.get("zone") for s in stations}
+    for i, zone in enumerate(zones):
+        zone_id = zone.get("id")
+        if zone_id is not None and zone_id not in with_station and first_zone.get(zone_id) == i:
+            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station, so residents who pick it "
+                             f"would never be warned; add a station with zone = \"{zone_id}\" or remove the zone"))
+    return problems
+
+
 def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path:
     explicit = init_settings().get("config_file") if callable(init_settings) else None
     if explicit:
         return Path(explicit)
+    return config_file_in_use()
+
+
+def config_file_in_use() -> Path:
+    """``FLOODWATCH_CONFIG``, else /etc/floodwatch/site.toml when it exists, else the embedded example."""
     env = os.environ.get("FLOODWATCH_CONFIG_FILE") or os.environ.get("FLOODWATCH_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG_FILE
+    if env:
+        return Path(env)
+    if SYSTEM_CONFIG_FILE.is_file():
+        return SYSTEM_CONFIG_FILE
+    return DEFAULT_CONFIG_FILE
+
+
+def is_example(config_file: Path) -> bool:
+    """True for a site shipped with floodwatch (fine for the demo, not a municipality's own)."""
+    try:
+        return Path(config_file).resolve().parent == DEFAULT_CONFIG_FILE.resolve().parent
+    except OSError:
+        return False
 
 
 def site_env_prefix(site_id: str) -> str:
@@ -458,30 +581,62 @@ def load_site_settings(config_file: Path) -> Settings:
     """
     import tomllib
 
+    from floodwatch.sitefile import toml_syntax_error
+
+    syntax = toml_syntax_error(Path(config_file)) if Path(config_file).is_file() else None
+    if syntax:
+        raise ConfigError(syntax)
     try:
         site_id = tomllib.loads(Path(config_file).read_text())["site"]["id"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{config_file} must be a site TOML file with [site] id = \"...\" ({exc})") from exc
-    return load_settings(config_file=Path(config_file), _env_prefix=site_env_prefix(site_id))
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{config_file} must be a site TOML file with a [site] table and its id = \"...\"; "
+                          f"add them (floodwatch site init writes a complete one)") from exc
+    prefix = site_env_prefix(site_id)
+    overrides: dict[str, Any] = {}
+    if not os.environ.get(prefix + "DATA_DIR") and os.environ.get("FLOODWATCH_DATA_DIR"):
+        # The data folder is the host's, not a secret: the plain variable serves every site.
+        overrides["data_dir"] = os.environ["FLOODWATCH_DATA_DIR"]
+    return load_settings(config_file=Path(config_file), _env_prefix=prefix, **overrides)
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings at start-up; raise :class:`ConfigError` with the fix on bad input."""
-    config_file = Path(overrides.get("config_file") or _config_file_from(lambda: {}))  # type: ignore[arg-type]
+    from floodwatch.sitefile import Problem, problems_from, render, toml_syntax_error
+
+    config_file = Path(overrides.get("config_file") or config_file_in_use())
     if not config_file.is_file():
         raise ConfigError(
-            f"config file {config_file} does not exist; point FLOODWATCH_CONFIG at a site's TOML "
-            "file (see config/lamphaya.toml)"
+            f"site file {config_file} does not exist; write one with `floodwatch site init --out {config_file}` "
+            "or point FLOODWATCH_CONFIG at your site's TOML file"
         )
+    syntax = toml_syntax_error(config_file)
+    if syntax:
+        raise ConfigError(syntax)
     overrides.setdefault("config_file", config_file)
+    if "_env_file" not in overrides:
+        env_files: list[Path] = []
+        in_system_folder = config_file.resolve().parent == SYSTEM_CONFIG_FILE.parent.resolve()
+        if in_system_folder and os.access(SYSTEM_ENV_FILE, os.R_OK):
+            env_files.append(SYSTEM_ENV_FILE)
+        env_files.append(Path(".env"))  # a developer's secrets, in the folder a command runs from
+        overrides["_env_file"] = tuple(env_files)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError(f"settings in {config_file} or FLOODWATCH_* are invalid:\n" + "\n".join(lines)) from exc
+        problems = problems_from(exc, Settings)
+        if not any(err["type"] == "registry" for err in exc.errors()):
+            # Fields failed, so the registry check did not run: run it on the file as written,
+            # so every problem is named in one go.
+            import tomllib
+
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+            zones = [z for z in raw.get("zones", []) if isinstance(z, dict)]
+            stations = [s for s in raw.get("stations", []) if isinstance(s, dict)]
+            problems += [Problem(loc, message) for loc, message in registry_problems(zones, stations)]
+        env_prefix = overrides.get("_env_prefix") or "FLOODWATCH_"
+        lines = render(problems, config_file, env_prefix=env_prefix)
+        raise ConfigError(f"{config_file} has {len(lines)} problem{'s' if len(lines) != 1 else ''}:\n"
+                          + "\n".join(f"  {line}" for line in lines)) from exc
     register_secrets(settings)
     return for_this_worker(settings)
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import AlertLevel, StationId
@@ -18,6 +18,7 @@ from floodwatch.gauge_page._schemas import (
     HealthOut,
     ReadingsOut,
     SeriesOut,
+    SiteOut,
     StationOut,
     StationsOut,
 )
@@ -31,8 +32,39 @@ def _row_json(row: Any) -> dict[str, Any]:
     return data
 
 
+def _site_map(ctx: PageContext) -> tuple[Any, list[str]]:
+    """The site's own map (read once at start), or None and why the page cannot draw it."""
+    from floodwatch.sitemap import map_problems, read_map
+
+    settings = ctx.settings
+    if settings.map_file is None:
+        return None, [f"{settings.config_file} names no map ([site] map = \"site.geojson\")"]
+    geojson, unreadable = read_map(settings.map_file)
+    if unreadable:
+        return None, [f"{settings.map_file}: {unreadable}"]
+    anchors = [(s.lon, s.lat) for s in settings.stations]
+    problems = map_problems(geojson, [z.id for z in settings.zones], anchors)
+    if problems:
+        log.warning("event=site_map_invalid map=%s problems=%d first=%s", settings.map_file, len(problems), problems[0])
+    return geojson, [f"{settings.map_file}: {p}" for p in problems]
+
+
 def api_router(ctx: PageContext) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["read"])
+    site_map, site_map_problems = _site_map(ctx)
+
+    @router.get("/site", response_model=SiteOut, summary="The municipality this page serves: its names and map")
+    def site() -> dict[str, Any]:
+        info = ctx.settings.site
+        return {"id": info.id, "name_th": info.name_th, "name_en": info.name_en, "timezone": info.timezone,
+                "map_url": "/api/site/map" if site_map is not None else None, "map_problems": site_map_problems}
+
+    @router.get("/site/map", summary="The site's map: zone polygons and river lines (GeoJSON, [lon, lat])",
+                responses={200: {"content": {"application/geo+json": {}}}, 404: {"description": "the site has no map"}})
+    def site_map_geojson() -> JSONResponse:
+        if site_map is None:
+            raise HTTPException(404, "; ".join(site_map_problems))
+        return JSONResponse(site_map, media_type="application/geo+json")
 
     def known_station(station_id: str) -> None:
         try:

@@ -23,6 +23,7 @@ from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
 from floodwatch.gauge_page._residents import residents_router
+from floodwatch.gauge_page._proxy import TrustedProxyHeaders
 from floodwatch.gauge_page._state import PageState, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.page = ctx
+    # uvicorn runs with proxy_headers off: which proxy to believe is the site's setting, decided here.
+    app.add_middleware(TrustedProxyHeaders, trusted=settings.page.trusted_proxies)
 
     # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
     app.add_middleware(_BodyLimit, max_bytes=MAX_REQUEST_BYTES)
@@ -164,7 +167,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -25,9 +25,10 @@ from floodwatch.errors import ConfigError
 from floodwatch.gauge_page import _actions
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import to_jsonable
+from floodwatch.gauge_page._proxy import normalize_origin
 from floodwatch.gauge_page._schemas import ActionOut, AuditOut, PreviewOut, SessionOut
 from floodwatch.gauge_page._state import Session
-from floodwatch.gauge_page._throttle import LoginThrottle, client_address, parse_trusted
+from floodwatch.gauge_page._throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,11 @@ def officer_router(ctx: PageContext) -> APIRouter:
     # Password guessing is slowed per client address and per (address, username), never per
     # username alone: otherwise anyone could keep the duty officer locked out (docs/security.md).
     throttle = LoginThrottle()
-    trusted_proxies = parse_trusted(ctx.settings.page.trusted_proxies)
 
     def address_of(request: Request) -> str:
-        return client_address(request.client.host if request.client else None,
-                              request.headers.get("x-forwarded-for"), trusted_proxies)
+        # TrustedProxyHeaders (gauge_page/_proxy.py) already replaced a trusted proxy's address
+        # with the browser's from X-Forwarded-For; anyone else's header was ignored.
+        return request.client.host if request.client else "unknown"
 
     secure = ctx.settings.page.secure_cookies
 
@@ -96,10 +97,25 @@ def officer_router(ctx: PageContext) -> APIRouter:
         log.info("event=officer_action user=%s action=%s target=%s", session.username, action, target)
         ctx.hub.publish("audit", {"action": action, "target": target, "username": session.username})
 
+    public_origin = ctx.settings.page.public_origin
+
+    def page_origins(request: Request) -> set[str]:
+        """The addresses the page itself is served from, as this request reached it."""
+        # Behind a trusted proxy, the browser's host (TrustedProxyHeaders); else the Host header.
+        host = getattr(request.state, "forwarded_host", None) or request.headers.get("host", "")
+        origins = {normalize_origin(f"{request.url.scheme}://{host}")}
+        if public_origin:
+            origins.add(normalize_origin(public_origin))
+        return origins
+
     def same_origin(request: Request) -> None:
         origin = request.headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host", ""):
-            raise HTTPException(403, "log in from the page itself; cross-site logins are refused")
+        if origin is not None and normalize_origin(origin) not in page_origins(request):
+            log.warning("event=login_cross_origin origin=%s expected=%s", origin,
+                        ",".join(sorted(page_origins(request))))
+            raise HTTPException(403, "log in from the page itself; cross-site logins are refused (behind a reverse "
+                                     "proxy: set page.public_origin, or forward X-Forwarded-Host and -Proto from an "
+                                     "address in page.trusted_proxies)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, "send the login as application/json")
 
@@ -122,7 +138,9 @@ def officer_router(ctx: PageContext) -> APIRouter:
             raise HTTPException(401, "wrong username or password")
         throttle.succeeded(address, body.username)
         token, session = ctx.state.create_session(body.username, display_name)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/",
+        # Over HTTPS (directly or through a trusted proxy) the cookie is never sent in clear text.
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
+                            secure=secure or request.url.scheme == "https", path="/",
                             max_age=int(ctx.settings.page.session_max_age_s))
         ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action="login", target="", detail={})
         return {"username": session.username, "display_name": session.display_name,

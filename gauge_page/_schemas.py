@@ -184,6 +184,15 @@ class HealthOut(BaseModel):
     stations: list[HealthStationOut]
 
 
+class SiteOut(BaseModel):
+    id: str
+    name_th: str
+    name_en: str
+    timezone: str
+    map_url: str | None = Field(default=None, description="the site's GeoJSON map (zones and river), when it has one")
+    map_problems: list[str] = Field(default_factory=list, description="why the map cannot be drawn, if it cannot")
+
+
 class SessionOut(BaseModel):
     logged_in: bool = True
     username: str | None = None

@@ -28,40 +28,6 @@ FAILURE_WINDOW_S = 300.0
 MAX_TRACKED = 10_000
 
 
-def parse_trusted(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """``["127.0.0.1", "10.0.0.0/8"]`` -> networks; raises ValueError naming the bad entry."""
-    out = []
-    for entry in proxies:
-        try:
-            out.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError as exc:
-            raise ValueError(f"page.trusted_proxies entry {entry!r} is not an IP address or network "
-                             "(e.g. 127.0.0.1 or 10.0.0.0/8)") from exc
-    return out
-
-
-def _trusted(address: str, trusted: list) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
-
-
-def client_address(peer: str | None, forwarded_for: str | None, trusted: list) -> str:
-    """The client's address: the socket's peer, or, when the peer is a trusted proxy, the nearest
-    address in ``X-Forwarded-For`` that is not itself a trusted proxy (the header is read from the
-    right: earlier entries are whatever the client claimed)."""
-    peer = peer or "unknown"
-    if not trusted or not _trusted(peer, trusted) or not forwarded_for:
-        return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
-
-
 class LoginThrottle:
     """Counts wrong passwords per address and per (address, username) in a sliding window (wall clock)."""
 

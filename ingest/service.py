@@ -73,6 +73,8 @@ metrics.describe("floodwatch_ingest_messages_received_total", "counter",
                  "the workers' telemetry counts add up to what the nodes published")
 metrics.describe("floodwatch_ingest_messages_redelivered_total", "counter",
                  "messages the broker flagged as redelivered (DUP): sent before, not acknowledged")
+metrics.describe("floodwatch_ingest_lag_seconds", "histogram",
+                 "seconds from a reading's arrival from the broker to its durable write in the store")
 
 
 class _Msg(NamedTuple):
@@ -86,12 +88,12 @@ class _Msg(NamedTuple):
 
 
 def spool_path(settings: "Settings") -> str:
-    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db."""
+    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db in the data dir."""
     if settings.store.spool_path:
         return settings.store.spool_path
     if settings.store.url.startswith("sqlite:///"):
         return settings.store.url[len("sqlite:///"):] + ".spool"
-    return "var/ingest-spool.db"
+    return str(settings.data_dir / "var" / "ingest-spool.db")
 
 
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -453,6 +455,10 @@ class IngestService:
         per_station: Counter[str] = Counter(r.station_id for r in stored)
         for sid, n in per_station.items():
             metrics.inc("floodwatch_readings_ingested_total", n, station=sid)
+        stored_at_s = self.clock.now_s()
+        for r in stored:
+            if r.received_s is not None:
+                metrics.observe("floodwatch_ingest_lag_seconds", max(0.0, stored_at_s - r.received_s))
         if len(stored) != len(readings):
             stored_keys = {(r.station_id, r.ts_s) for r in stored}
             dup_station: Counter[str] = Counter(

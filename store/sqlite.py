@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from floodwatch.logs import redact_url
+from floodwatch import migrations
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 _FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm")
 _SUMMED_FIELDS = ("rain_mm",)
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS readings (
     station       TEXT NOT NULL,
     ts_s          REAL NOT NULL,
@@ -65,6 +66,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_reason ON quarantine (reason, station);
 """
+
+# The readings file's schema versions, oldest first (floodwatch/migrations.py). To change the
+# schema, append a step; never edit one that has shipped.
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables (adopted as they are in files made before versions)
+]
 
 _INSERT = (
     "INSERT OR IGNORE INTO readings (station, ts_s, seq, boot, water_level_m, rain_mm, battery_v,"
@@ -126,7 +133,7 @@ class SqliteStore:
         try:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            migrations.migrate(conn, MIGRATIONS, name=str(self.path))
         except sqlite3.OperationalError as exc:
             raise _as_store_error(exc, self.path) from exc
         self._writer = self._new_connection()

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from floodwatch.cli.broker import LocalBroker, find_mosquitto
-from floodwatch.settings import Settings, load_settings
+from floodwatch.settings import DEFAULT_CONFIG_FILE, Settings, load_settings
+
+# Tests never touch a real deployment: data (relative SQLite paths) go to a folder of this run,
+# and settings come from the example site even on a machine with /etc/floodwatch/site.toml.
+if not os.environ.get("FLOODWATCH_DATA_DIR"):
+    _data_dir = tempfile.mkdtemp(prefix="floodwatch-test-data-")
+    os.environ["FLOODWATCH_DATA_DIR"] = _data_dir
+    atexit.register(shutil.rmtree, _data_dir, True)
+os.environ.setdefault("FLOODWATCH_CONFIG", str(DEFAULT_CONFIG_FILE))
 
 
 @pytest.fixture

@@ -54,3 +54,26 @@ def test_a_link_to_an_unknown_station_or_to_itself_is_refused(tmp_path, links, m
     path.write_text(path.read_text().replace('rain_station = "LP-R01"', f'rain_station = "LP-R01"\n{links}', 1))
     with pytest.raises(ConfigError, match=message):
         load_settings(config_file=path)
+
+
+def test_a_site_in_the_system_folder_reads_its_env_file_and_its_data_dir(tmp_path, monkeypatch):
+    """An administrator's `floodwatch check` or `officer add` sees the secrets and paths the service sees."""
+    from floodwatch import settings as settings_module
+
+    etc = tmp_path / "etc" / "floodwatch"
+    etc.mkdir(parents=True)
+    (etc / "site.toml").write_text(SITE)
+    (etc / "floodwatch.env").write_text("FLOODWATCH_LINE__CHANNEL_SECRET=from-the-env-file-123\n")
+    monkeypatch.setattr(settings_module, "SYSTEM_CONFIG_FILE", etc / "site.toml")
+    monkeypatch.setattr(settings_module, "SYSTEM_ENV_FILE", etc / "floodwatch.env")
+    monkeypatch.delenv("FLOODWATCH_CONFIG")
+    monkeypatch.setenv("FLOODWATCH_DATA_DIR", str(tmp_path / "lib"))
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.config_file == etc / "site.toml"
+    assert settings.line.channel_secret.get_secret_value() == "from-the-env-file-123"
+    assert settings.page.state_url == f"sqlite:///{tmp_path}/lib/var/page.db"
+    # A site file elsewhere (a test, a developer's copy) never reads the system's secrets.
+    other = tmp_path / "copy.toml"
+    other.write_text(SITE)
+    assert load_settings(config_file=other).line.channel_secret is None

@@ -13,7 +13,7 @@ const OFFICER_VIEW = VIEW === "officer";
 
 const I18N = {
   th: {
-    title: "ระดับน้ำ ลำพญา", offline: "ออฟไลน์", live: "สด", login: "เข้าสู่ระบบ", logout: "ออกจากระบบ",
+    title: "ระดับน้ำ", offline: "ออฟไลน์", live: "สด", login: "เข้าสู่ระบบ", logout: "ออกจากระบบ",
     nav_overview: "ภาพรวม", nav_map: "แผนที่", nav_alerts: "การแจ้งเตือน", nav_health: "สถานะสถานี",
     nav_officer: "เจ้าหน้าที่", nav_public: "หน้าสาธารณะ",
     overview: "ทุกสถานี เรียงตามความเสี่ยง", map: "แผนที่ (แผนผังออฟไลน์)", alerts: "บันทึกการแจ้งเตือน",
@@ -50,7 +50,7 @@ const I18N = {
     kind_qc: "คุณภาพข้อมูล", kind_manual: "ข้อความจากเจ้าหน้าที่", kind_test: "ทดสอบ", kind_quota: "โควตา LINE",
   },
   en: {
-    title: "Lam Phaya water levels", offline: "offline", live: "live", login: "Log in", logout: "Log out",
+    title: "Water levels", offline: "offline", live: "live", login: "Log in", logout: "Log out",
     nav_overview: "Overview", nav_map: "Map", nav_alerts: "Alerts", nav_health: "Station health",
     nav_officer: "Officers", nav_public: "Public view",
     overview: "All stations, most dangerous first", map: "Map (offline schematic)", alerts: "Alert log",
@@ -171,7 +171,11 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
   const toggle = $("#lang-toggle");
   if (toggle) toggle.textContent = state.lang === "th" ? "EN" : "ไทย";
-  document.title = `floodwatch · ${t("title")}`;
+  // The municipality comes from the server (/api/site): one page serves any site.
+  const site = state.site ? name(state.site) : "";
+  const siteName = $("#site-name");
+  if (siteName) siteName.textContent = site;
+  document.title = site ? `${t("title")} · ${site}` : `floodwatch · ${t("title")}`;
   setLive(state.liveOn);
   renderAll();
 }
@@ -235,9 +239,11 @@ function renderOverview() {
 /* ----------------------------------------------------------------- map */
 async function loadGeo() {
   try {
-    const res = await fetch("/static/lamphaya.geojson");
-    state.geo = await res.json();
-  } catch (e) { state.geo = { features: [] }; }
+    state.site = await api("/api/site");
+    applyLanguage();
+    // The site's own map (zones and river); without one the map shows the stations alone.
+    state.geo = state.site.map_url ? await api(state.site.map_url) : { features: [] };
+  } catch (e) { state.geo = state.geo || { features: [] }; }
   renderMap();
 }
 function renderMap() {
@@ -301,7 +307,7 @@ function renderMap() {
     shape.append(mk("title", {}, `${name(s)} ${s.kind === "rain" ? "" : fmtM(s.level_m) + " m"}`));
     if (OFFICER_VIEW) shape.addEventListener("click", () => { location.hash = `station=${s.id}`; });
     nodes.push(shape);
-    if (s.kind !== "rain") labels.push(mk("text", { x: cx + 13, y: cy + 4 }, `${s.id.replace("LP-", "")} ${fmtM(s.level_m)}`));
+    if (s.kind !== "rain") labels.push(mk("text", { x: cx + 13, y: cy + 4 }, `${s.id.replace(/^[A-Za-z]+-/, "")} ${fmtM(s.level_m)}`));
   }
   svg.replaceChildren(...nodes, ...labels);
   runHooks("map", svg, px, py, mk);

@@ -34,7 +34,11 @@ def test_full_run_logs_neither_token_nor_secret(tmp_path: Path):
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
         )
         delivered = standin.delivered_messages()
-    logs = run.stdout + run.stderr
+    # The full log goes to a file; the terminal shows the banner and plain status lines (not a terminal here).
+    log_file = (tmp_path / "var" / "demo" / "floodwatch.log").read_text()
+    assert log_file.count("\n") > 100 and "level=debug" in log_file, "the debug-level log went to the file"
+    assert "readings |" in run.stdout, "without a terminal, the status comes as plain periodic lines"
+    logs = run.stdout + run.stderr + log_file
     (tmp_path / "run.log").write_text(logs)
     assert run.returncode == 0, logs[-3000:]
     summary = json.loads(summary_path.read_text())

@@ -293,23 +293,53 @@ def test_a_station_in_maintenance_alerts_nobody_until_it_is_back(service_client)
     assert actions[:2] == ["maintenance_off", "maintenance_on"]
 
 
-def test_create_officer_command_then_log_in(page_settings, page_store, monkeypatch, capsys):
+def test_officer_commands_then_log_in(page_settings, page_store, monkeypatch, capsys, tmp_path):
+    """floodwatch officer add / list / passwd / remove against the page's state, as the page then sees it."""
     import io
 
-    from floodwatch.gauge_page.__main__ import main
+    from floodwatch.cli.main import main
 
-    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", page_settings.page.state_url)
-    monkeypatch.setattr("sys.stdin", io.StringIO("river rising 2569\n"))
-    assert main(["create-officer", "nid", "--display-name", "นิด", "--password-stdin"]) == 0
-    assert "can now log in" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    assert main(["create-officer", "nid", "--password-stdin"]) == 1
-    assert "at least 8" in capsys.readouterr().err
+    monkeypatch.setenv("FLOODWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", "sqlite:///officers/page.db")  # relative: in the data dir
+    page_settings.page.state_url = f"sqlite:///{tmp_path}/officers/page.db"
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str]:
+        capsys.readouterr()
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        status = main(list(argv))
+        return status, capsys.readouterr().out
+
+    assert run("officer", "add", "nid", "--display-name", "นิด", "--password-stdin", stdin="river rising 2569\n") == (
+        0, f"officer 'nid' can now log in to the page of Lam Phaya Subdistrict Municipality (stored in "
+           f"{tmp_path}/officers/page.db)\n")
+    assert (tmp_path / "officers" / "page.db").is_file()
+    status, out = run("officer", "add", "nid", "--password-stdin", stdin="another password\n")
+    assert status == 1 and "already exists" in out and "floodwatch officer passwd nid" in out
+    status, out = run("officer", "add", "short", "--password-stdin", stdin="short\n")
+    assert status == 1 and "at least 8 characters" in out
+    status, out = run("officer", "add", "nopipe", stdin="")
+    assert status == 1 and "--password-stdin" in out
+    status, out = run("officer", "list")
+    assert status == 0 and "nid" in out and "นิด" in out and "short" not in out
+
     app = create_app(page_settings, page_store, SystemClock(), hub=EventHub())
     with over_http(app) as c:
         me = c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).json()
         assert me["display_name"] == "นิด"
+        assert c.get("/api/me").json()["logged_in"] is True
+        assert run("officer", "passwd", "nid", "--password-stdin", stdin="tide turning 2569\n")[0] == 0
+        assert c.get("/api/me").json() == {"logged_in": False}, "a new password ends the open sessions"
+        assert c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).status_code == 401
+        assert c.post("/api/login", json={"username": "nid", "password": "tide turning 2569"}).status_code == 200
+        assert run("officer", "remove", "nid")[0] == 0
+        assert c.get("/api/me").json() == {"logged_in": False}
+        assert c.post("/api/login", json={"username": "nid", "password": "tide turning 2569"}).status_code == 401
     app.state.page.state.close()
+    status, out = run("officer", "remove", "nid")
+    assert status == 1 and "there is no officer 'nid'" in out
+    status, out = run("officer", "passwd", "ghost", "--password-stdin", stdin="whatever 12345\n")
+    assert status == 1 and "there is no officer 'ghost'" in out
 
 
 def test_a_message_of_only_spaces_is_refused(client):

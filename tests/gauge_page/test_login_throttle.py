@@ -83,7 +83,10 @@ def test_behind_a_trusted_proxy_the_forwarded_address_counts_and_a_forged_one_do
     assert forged[10:] == [429, 429]
 
 
-def test_a_bad_trusted_proxy_setting_names_the_entry(page_settings, page_store):
-    page_settings.page.trusted_proxies = ["nginx.local"]
-    with pytest.raises(ValueError, match="nginx.local"):
-        create_app(page_settings, page_store, SystemClock(), hub=EventHub())
+def test_a_bad_trusted_proxy_setting_names_the_entry(monkeypatch):
+    from floodwatch.errors import ConfigError
+    from floodwatch.settings import load_settings
+
+    monkeypatch.setenv("FLOODWATCH_PAGE__TRUSTED_PROXIES", '["127.0.0.1", "nginx.local"]')
+    with pytest.raises(ConfigError, match="nginx.local"):
+        load_settings()

@@ -2,7 +2,9 @@
 
 Each node gets its own username (its station id) and a random password; an
 ACL lets it write only below ``floodwatch/{station_id}/`` and read nothing;
-the ingest service may read every station's topics and write none. No
+the ingest service may read every station's topics and write none; a peer
+site listed under ``[[peers]]`` (``peer-<site>``) may read exactly the
+telemetry of the stations listed for it and write nothing. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;
 the clear passwords go to a separate 0600 file for provisioning the nodes
@@ -27,6 +29,7 @@ from floodwatch.settings import Settings, load_settings
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 INGEST_USER = "floodwatch-ingest"
+PEER_USER_PREFIX = "peer-"
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,18 @@ def hash_password(password: str, salt: bytes | None = None, iterations: int = PB
 
 
 def credentials_for(settings: Settings, existing: dict[str, str] | None = None) -> list[Credential]:
-    """A credential per station plus the ingest service; existing passwords are kept."""
+    """A credential per own station, the ingest service and each peer site; existing passwords are kept.
+
+    External stations get none: no node of ours publishes them.
+    """
     existing = existing or {}
-    users = [s.id for s in settings.stations] + [INGEST_USER]
+    users = [s.id for s in settings.own_stations] + [INGEST_USER] + [peer_user(p.id) for p in settings.peers]
     return [Credential(u, existing.get(u) or secrets.token_urlsafe(24)) for u in users]
+
+
+def peer_user(site_id: str) -> str:
+    """The broker account of a peer site: ``peer-nakhonchaisi``."""
+    return f"{PEER_USER_PREFIX}{site_id}"
 
 
 def password_file(credentials: list[Credential]) -> str:
@@ -61,7 +72,7 @@ def acl_file(settings: Settings) -> str:
         "# A node may write only its own topics (single-site and per-site forms) and read nothing.",
         "",
     ]
-    for station in settings.stations:
+    for station in settings.own_stations:
         lines += [
             f"user {station.id}",
             f"topic write {prefix}/{station.id}/telemetry",
@@ -77,6 +88,14 @@ def acl_file(settings: Settings) -> str:
         f"topic read $share/+/{prefix}/#",
         "",
     ]
+    for peer in settings.peers:
+        lines += [
+            f"# Peer site {peer.id!r} reads these stations' telemetry ([[peers]] in the site file); it writes nothing.",
+            f"user {peer_user(peer.id)}",
+        ]
+        for sid in peer.stations:
+            lines += [f"topic read {prefix}/{site}/{sid}/telemetry", f"topic read {prefix}/{sid}/telemetry"]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -79,8 +79,11 @@ class StationConfig(_Section):
     id: StationId
     name_th: str
     name_en: str
-    kind: Literal["water_level", "rain"]
-    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket"]
+    # discharge: a flow in m3/s, e.g. a dam's release (external stations only so far).
+    kind: Literal["water_level", "rain", "discharge"]
+    # reported: the value arrives in engineering units from another system (an agency's API,
+    # a published table), not from a sensor floodwatch configures.
+    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket", "reported"]
     zone: ZoneId
     lat: float
     lon: float
@@ -112,9 +115,26 @@ class StationConfig(_Section):
     # that raises no resident alert and is never reported silent (its feed's health is shown).
     external: bool = False
     publish_interval_s: float = 600.0
+    # "predicted": readings carry future times (a tide table, an announced release schedule);
+    # a new load replaces the previous prediction for the times it covers. See docs/feeds.md.
+    series: Literal["observed", "predicted"] = "observed"
+    # The [[feeds]] entry this station's data arrive by, and its id there (default: this id).
+    feed: str | None = None
+    feed_station: str | None = None
+    # Who runs the gauge (shown on the page), e.g. "RID (กรมชลประทาน)".
+    agency: str | None = None
+    # Added to the feed's levels to bring them to this station's datum (a tide table above
+    # chart datum, a gauge's own zero), metres.
+    feed_offset_m: float = 0.0
+    # Discharge stations: the largest flow the outlet can pass (spillway and gates), m3/s.
+    max_discharge_m3_s: float = 5000.0
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "StationConfig":
+        if self.series == "predicted" and not self.external:
+            raise ValueError(
+                f"station {self.id!r} is a predicted series; predictions come from a feed, so set external = true"
+            )
         if self.kind == "water_level":
             if self.levels is None:
                 raise ValueError(f"water-level station {self.id!r} needs [stations.levels]")
@@ -251,6 +271,65 @@ class WorkerSettings(_Section):
         return self.zones is not None or self.partition != "0/1"
 
 
+class FeedConfig(_Section):
+    """One source of external stations' data: an agency's API, a peer site, a drop folder, a URL.
+
+    Stations name it with ``feed = "<id>"``; see docs/feeds.md for each kind's fields.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["thaiwater", "floodwatch_mqtt", "drop_folder", "csv_url"]
+    name_th: str = ""
+    name_en: str = ""
+    # thaiwater: the API base (.../api/v1/thaiwater30); csv_url: the file; floodwatch_mqtt: the peer's broker.
+    url: str | None = None
+    # drop_folder: where officers drop exports (done/ and failed/ are made inside it).
+    folder: Path | None = None
+    # floodwatch_mqtt: the peer site's id and topic form, and our account on its broker.
+    site: str | None = None
+    topic_prefix: str = "floodwatch"
+    single_site_topics: bool = True
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password (never the password)"
+    )
+    ca_file: Path | None = None
+    interval_s: float = Field(default=900.0, gt=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    # After downtime a feed fetches what it missed, but never more than this far back.
+    catch_up_h: float = Field(default=72.0, gt=0)
+    # Data older than this when fetched is the source being stale, not news: flagged, not stored.
+    stale_after_s: float = Field(default=6 * 3600.0, gt=0)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "FeedConfig":
+        need = {"thaiwater": ("url",), "csv_url": ("url",), "drop_folder": ("folder",),
+                "floodwatch_mqtt": ("url", "site")}[self.kind]
+        missing = [name for name in need if getattr(self, name) in (None, "")]
+        if missing:
+            raise ValueError(f"feed {self.id!r} of kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class PeerConfig(_Section):
+    """Another floodwatch site that may read some of our stations' telemetry, read-only.
+
+    ``floodwatch mqtt-config`` gives it the broker account ``peer-<id>`` whose ACL
+    allows reading exactly these stations' telemetry topics and writing nothing.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name_en: str = ""
+    stations: list[StationId] = Field(default_factory=list)
+
+
+class FeedStateSettings(_Section):
+    # Cursors, health and the drop folders' ledger; default: beside the SQLite store (<db>.feeds).
+    url: str | None = None
+    busy_timeout_s: float = 5.0
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -272,6 +351,9 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     zones: list[ZoneConfig] = []
     stations: list[StationConfig] = []
+    feeds: list[FeedConfig] = []
+    peers: list[PeerConfig] = []
+    feed_state: FeedStateSettings = FeedStateSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -318,6 +400,23 @@ class Settings(BaseSettings):
                             f"station {station.id!r} names {key} station {other!r}, which is not a station "
                             "in the registry; add it under [[stations]] (external = true for another agency's)"
                         )
+        feed_ids = [f.id for f in self.feeds]
+        if len(set(feed_ids)) != len(feed_ids):
+            raise ValueError("feed ids must be unique under [[feeds]]")
+        for station in self.stations:
+            if station.feed is not None and station.feed not in feed_ids:
+                raise ValueError(
+                    f"station {station.id!r} names feed {station.feed!r}, which is not under [[feeds]] "
+                    f"(known: {', '.join(feed_ids) or 'none'}); add it or fix the name"
+                )
+        own = {s.id for s in self.stations if not s.external}
+        for peer in self.peers:
+            for sid in peer.stations:
+                if sid not in own:
+                    raise ValueError(
+                        f"peer {peer.id!r} may read station {sid!r}, which is not one of this site's own stations; "
+                        "share only stations listed under [[stations]] without external = true"
+                    )
         return self
 
     # Registry look-ups used by every stage.
@@ -335,6 +434,21 @@ class Settings(BaseSettings):
             if z.id == zone_id:
                 return z
         raise ConfigError(f"zone {zone_id!r} is not in {self.config_file}; add it under [[zones]]")
+
+    def feed(self, feed_id: str) -> FeedConfig:
+        for f in self.feeds:
+            if f.id == feed_id:
+                return f
+        raise ConfigError(f"feed {feed_id!r} is not in {self.config_file}; add it under [[feeds]]")
+
+    @property
+    def own_stations(self) -> list[StationConfig]:
+        """Stations whose nodes this site runs (not external): they publish, go silent, alert."""
+        return [s for s in self.stations if not s.external]
+
+    @property
+    def external_stations(self) -> list[StationConfig]:
+        return [s for s in self.stations if s.external]
 
     @property
     def level_stations(self) -> list[StationConfig]:
@@ -454,3 +568,7 @@ def register_secrets(settings: Settings) -> None:
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())
+    for feed in settings.feeds:
+        # A peer broker's password lives in the environment variable the feed names.
+        if feed.password_env and os.environ.get(feed.password_env):
+            logs.redact(os.environ[feed.password_env])

@@ -34,9 +34,18 @@ def run(args: argparse.Namespace) -> int:
             problems.append("FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN is not set: residents cannot be warned on LINE")
         if secret is None or not secret.get_secret_value().strip():
             problems.append("FLOODWATCH_LINE__CHANNEL_SECRET is not set: the LINE webhook cannot verify requests")
+    from floodwatch.feeds import configuration_problems
+
+    problems += configuration_problems(settings)
     print(f"config: {settings.config_file}")
     print(f"site: {settings.site.name_en} ({settings.site.id})")
-    print(f"stations: {len(settings.level_stations)} water level, {len(settings.rain_stations)} rain; zones: {len(settings.zones)}")
+    own = settings.own_stations
+    n_level = sum(1 for s in own if s.kind == "water_level")
+    n_rain = sum(1 for s in own if s.kind == "rain")
+    print(f"stations: {n_level} water level, {n_rain} rain; zones: {len(settings.zones)}")
+    if settings.external_stations or settings.feeds:
+        print(f"external: {len(settings.external_stations)} stations; feeds: "
+              + (", ".join(f"{f.id} ({f.kind}{'' if f.enabled else ', disabled'})" for f in settings.feeds) or "none"))
     print(f"mqtt: {settings.mqtt.url}  store: {settings.store.url}  line: {settings.line.api_base_url}")
     for p in problems:
         print(f"problem: {p}")

@@ -294,6 +294,7 @@ def _summary(system, fleet, standin, args, clock, started_real, broker_kind, lin
     return {
         "readings_stored": int(metrics.total("floodwatch_readings_ingested_total")),
         "readings_rejected": int(metrics.total("floodwatch_readings_rejected_total")),
+        "feed_readings_stored": int(metrics.total("floodwatch_feed_readings_stored_total")),
         "forecasts_made": system.forecaster.runs,
         "alerts_raised": int(metrics.total("floodwatch_alerts_raised_total")),
         "line_messages_delivered": delivered,

@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.check",
     "floodwatch.cli.ingest",
     "floodwatch.cli.import_csv",
+    "floodwatch.cli.feeds",
     "floodwatch.cli.simulate",
     "floodwatch.cli.backtest",
     "floodwatch.cli.line",

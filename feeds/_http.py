@@ -48,6 +48,10 @@ def get(url: str, timeout_s: float, *, accept: str = "application/json",
                     raise FeedError("too_large", f"{url} sent more than {MAX_BODY_BYTES} bytes; is it the right URL?",
                                     feed_id)
                 chunks.append(chunk)
+            announced = response.headers.get("Content-Length")
+            if announced and announced.isdigit() and size < int(announced):
+                raise FeedError("truncated", f"{url} closed the connection after {size} of {announced} bytes; "
+                                "retrying next run", feed_id)
             return b"".join(chunks), content_type
     except FeedError:
         raise

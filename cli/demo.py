@@ -245,7 +245,7 @@ def _write_tide_table(folder: Path, station: Any, scenario: Any, origin_s: float
     t = start_s + 3600.0 * np.arange(8 * 24)
     level = scenario.level_at(np.array([station.id], dtype=object), t - origin_s)
     rows = ["date_time,water_level"]
-    for ts, value in zip(t, level):
+    for ts, value in zip(t, level, strict=True):
         local = to_bangkok(float(ts))
         when = f"{local:%d/%m}/{local.year + BUDDHIST_ERA_OFFSET_YEARS} {local:%H:%M}"
         rows.append(f"{when},{float(value) - station.feed_offset_m:.2f}")  # above chart datum

@@ -38,7 +38,8 @@ evacuate_m = 8.0
 def test_a_station_may_name_an_external_upstream_gauge(tmp_path):
     path = _site_with(tmp_path, UPSTREAM_GAUGE)
     # LP-W03 (the canal) is the first station using rain gauge LP-R03 and has no upstream yet.
-    text = path.read_text().replace('rain_station = "LP-R03"', 'rain_station = "LP-R03"\nupstream = ["TC-BANGPLAMA"]', 1)
+    text = path.read_text().replace('rain_station = "LP-R03"',
+                                    'rain_station = "LP-R03"\nupstream = ["TC-BANGPLAMA"]', 1)
     path.write_text(text)
     settings = load_settings(config_file=path)
     assert settings.station("LP-W03").upstream == ["TC-BANGPLAMA"]

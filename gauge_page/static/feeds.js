@@ -17,7 +17,7 @@ Object.assign(I18N.th, {
   feed_ok: "ปกติ", feed_degraded: "บางสถานีขาดหาย", feed_stale: "ข้อมูลเก่า", feed_failing: "ดึงข้อมูลไม่สำเร็จ",
   feed_never: "ยังไม่เคยดึงข้อมูล", feed_disabled: "ปิดใช้งาน", last_fetch: "ดึงล่าสุด", lag: "ช้ากว่าปัจจุบัน",
   missing_in_answer: "ไม่มีในข้อมูลรอบล่าสุด", stored_total: "บันทึกแล้ว", m3s: "ลบ.ม./วินาที", via: "ผ่าน",
-  no_external: "ไม่มีสถานีภายนอก",
+  no_external: "ไม่มีสถานีภายนอก", kind_feed_down: "แหล่งข้อมูลขาดหาย", kind_feed_up: "แหล่งข้อมูลกลับมา",
 });
 Object.assign(I18N.en, {
   external_title: "External stations (upstream, dams, river mouth)",
@@ -27,7 +27,7 @@ Object.assign(I18N.en, {
   feed_ok: "ok", feed_degraded: "a station is missing", feed_stale: "stale data", feed_failing: "failing",
   feed_never: "not fetched yet", feed_disabled: "disabled", last_fetch: "last fetch", lag: "behind now by",
   missing_in_answer: "missing from the last answer", stored_total: "stored", m3s: "m³/s", via: "via",
-  no_external: "No external stations",
+  no_external: "No external stations", kind_feed_down: "feed down", kind_feed_up: "feed back",
 });
 
 const fwExternal = (() => {

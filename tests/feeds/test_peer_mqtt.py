@@ -159,3 +159,47 @@ def test_nakhonchaisi_stores_lamphayas_gauges_and_gets_what_it_missed_while_down
         db.close()
         node.close()
         other.close()
+
+
+def test_a_message_the_store_could_not_take_is_not_acknowledged_and_comes_back_after_a_restart(
+        lamphaya_broker, tmp_path, monkeypatch):
+    import sqlite3
+
+    port, creds = lamphaya_broker
+    monkeypatch.setenv("FLOODWATCH_PEER_LAMPHAYA_PASSWORD", creds[PEER])
+    nc = load_site_settings(PROJECT_ROOT / "config" / "nakhonchaisi.toml")
+    nc.store.url = f"sqlite:///{tmp_path}/nakhonchaisi.db"
+    nc.store.busy_timeout_s = 0.2
+    nc.feed("lamphaya").url = f"mqtt://127.0.0.1:{port}"
+    db = store_pkg.open_store(nc)
+    node = Client(port, "LP-W02", creds["LP-W02"], "node-LP-W02")
+    service = FeedService(nc, db, SystemClock()).start()
+    t0 = time.time() - 600
+    try:
+        assert service.feeds["lamphaya"].wait_subscribed(10)
+        holder = sqlite3.connect(db.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # the store is busy: the message cannot be stored now
+        node.publish("floodwatch/lamphaya/LP-W02/telemetry", {"ts": t0, "seq": 7, "boot": 1, "distance_m": 4.5})
+        deadline = time.monotonic() + 10
+        report = service.run_once("lamphaya")
+        while report.fetched == 0 and report.ok and time.monotonic() < deadline:
+            time.sleep(0.1)
+            report = service.run_once("lamphaya")
+        assert not report.ok and report.error.reason == "store_unavailable"
+    finally:
+        service.stop()  # as if the process died now: the message was never acknowledged
+        holder.rollback()
+        holder.close()
+    service = FeedService(nc, db, SystemClock()).start()
+    try:
+        assert service.feeds["lamphaya"].wait_subscribed(10)
+        deadline, stored = time.monotonic() + 10, 0
+        while time.monotonic() < deadline and not stored:
+            stored = service.run_once("lamphaya").stored
+            time.sleep(0.1)
+        [r] = db.read_readings("LP-W02", t0 - 1, t0 + 1)  # redelivered by the broker, stored once
+        assert r.water_level_m == pytest.approx(6.20 - 4.5)
+    finally:
+        service.stop()
+        db.close()
+        node.close()

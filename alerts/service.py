@@ -100,6 +100,7 @@ class AlertService:
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
         self.latest_forecast: Any = None
+        self._feed_bad: dict[str, bool] = {}
         self.workers: DeliveryWorkers | None = None
         self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
@@ -270,8 +271,14 @@ class AlertService:
         (stale, or failing several runs in a row) and once when it is back. Residents never do."""
         from floodwatch.alerts.rules import FeedAlertState, decide_feed, feed_is_bad
 
-        bad = feed_is_bad(health.get("state"), int(health.get("consecutive_failures") or 0))
+        # "Down" means it worked and stopped: a feed that never worked (a fresh install offline, a wrong
+        # password) shows as failing on the page and in `floodwatch feeds status`, not on officers' phones.
+        bad = (feed_is_bad(health.get("state"), int(health.get("consecutive_failures") or 0))
+               and health.get("last_success_s") is not None)
         now_s = self.clock.now_s()
+        if self._feed_bad.get(feed_id) == bad:
+            return  # nothing changed: no need to read the stored state after every run
+        self._feed_bad[feed_id] = bad
         key = f"feed:{feed_id}"
         with self._lock:
             if self._closed:

@@ -53,6 +53,7 @@ class System:
     # seconds at a time and every alert waits behind them (docs/performance.md).
     isolate_forecasts: bool = True
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
+    _feed_states: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> "System":
         settings, clock = self.settings, self.clock
@@ -148,7 +149,11 @@ class System:
 
     def _feed_health(self, feed_id: str, health: dict[str, Any]) -> None:
         self.alerts.on_feed_health(feed_id, health)
-        self.hub.publish("feeds", {"feed": feed_id, "state": health.get("state")})
+        # Pages refetch on a change of state; what a run stored reaches them as "readings" already.
+        state = health.get("state")
+        if self._feed_states.get(feed_id) != state:
+            self._feed_states[feed_id] = state
+            self.hub.publish("feeds", {"feed": feed_id, "state": state})
 
     def _forecast_issued(self, issued: IssuedForecast) -> None:
         self.alerts.on_forecast(issued)

@@ -30,7 +30,11 @@ def test_officers_hear_once_when_a_feed_goes_bad_and_once_when_it_is_back(servic
     officer = "U" + "0a" * 16
     service.add_officer(officer)
     health = {"name_th": "ThaiWater (สสน.)", "name_en": "ThaiWater (HII)", "state": "failing",
+              "last_success_s": T0_S - 3600,
               "last_error": {"reason": "timeout", "detail": "api did not answer within 30 s"}}
+    # A feed that never worked (a fresh install offline) is the page's business, not a LINE message.
+    for failures in (3, 4):
+        service.on_feed_health("rid-plan", {**health, "last_success_s": None, "consecutive_failures": failures})
     for failures in (1, 2):  # a hiccup or two: not worth a message
         service.on_feed_health("thaiwater", {**health, "consecutive_failures": failures})
     assert service.wait_delivered(5) and standin.messages_for(officer) == []

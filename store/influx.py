@@ -54,6 +54,7 @@ MEASUREMENT = "reading"
 QUARANTINE = "quarantine"
 _FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm", "discharge_m3_s")
 _SUMMED = ("rain_mm",)
+_PREDICTED_AHEAD_S = 400 * 86_400.0  # as far as ingest lets a predicted series reach
 
 
 def http_url(url: str) -> str:
@@ -360,7 +361,8 @@ class InfluxStore:
             if not todo:
                 break
             flux = (
-                self._readings_flux(todo, now_s - lookback_s, now_s + 86_400.0)
+                # Far ahead too: a predicted series' newest reading is where its prediction ends.
+                self._readings_flux(todo, now_s - lookback_s, now_s + _PREDICTED_AHEAD_S)
                 + '  |> group(columns: ["station"])\n'
                 + '  |> sort(columns: ["_time"])\n'
                 + '  |> last(column: "qc_flag")\n'

@@ -63,6 +63,9 @@ def test_a_new_prediction_replaces_the_old_over_the_times_it_covers_and_nothing_
     assert after == {0: 1.0, 3600: 1.01, 7200: 1.02, 10800: 1.03, 4 * 3600: 2.0, 6 * 3600: 2.0, 8 * 3600: 2.0,
                      9 * 3600: 1.09}
     assert [r.water_level_m for r in store.read_readings(W1, t0, t0 + 7200)] == [0.5]  # other stations untouched
+    # The newest reading of a predicted series is where the prediction ends, days ahead.
+    store.replace_readings(TIDE, t0 + 9 * 86_400, t0 + 9 * 86_400, [Reading(TIDE, t0 + 9 * 86_400, water_level_m=0.7)])
+    assert store.latest([TIDE])[TIDE].ts_s == t0 + 9 * 86_400
     with pytest.raises(StoreError, match="outside"):
         store.replace_readings(TIDE, t0, t0 + 3600, [Reading(TIDE, t0 + 7200, water_level_m=1.0)])
 

@@ -25,3 +25,22 @@ def test_feeds_import_nothing_after_the_store():
             names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
                 [a.name for a in node.names] if isinstance(node, ast.Import) else []
             assert not [n for n in names if n.startswith(later)], f"{path.name} imports {names}"
+
+
+def test_a_zone_worker_runs_only_the_feeds_of_its_own_zones_stations(tmp_path):
+    from floodwatch import store as store_pkg
+    from floodwatch.clock import FixedClock
+    from floodwatch.feeds import FeedService
+    from floodwatch.settings import load_settings
+
+    running = {}
+    for zones in (["moo-1", "moo-2"], ["moo-5"]):
+        settings = load_settings(worker={"zones": zones}, store={"url": f"sqlite:///{tmp_path}/{zones[0]}.db"})
+        for feed in settings.feeds:
+            feed.folder = tmp_path / "inbox" if feed.folder else None
+        db = store_pkg.open_store(settings)
+        service = FeedService(settings, db, FixedClock(1_796_022_000.0)).start()
+        running[zones[0]] = sorted(service.feeds)
+        service.stop()
+        db.close()
+    assert running == {"moo-1": [], "moo-5": ["officer-drop", "thaiwater"]}

@@ -118,6 +118,10 @@ class FeedService:
             if not cfg.enabled:
                 log.info("event=feed_disabled feed=%s", cfg.id)
                 continue
+            if self.settings.worker.is_partial and not any(s.feed == cfg.id for s in self.settings.stations):
+                # A worker runs the feeds of its own zones' stations; the worker owning them runs this one.
+                log.info("event=feed_elsewhere feed=%s reason=no stations in this worker's zones", cfg.id)
+                continue
             writer = FeedWriter(self.settings, self.store, cfg.id, on_stored=self.on_stored)
             writer.seed([s.id for s in self.settings.stations if s.feed == cfg.id], now_s)
             feed = _feed_class(cfg.kind)(cfg, self.settings, writer, self.state, self.clock)

@@ -97,7 +97,11 @@ class AlertService:
         self._own_line = line_client is None
         self._lock = threading.RLock()
         self.thresholds: dict[StationId, Thresholds] = {}
+        # External stations (another agency's gauge, a peer's, a prediction) inform forecasts and the
+        # page; residents are warned by this site's own gauges only.
         for st in settings.level_stations:
+            if st.external:
+                continue
             assert st.levels is not None
             self.thresholds[st.id] = Thresholds(st.id, st.zone, st.levels.watch_m, st.levels.warning_m,
                                                 st.levels.evacuate_m, st.low_water_m)
@@ -109,6 +113,7 @@ class AlertService:
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
         self.latest_forecast: Any = None
+        self._feed_bad: dict[str, bool] = {}
         self.workers: DeliveryWorkers | None = None
         self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
@@ -129,7 +134,8 @@ class AlertService:
         """Rule states as last persisted (fresh ones where nothing was persisted yet)."""
         self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
         self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in self.settings.zones}
-        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in self.settings.stations}
+        # Officers hear about their own nodes; an external station's source is watched by its feed's health.
+        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in self.settings.own_stations}
         self.maintenance: set[StationId] = set()
         for key, value in self.db.load_states().items():
             kind, _, ident = key.partition(":")
@@ -282,6 +288,51 @@ class AlertService:
             self.health[StationId(station_id)], actions = decide_status(
                 self.health[StationId(station_id)], zone_id, status, ts_s, self.cfg)
             self._commit(actions, {f"health:{station_id}"})
+
+    def on_feed_health(self, feed_id: str, health: dict[str, Any]) -> None:
+        """A feed's health after a run (``feeds.describe_feed``): officers hear once when it goes bad
+        (stale, or failing several runs in a row) and once when it is back. Residents never do."""
+        from floodwatch.alerts.rules import FeedAlertState, decide_feed, feed_is_bad
+
+        # "Down" means it worked and stopped: a feed that never worked (a fresh install offline, a wrong
+        # password) shows as failing on the page and in `floodwatch feeds status`, not on officers' phones.
+        bad = (feed_is_bad(health.get("state"), int(health.get("consecutive_failures") or 0))
+               and health.get("last_success_s") is not None)
+        now_s = self.clock.now_s()
+        if self._feed_bad.get(feed_id) == bad:
+            return  # nothing changed: no need to read the stored state after every run
+        self._feed_bad[feed_id] = bad
+        key = f"feed:{feed_id}"
+        with self._lock:
+            if self._closed:
+                return
+            stored = self.db.load_states().get(key) or {}
+            prev = FeedAlertState(feed_id, bool(stored.get("bad", False)),
+                                  float(stored["last_alert_s"]) if stored.get("last_alert_s") is not None else math.nan)
+            new, kind = decide_feed(prev, bad, now_s, self.cfg)
+            if new == prev:
+                return
+            state = {"bad": new.bad, "last_alert_s": None if math.isnan(new.last_alert_s) else new.last_alert_s}
+            decisions = []
+            if kind is not None:
+                error = health.get("last_error") or {}
+                detail = error.get("detail", "") if kind == "feed_down" and health.get("state") == "failing" else (
+                    "the source's newest data are older than expected" if kind == "feed_down" else "")
+                name_th, name_en = health.get("name_th") or feed_id, health.get("name_en") or feed_id
+                officers = self.db.officers()
+                english = self.db.english_readers() if officers else set()
+                groups = [(ids, [msg.text_message(msg.feed_text(kind, name_th, name_en, detail, now_s, lang))])
+                          for ids, lang in (([u for u in officers if u not in english], "th"),
+                                            ([u for u in officers if u in english], "en")) if ids]
+                row = dict(ts_s=now_s, kind=kind, audience="officers", zone_id=None, station_id=None,
+                           level=int(AlertLevel.WATCH if kind == "feed_down" else AlertLevel.NORMAL),
+                           text=msg.feed_text(kind, name_th, name_en, detail, now_s, "th"))
+                decisions.append((row, groups, PRIORITY["officers"]))
+                log.info("event=alert_decided kind=%s audience=officers feed=%s recipients=%d", kind, feed_id,
+                         len(officers))
+            self.db.record({key: state}, decisions, now_s)
+        if decisions and self.workers is not None:
+            self.workers.wake()
 
     def tick(self) -> None:
         """Re-decide every zone at the clock's "now" (hysteresis timers, reminders, expired forecasts)."""

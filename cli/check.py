@@ -105,10 +105,18 @@ def check_one(settings: Settings, env_prefix: str) -> int:
     problems, notes = site_problems(settings)
     problems += site_map_problems(settings)
     problems += _line_problems(settings, env_prefix)
+    from floodwatch.feeds import configuration_problems
+
+    problems += configuration_problems(settings)
     print(f"config: {settings.config_file}")
     print(f"site: {settings.site.name_en} / {settings.site.name_th} ({settings.site.id})")
-    print(f"stations: {len(settings.level_stations)} water level, {len(settings.rain_stations)} rain; "
-          f"zones: {len(settings.zones)}; map: {settings.map_file}")
+    own = settings.own_stations
+    n_level = sum(1 for s in own if s.kind == "water_level")
+    n_rain = sum(1 for s in own if s.kind == "rain")
+    print(f"stations: {n_level} water level, {n_rain} rain; zones: {len(settings.zones)}; map: {settings.map_file}")
+    if settings.external_stations or settings.feeds:
+        print(f"external: {len(settings.external_stations)} stations; feeds: "
+              + (", ".join(f"{f.id} ({f.kind}{'' if f.enabled else ', disabled'})" for f in settings.feeds) or "none"))
     print(f"data: {settings.data_dir}  store: {settings.store.url}")
     print(f"mqtt: {settings.mqtt.url}  line: {settings.line.api_base_url}  "
           f"page: http://{settings.page.host}:{settings.page.port}")

@@ -5,7 +5,11 @@ Mosquitto is missing), the SQLite store under ``var/demo/``, a LINE stand-in
 (unless ``FLOODWATCH_LINE__API_BASE_URL`` points at a real LINE API),
 ingestion, the forecaster on apscheduler, the alert engine, the live page,
 and simulated Lam Phaya nodes publishing a scenario (the embedded example
-site). Ctrl-C stops it all.
+site). The external stations come from a local ThaiWater stand-in serving
+the scenario's upstream flood (Sam Chuk, Suphan Buri, the Krasiao release)
+and from a tide table dropped into the officers' drop folder; feeds that
+would need another site or the internet (MQTT peers, URLs) are disabled, and
+the page says so. Ctrl-C stops it all.
 
 The terminal shows where the page is, the officer login and one line of live
 status (readings, stations online, the highest level per zone, alerts, LINE
@@ -205,6 +209,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
         officer_password = secrets.token_urlsafe(9)
         gauge_page.create_officer(settings, "officer", officer_password, display_name="Demo duty officer")
+        feeds_note = _demo_feeds(settings, scenario, clock, now_s, cleanup)
         system = System(settings, clock)
         # History first, so the first forecast has days of tide to fit.
         _seed_history(settings, firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0), now_s)
@@ -233,6 +238,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"  LINE          {settings.line.api_base_url} ({line_target}), {residents} demo residents\n"
             f"  officer login officer / {officer_password}  (acknowledge, maintenance, manual messages)\n"
             f"  data          {settings.store.url}\n"
+            f"  feeds         {feeds_note}\n"
             f"  full log      {_shown(log_path)}"
             + ("" if to_terminal else "  (tail -f it, or run with --verbose to see it here)") + "\n"
             "Ctrl-C stops everything.",
@@ -265,6 +271,74 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         args.summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
+
+
+def _demo_feeds(settings: Settings, scenario: Any, clock: AcceleratedClock, origin_s: float,
+                cleanup: list[Any]) -> str:
+    """Point the site's feeds at local stand-ins: nothing in the demo needs the internet.
+
+    ThaiWater feeds read a stand-in that serves the scenario's upstream truth on the
+    demo's clock; drop folders move under var/demo/ and get the river mouth's tide table
+    for the coming week (heights above chart datum, Buddhist-era dates, as the
+    Hydrographic Department prints them); peers and URLs are disabled.
+    """
+    import numpy as np
+
+    from floodwatch.feeds.standin import Dam, Gauge, ThaiWaterStandIn
+
+    notes = []
+    for feed in settings.feeds:
+        stations = [s for s in settings.stations if s.feed == feed.id]
+        if feed.kind == "thaiwater" and feed.enabled:
+            gauges = [Gauge(9000 + k, s.feed_station or s.id, s.name_th, s.name_en, s.lat, s.lon,
+                            min_bank_m=s.levels.evacuate_m if s.levels else 5.0, ground_level_m=-2.0, truth_id=s.id)
+                      for k, s in enumerate(stations) if s.kind == "water_level"]
+            dams = [Dam(9100 + k, s.feed_station or s.id, s.name_th, s.name_en, truth_id=s.id)
+                    for k, s in enumerate(stations) if s.kind == "discharge"]
+
+            def truth(station: Any, t_s: Any) -> Any:
+                return scenario.level_at(np.array([station.truth_id], dtype=object), np.asarray(t_s) - origin_s)
+
+            standin = ThaiWaterStandIn(gauges, dams, level_m=truth, release_m3_s=truth, now_s=clock.now_s).start()
+            cleanup.append(standin.stop)
+            feed.url = standin.url
+            feed.timeout_s = 5.0
+            notes.append(f"{feed.id}: local ThaiWater stand-in {standin.url}")
+        elif feed.kind == "drop_folder" and feed.enabled:
+            feed.folder = settings.data_dir / "inbox" / feed.id
+            feed.folder.mkdir(parents=True, exist_ok=True)
+            for s in stations:
+                if s.series == "predicted" and s.kind == "water_level":
+                    _write_tide_table(feed.folder, s, scenario, origin_s)
+            notes.append(f"{feed.id}: drop folder {feed.folder}")
+        elif feed.enabled:
+            feed.enabled = False
+            notes.append(f"{feed.id}: disabled in the demo ({feed.kind} needs another site or the internet)")
+    return "; ".join(notes) or "none configured"
+
+
+def _write_tide_table(folder: Path, station: Any, scenario: Any, origin_s: float) -> None:
+    """The coming week's hourly tide for a predicted station, as an officer would drop it."""
+    import numpy as np
+
+    from floodwatch.timefmt import BUDDHIST_ERA_OFFSET_YEARS, to_bangkok
+
+    start_s = (origin_s // 3600.0) * 3600.0 - 86_400.0
+    t = start_s + 3600.0 * np.arange(8 * 24)
+    level = scenario.level_at(np.array([station.id], dtype=object), t - origin_s)
+    rows = ["date_time,water_level"]
+    for ts, value in zip(t, level, strict=True):
+        local = to_bangkok(float(ts))
+        when = f"{local:%d/%m}/{local.year + BUDDHIST_ERA_OFFSET_YEARS} {local:%H:%M}"
+        rows.append(f"{when},{float(value) - station.feed_offset_m:.2f}")  # above chart datum
+    year_be = to_bangkok(origin_s).year + BUDDHIST_ERA_OFFSET_YEARS
+    path = folder / f"{station.id}_hydrographic-dept_{year_be}.csv"
+    tmp = path.with_suffix(".part")
+    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    tmp.rename(path)
+    # Dropped "a while ago", so the folder takes it at its first look.
+    old = time.time() - 60.0
+    os.utime(path, (old, old))
 
 
 def _seed_history(settings: Settings, history: list, now_s: float) -> None:
@@ -302,6 +376,7 @@ def _summary(system, fleet, standin, args, clock, started_real, broker_kind, lin
     return {
         "readings_stored": int(metrics.total("floodwatch_readings_ingested_total")),
         "readings_rejected": int(metrics.total("floodwatch_readings_rejected_total")),
+        "feed_readings_stored": int(metrics.total("floodwatch_feed_readings_stored_total")),
         "forecasts_made": system.forecaster.runs,
         "alerts_raised": int(metrics.total("floodwatch_alerts_raised_total")),
         "line_messages_delivered": delivered,

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.officer",
     "floodwatch.cli.ingest",
     "floodwatch.cli.import_csv",
+    "floodwatch.cli.feeds",
     "floodwatch.cli.simulate",
     "floodwatch.cli.backtest",
     "floodwatch.cli.line",

@@ -4,10 +4,12 @@ Each node gets its own username (its station id) and a random password; an
 ACL lets it write only below ``floodwatch/{station_id}/`` and read nothing;
 the ingest service may read every station's topics and write none; a
 read-only consumer account (dashboards, another agency) may read and never
-publish. Each village loudspeaker controller gets its own username (its
-controller id) and may read only its own command topic and write only its own
-reply topic; floodwatch's loudspeaker account (``floodwatch-alerts``) writes
-commands and reads replies, nothing else. No
+publish; a peer site listed under ``[[peers]]`` (``peer-<site>``) may read
+exactly the telemetry of the stations listed for it and write nothing. Each
+village loudspeaker controller gets its own username (its controller id) and
+may read only its own command topic and write only its own reply topic;
+floodwatch's loudspeaker account (``floodwatch-alerts``) writes commands and
+reads replies, nothing else. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;
 the clear passwords go to a separate 0600 file for provisioning the nodes
@@ -37,6 +39,7 @@ CONSUMER_USER = "floodwatch-consumer"
 AUTOSAVE = "autosave_interval 1"
 # floodwatch's own account for loudspeaker commands (FLOODWATCH_LOUDSPEAKERS__MQTT_USERNAME)
 ALERTS_USER = "floodwatch-alerts"
+PEER_USER_PREFIX = "peer-"
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,22 @@ def hash_password(password: str, salt: bytes | None = None, iterations: int = PB
 
 
 def credentials_for(settings: Settings, existing: dict[str, str] | None = None) -> list[Credential]:
-    """A credential per station plus the ingest service and the read-only consumer; existing passwords are kept."""
+    """A credential per own station, the ingest service, the read-only consumer, each peer site and
+    each loudspeaker controller; existing passwords are kept.
+
+    External stations get none: no node of ours publishes them.
+    """
     existing = existing or {}
-    users = [s.id for s in settings.stations] + [INGEST_USER, CONSUMER_USER]
+    users = [s.id for s in settings.own_stations] + [INGEST_USER, CONSUMER_USER] + [peer_user(p.id) for p in settings.peers]
     controllers = [c.id for c in settings.loudspeakers.controllers]
     if controllers:
         users += controllers + [ALERTS_USER]
     return [Credential(u, existing.get(u) or secrets.token_urlsafe(24)) for u in users]
+
+
+def peer_user(site_id: str) -> str:
+    """The broker account of a peer site: ``peer-nakhonchaisi``."""
+    return f"{PEER_USER_PREFIX}{site_id}"
 
 
 def password_file(credentials: list[Credential]) -> str:
@@ -74,7 +86,7 @@ def acl_file(settings: Settings) -> str:
         "# A node may write only its own topics (single-site and per-site forms) and read nothing.",
         "",
     ]
-    for station in settings.stations:
+    for station in settings.own_stations:
         lines += [
             f"user {station.id}",
             f"topic write {prefix}/{station.id}/telemetry",
@@ -90,6 +102,14 @@ def acl_file(settings: Settings) -> str:
         f"topic read $share/+/{prefix}/#",
         "",
     ]
+    for peer in settings.peers:
+        lines += [
+            f"# Peer site {peer.id!r} reads these stations' telemetry ([[peers]] in the site file); it writes nothing.",
+            f"user {peer_user(peer.id)}",
+        ]
+        for sid in peer.stations:
+            lines += [f"topic read {prefix}/{site}/{sid}/telemetry", f"topic read {prefix}/{sid}/telemetry"]
+        lines.append("")
     lines += consumer_acl(settings)
     controllers = settings.loudspeakers.controllers
     if controllers:

@@ -53,6 +53,8 @@ def wait_for_stop(deadline_s: float | None = None) -> None:
 
 def check_sites(sites: list[Settings]) -> None:
     """Several sites in one deployment must not be able to see each other's traffic."""
+    from floodwatch.feeds import feed_state_path
+
     ids = [s.site.id for s in sites]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"two site files share a site id: {ids}; each municipality needs its own [site] id")
@@ -64,7 +66,8 @@ def check_sites(sites: list[Settings]) -> None:
         )
     for name, attr in (("store.url", lambda s: s.store.url), ("alerts.state_url", lambda s: s.alerts.state_url),
                        ("page.state_url", lambda s: s.page.state_url), ("page.port", lambda s: s.page.port),
-                       ("mqtt.client_id", lambda s: s.mqtt.client_id)):
+                       ("mqtt.client_id", lambda s: s.mqtt.client_id),
+                       ("feed_state.url", lambda s: str(feed_state_path(s)))):
         values = [attr(s) for s in sites]
         if len(set(values)) != len(values):
             raise ConfigError(f"sites share {name} ({values}); each site needs its own")

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 2
-    registry = list(settings.stations)
+    registry = list(settings.own_stations)
     n_nodes = len(registry) if args.nodes is None else args.nodes
     if n_nodes < 1:
         print("error: --nodes must be at least 1", file=sys.stderr)

@@ -104,8 +104,11 @@ class StationConfig(_Section):
     id: StationId
     name_th: str
     name_en: str
-    kind: Literal["water_level", "rain"]
-    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket"]
+    # discharge: a flow in m3/s, e.g. a dam's release (external stations only so far).
+    kind: Literal["water_level", "rain", "discharge"]
+    # reported: the value arrives in engineering units from another system (an agency's API,
+    # a published table), not from a sensor floodwatch configures.
+    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket", "reported"]
     zone: ZoneId
     lat: float
     lon: float
@@ -137,9 +140,26 @@ class StationConfig(_Section):
     # that raises no resident alert and is never reported silent (its feed's health is shown).
     external: bool = False
     publish_interval_s: float = 600.0
+    # "predicted": readings carry future times (a tide table, an announced release schedule);
+    # a new load replaces the previous prediction for the times it covers. See docs/feeds.md.
+    series: Literal["observed", "predicted"] = "observed"
+    # The [[feeds]] entry this station's data arrive by, and its id there (default: this id).
+    feed: str | None = None
+    feed_station: str | None = None
+    # Who runs the gauge (shown on the page), e.g. "RID (กรมชลประทาน)".
+    agency: str | None = None
+    # Added to the feed's levels to bring them to this station's datum (a tide table above
+    # chart datum, a gauge's own zero), metres.
+    feed_offset_m: float = 0.0
+    # Discharge stations: the largest flow the outlet can pass (spillway and gates), m3/s.
+    max_discharge_m3_s: float = 5000.0
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "StationConfig":
+        if self.series == "predicted" and not self.external:
+            raise ValueError(
+                f"station {self.id!r} is a predicted series; predictions come from a feed, so set external = true"
+            )
         if self.kind == "water_level":
             if self.levels is None:
                 raise ValueError(f"water-level station {self.id!r} needs [stations.levels]")
@@ -362,6 +382,65 @@ class LoudspeakerSettings(_Section):
     public_base_url: str | None = None
 
 
+class FeedConfig(_Section):
+    """One source of external stations' data: an agency's API, a peer site, a drop folder, a URL.
+
+    Stations name it with ``feed = "<id>"``; see docs/feeds.md for each kind's fields.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["thaiwater", "floodwatch_mqtt", "drop_folder", "csv_url"]
+    name_th: str = ""
+    name_en: str = ""
+    # thaiwater: the API base (.../api/v1/thaiwater30); csv_url: the file; floodwatch_mqtt: the peer's broker.
+    url: str | None = None
+    # drop_folder: where officers drop exports (done/ and failed/ are made inside it).
+    folder: Path | None = None
+    # floodwatch_mqtt: the peer site's id and topic form, and our account on its broker.
+    site: str | None = None
+    topic_prefix: str = "floodwatch"
+    single_site_topics: bool = True
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password (never the password)"
+    )
+    ca_file: Path | None = None
+    interval_s: float = Field(default=900.0, gt=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    # After downtime a feed fetches what it missed, but never more than this far back.
+    catch_up_h: float = Field(default=72.0, gt=0)
+    # Data older than this when fetched is the source being stale, not news: flagged, not stored.
+    stale_after_s: float = Field(default=6 * 3600.0, gt=0)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "FeedConfig":
+        need = {"thaiwater": ("url",), "csv_url": ("url",), "drop_folder": ("folder",),
+                "floodwatch_mqtt": ("url", "site")}[self.kind]
+        missing = [name for name in need if getattr(self, name) in (None, "")]
+        if missing:
+            raise ValueError(f"feed {self.id!r} of kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class PeerConfig(_Section):
+    """Another floodwatch site that may read some of our stations' telemetry, read-only.
+
+    ``floodwatch mqtt-config`` gives it the broker account ``peer-<id>`` whose ACL
+    allows reading exactly these stations' telemetry topics and writing nothing.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name_en: str = ""
+    stations: list[StationId] = Field(default_factory=list)
+
+
+class FeedStateSettings(_Section):
+    # Cursors, health and the drop folders' ledger; default: beside the SQLite store (<db>.feeds).
+    url: str | None = None
+    busy_timeout_s: float = 5.0
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -388,6 +467,9 @@ class Settings(BaseSettings):
     # Where relative SQLite paths (store, alert state, page state, spool) live: absolute, and
     # the same whatever folder a command runs from.
     data_dir: Path = DEFAULT_DATA_DIR
+    feeds: list[FeedConfig] = []
+    peers: list[PeerConfig] = []
+    feed_state: FeedStateSettings = FeedStateSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -408,7 +490,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _registry_consistent(self) -> Settings:
-        problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations])
+        problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations],
+                                    [f.model_dump() for f in self.feeds], [p.model_dump() for p in self.peers])
         if problems:
             raise PydanticCustomError(
                 "registry", "{summary}",
@@ -441,7 +524,11 @@ class Settings(BaseSettings):
         self.page.state_url = self.in_data_dir(self.page.state_url)
         if self.store.spool_path and not Path(self.store.spool_path).is_absolute():
             self.store.spool_path = str(self.data_dir / self.store.spool_path)
-        # Residents' report photos and spoken loudspeaker messages: files beside the databases.
+        # Officers' drop folders, residents' report photos and spoken loudspeaker messages: files
+        # beside the databases.
+        for feed in self.feeds:
+            if feed.folder is not None and not feed.folder.is_absolute():
+                feed.folder = self.data_dir / feed.folder
         if not self.reports.photo_dir.is_absolute():
             self.reports.photo_dir = self.data_dir / self.reports.photo_dir
         if not self.loudspeakers.audio_dir.is_absolute():
@@ -479,6 +566,21 @@ class Settings(BaseSettings):
                 return z
         raise ConfigError(f"zone {zone_id!r} is not in {self.config_file}; add it under [[zones]]")
 
+    def feed(self, feed_id: str) -> FeedConfig:
+        for f in self.feeds:
+            if f.id == feed_id:
+                return f
+        raise ConfigError(f"feed {feed_id!r} is not in {self.config_file}; add it under [[feeds]]")
+
+    @property
+    def own_stations(self) -> list[StationConfig]:
+        """Stations whose nodes this site runs (not external): they publish, go silent, alert."""
+        return [s for s in self.stations if not s.external]
+
+    @property
+    def external_stations(self) -> list[StationConfig]:
+        return [s for s in self.stations if s.external]
+
     @property
     def level_stations(self) -> list[StationConfig]:
         return [s for s in self.stations if s.kind == "water_level"]
@@ -488,8 +590,10 @@ class Settings(BaseSettings):
         return [s for s in self.stations if s.kind == "rain"]
 
 
-def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]]) -> list[tuple[tuple, str]]:
-    """What is inconsistent between zones and stations: [(settings path, sentence with the fix)].
+def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]],
+                      feeds: list[dict[str, Any]] | None = None,
+                      peers: list[dict[str, Any]] | None = None) -> list[tuple[tuple, str]]:
+    """What is inconsistent between zones, stations, feeds and peers: [(settings path, sentence with the fix)].
 
     Works on plain dicts (the TOML as read, or dumped models), skipping entries
     whose own fields are missing (those are reported on their own).
@@ -532,12 +636,35 @@ def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]
                     problems.append((("stations", i, key), f"station {station_id!r} names {key} station {other!r}, "
                                      "which is not a station in the registry; add it under [[stations]] (external = "
                                      f"true for another agency's){did_you_mean(str(other), station_ids)}"))
-    with_station = {s.get("zone") for s in stations}
+    # External stations raise no resident alert: a zone needs one of its own.
+    with_station = {s.get("zone") for s in stations if not s.get("external")}
     for i, zone in enumerate(zones):
         zone_id = zone.get("id")
         if zone_id is not None and zone_id not in with_station and first_zone.get(zone_id) == i:
-            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station, so residents who pick it "
-                             f"would never be warned; add a station with zone = \"{zone_id}\" or remove the zone"))
+            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station of its own, so residents who "
+                             f"pick it would never be warned; add a station with zone = \"{zone_id}\" or remove "
+                             "the zone"))
+    feeds = feeds or []
+    first_feed: dict[str, int] = {}
+    for i, feed in enumerate(feeds):
+        feed_id = feed.get("id")
+        if feed_id in first_feed:
+            problems.append((("feeds", i, "id"), f"feed id {feed_id!r} is used twice under [[feeds]]; give each "
+                             "feed its own id"))
+        elif feed_id is not None:
+            first_feed[feed_id] = i
+    for i, station in enumerate(stations):
+        feed_id = station.get("feed")
+        if feed_id is not None and feed_id not in first_feed:
+            problems.append((("stations", i, "feed"), f"station {station.get('id')!r} names feed {feed_id!r}, which "
+                             f"is not under [[feeds]]{did_you_mean(str(feed_id), first_feed)}"))
+    own = {s.get("id") for s in stations if not s.get("external")}
+    for i, peer in enumerate(peers or []):
+        for sid in peer.get("stations") or []:
+            if sid not in own:
+                problems.append((("peers", i, "stations"), f"peer {peer.get('id')!r} may read station {sid!r}, "
+                                 "which is not one of this site's own stations; share only stations listed under "
+                                 "[[stations]] without external = true"))
     return problems
 
 
@@ -632,7 +759,9 @@ def load_settings(**overrides: Any) -> Settings:
             raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
             zones = [z for z in raw.get("zones", []) if isinstance(z, dict)]
             stations = [s for s in raw.get("stations", []) if isinstance(s, dict)]
-            problems += [Problem(loc, message) for loc, message in registry_problems(zones, stations)]
+            feeds = [f for f in raw.get("feeds", []) if isinstance(f, dict)]
+            peers = [p for p in raw.get("peers", []) if isinstance(p, dict)]
+            problems += [Problem(loc, message) for loc, message in registry_problems(zones, stations, feeds, peers)]
         env_prefix = overrides.get("_env_prefix") or "FLOODWATCH_"
         lines = render(problems, config_file, env_prefix=env_prefix)
         raise ConfigError(f"{config_file} has {len(lines)} problem{'s' if len(lines) != 1 else ''}:\n"
@@ -702,3 +831,7 @@ def register_secrets(settings: Settings) -> None:
             logs.redact(secret.get_secret_value())
     # a password written into a URL (mqtt://user:PASSWORD@host) is a secret too
     logs.redact(logs.url_password(settings.mqtt.url), logs.url_password(settings.store.url))
+    for feed in settings.feeds:
+        # A peer broker's password lives in the environment variable the feed names.
+        if feed.password_env and os.environ.get(feed.password_env):
+            logs.redact(os.environ[feed.password_env])

@@ -14,6 +14,7 @@ from floodwatch.gauge_page._context import MAX_HISTORY_H, PageContext
 from floodwatch.gauge_page._hub import to_jsonable
 from floodwatch.gauge_page._schemas import (
     AlertsOut,
+    FeedsOut,
     ForecastsOut,
     HealthOut,
     ReadingsOut,
@@ -187,10 +188,27 @@ def api_router(ctx: PageContext) -> APIRouter:
             "stations": [
                 {k: v for k, v in _row_json(r).items()
                  if k in ("id", "name_th", "name_en", "kind", "ts_s", "data_age_s", "stale", "battery_v",
-                          "rssi_dbm", "status", "status_since_s", "maintenance", "qc_name")}
+                          "rssi_dbm", "status", "status_since_s", "maintenance", "qc_name", "external",
+                          "feed_health")}
                 for r in sorted(rows, key=lambda r: r.id)
             ],
+            "feeds": list(ctx.feed_health().values()),
         }
+
+    @router.get("/feeds", response_model=FeedsOut, summary="Each external feed's health: last fetch, data lag, errors")
+    def feeds() -> dict[str, Any]:
+        running = ctx.feeds is not None
+        listed = list(ctx.feed_health().values())
+        if not running:
+            from floodwatch.feeds import read_health
+
+            # Another process may run the feeds (floodwatch serve beside a read-only page): read their state file.
+            try:
+                listed = read_health(ctx.settings, ctx.clock.now_s())
+            except Exception as exc:
+                log.warning("event=feed_state_unreadable error=%s", exc)
+                listed = []
+        return {"running": running, "now_s": ctx.clock.now_s(), "feeds": listed}
 
     @router.get(
         "/events",

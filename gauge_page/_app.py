@@ -92,13 +92,15 @@ def create_app(
     forecasts: Any = None,
     ingest: Any = None,
     state: PageState | None = None,
+    feeds: Any = None,
 ) -> FastAPI:
     """Build the gauge page.
 
     ``store`` follows ``store.base.Store``. ``alerts`` (``alerts.AlertService``),
     ``forecasts`` (``scheduler.ForecastJob``) and ``ingest``
     (``ingest.IngestService``) are optional: without them their panels say
-    "not running". ``state`` defaults to the SQLite file at
+    "not running"; so is ``feeds`` (``feeds.FeedService``), whose health the
+    page shows for external stations. ``state`` defaults to the SQLite file at
     ``settings.page.state_url`` (officers, sessions, audit log, maintenance).
     """
     if state is None:
@@ -106,7 +108,7 @@ def create_app(
                           session_max_age_s=settings.page.session_max_age_s)
     state.use_configured_officers(settings.page.officers)
     ctx = PageContext(settings=settings, store=store, clock=clock, hub=hub, state=state,
-                      alerts=alerts, forecasts=forecasts, ingest=ingest)
+                      alerts=alerts, forecasts=forecasts, ingest=ingest, feeds=feeds)
     hub.add_listener(ctx.on_hub_event)
     # Maintenance flags outlive restarts: hand them to a fresh alert service.
     if alerts is not None and hasattr(alerts, "set_maintenance"):

@@ -253,8 +253,8 @@ class IngestService:
         if self.settings.mqtt.single_site_topics:
             forms.append(f"{prefix}/{{station}}")
         if self.settings.worker.is_partial:
-            telemetry = [f.format(station=s.id) + "/telemetry" for s in self.settings.stations for f in forms]
-            status = [f.format(station=s.id) + "/status" for s in self.settings.stations for f in forms]
+            telemetry = [f.format(station=s.id) + "/telemetry" for s in self.settings.own_stations for f in forms]
+            status = [f.format(station=s.id) + "/status" for s in self.settings.own_stations for f in forms]
         else:
             telemetry = [f.format(station="+") + "/telemetry" for f in forms]
             status = [f.format(station="+") + "/status" for f in forms]

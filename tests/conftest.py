@@ -34,7 +34,7 @@ def mosquitto(tmp_path: Path) -> Iterator[LocalBroker]:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Lam Phaya settings whose store and alert state live in tmp_path; keyword args update sections."""
+    """Lam Phaya settings whose store, alert state and feeds live in tmp_path; keyword args update sections."""
 
     def make(**sections: dict) -> Settings:
         settings = load_settings()
@@ -43,6 +43,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         settings.page.state_url = f"sqlite:///{tmp_path}/page.db"
         settings.reports.photo_dir = tmp_path / "report-photos"
         settings.loudspeakers.audio_dir = tmp_path / "loudspeaker-audio"
+        for feed in settings.feeds:
+            # Tests reach nothing outside: feeds that fetch from the internet or another site stay off
+            # unless a test points them at a stand-in; drop folders live in tmp_path.
+            if feed.kind == "drop_folder":
+                feed.folder = tmp_path / "feeds" / feed.id
+            else:
+                feed.enabled = False
         for section, values in sections.items():
             target = getattr(settings, section)
             for key, value in values.items():

@@ -18,9 +18,9 @@ def _site_with(tmp_path, extra: str):
 
 UPSTREAM_GAUGE = '''
 [[stations]]
-id = "TC-SUPHAN"
-name_th = "ท่าจีน สุพรรณบุรี"
-name_en = "Tha Chin at Suphan Buri"
+id = "TC-BANGPLAMA"
+name_th = "ท่าจีน บางปลาม้า"
+name_en = "Tha Chin at Bang Pla Ma"
 kind = "water_level"
 sensor = "radar"
 zone = "moo-1"
@@ -37,21 +37,23 @@ evacuate_m = 8.0
 
 def test_a_station_may_name_an_external_upstream_gauge(tmp_path):
     path = _site_with(tmp_path, UPSTREAM_GAUGE)
-    text = path.read_text().replace('rain_station = "LP-R01"', 'rain_station = "LP-R01"\nupstream = ["TC-SUPHAN"]', 1)
+    # LP-W03 (the canal) is the first station using rain gauge LP-R03 and has no upstream yet.
+    text = path.read_text().replace('rain_station = "LP-R03"',
+                                    'rain_station = "LP-R03"\nupstream = ["TC-BANGPLAMA"]', 1)
     path.write_text(text)
     settings = load_settings(config_file=path)
-    assert settings.station("LP-W01").upstream == ["TC-SUPHAN"]
-    assert settings.station("TC-SUPHAN").external is True
-    assert settings.station("LP-W02").upstream == [] and settings.station("LP-W02").external is False
+    assert settings.station("LP-W03").upstream == ["TC-BANGPLAMA"]
+    assert settings.station("TC-BANGPLAMA").external is True
+    assert settings.station("LP-W04").upstream == [] and settings.station("LP-W04").external is False
 
 
 @pytest.mark.parametrize(("links", "message"), [
     ('upstream = ["TC-NOWHERE"]', "upstream station 'TC-NOWHERE', which is not a station"),
-    ('predicted = ["LP-W01"]', "lists itself in predicted"),
+    ('predicted = ["LP-W03"]', "lists itself in predicted"),
 ])
 def test_a_link_to_an_unknown_station_or_to_itself_is_refused(tmp_path, links, message):
     path = _site_with(tmp_path, "")
-    path.write_text(path.read_text().replace('rain_station = "LP-R01"', f'rain_station = "LP-R01"\n{links}', 1))
+    path.write_text(path.read_text().replace('rain_station = "LP-R03"', f'rain_station = "LP-R03"\n{links}', 1))
     with pytest.raises(ConfigError, match=message):
         load_settings(config_file=path)
 

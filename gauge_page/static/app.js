@@ -182,6 +182,7 @@ function applyLanguage() {
 
 /* ------------------------------------------------------------ overview */
 function levelBox(row) {
+  if (row.external && window.fwExternal) return window.fwExternal.valueBox(row);
   if (row.kind === "rain") {
     const rain = row.rain_1h_mm;
     return el("div", { class: "lvlbox rainbox lvl-0" },
@@ -384,7 +385,7 @@ function renderHealth() {
   $("#services").textContent = `${t("services")}: ${t("ingest")} ${yes(h.ingest.running)}${ingestCounts} · ${t("forecaster")} ${yes(h.forecasts.running)}`
     + (h.forecasts.issued_s ? ` (${t("forecast_issued")} ${fmtTime(h.forecasts.issued_s, true)})` : "")
     + ` · ${t("alert_service")} ${yes(h.alerts.running)}`;
-  body.replaceChildren(...h.stations.map((s) => {
+  body.replaceChildren(...h.stations.filter((s) => !s.external).map((s) => {
     const statusText = s.status === "offline" ? `${t("offline_since")} ${fmtTime(s.status_since_s, true)}`
       : s.status === "online" ? t("online") : s.status === "silent" ? t("silent") : t("unknown_status");
     const maint = state.me.logged_in
@@ -429,7 +430,7 @@ async function loadDetail() {
 function renderDetail() {
   const series = state.series;
   if (!series || !state.detailId) return;
-  const row = state.stations.find((s) => s.id === state.detailId);
+  const row = (state.allStations || state.stations).find((s) => s.id === state.detailId);
   if (row) {
     $("#detail-title").textContent = `${name(row)} (${row.id})`;
     const fc = row.forecast;
@@ -468,7 +469,7 @@ function drawChart(series) {
   const isRainStation = series.kind === "rain";
   const seriesOpts = [
     { label: t("col_time"), value: (u, v) => (v === null ? "–" : fmtTime(v, true)) },
-    { label: isRainStation ? t("rain") : t("observed"), stroke: "#0d47a1", width: 2, spanGaps: false, points: { show: false } },
+    { label: isRainStation ? t("rain") : series.series === "predicted" ? t("predicted_series") : t("observed"), stroke: "#0d47a1", width: 2, spanGaps: false, points: { show: false } },
     { label: t("flagged"), stroke: "#c62828", width: 0, paths: () => null, points: { show: true, size: 7, fill: "#c62828", stroke: "#c62828" } },
     { label: t("rain"), scale: "rain", fill: "rgba(38,166,154,0.45)", stroke: "rgba(38,166,154,0.9)", width: 1, paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false } },
   ];
@@ -487,7 +488,7 @@ function drawChart(series) {
     scales: { x: { time: true }, rain: { range: (u, mn, mx) => [0, Math.max(5, (mx || 0) * 3)] } },
     axes: [
       { space: 60, values: (u, splits) => splits.map((v, i) => axisLabel(v, i ? splits[i - 1] : null)) },
-      { label: isRainStation ? "mm" : "m MSL", size: 55 },
+      { label: series.unit || (isRainStation ? "mm" : "m MSL"), size: 55 },
       { scale: "rain", side: 1, label: "mm", grid: { show: false }, size: 45 },
     ],
     // Ticks on Bangkok hours and midnights, whatever the viewing device's time zone.
@@ -613,7 +614,9 @@ function wireOfficer() {
 async function refreshStations() {
   let data;
   try { data = await api("/api/stations"); } catch (e) { return; }
-  state.stations = data.stations;
+  // External stations (another agency's, a peer's, a prediction) have their own panel (feeds.js).
+  state.allStations = data.stations;
+  state.stations = data.stations.filter((s) => !s.external);
   state.zones = data.zones;
   state.nowS = data.now_s;
   state.nowFetchedWallS = Date.now() / 1000;
@@ -622,6 +625,7 @@ async function refreshStations() {
   renderOverview();
   renderMap();
   if (state.detailId) renderDetail();
+  document.dispatchEvent(new CustomEvent("fw:stations"));
 }
 function scheduleRefresh(alsoDetail) {
   if (alsoDetail) state.detailDirty = true;
@@ -647,6 +651,7 @@ function connectEvents() {
   es.addEventListener("hello", () => { setLive(true); refreshAll(); });
   es.addEventListener("readings", () => scheduleRefresh(true));
   es.addEventListener("status", () => scheduleRefresh(false));
+  es.addEventListener("feeds", () => scheduleRefresh(false));
   es.addEventListener("forecast", () => scheduleRefresh(true));
   es.addEventListener("alert", () => { scheduleRefresh(false); refreshAlerts(); });
   es.addEventListener("audit", () => { refreshAudit(); });
@@ -657,6 +662,7 @@ function connectEvents() {
 function renderAll() {
   renderOverview(); renderMap(); renderAlerts(); renderHealth(); renderDetail(); renderZonePicks();
   runHooks("render");
+  document.dispatchEvent(new CustomEvent("fw:stations"));
 }
 async function refreshAll() {
   await refreshStations();

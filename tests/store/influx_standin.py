@@ -581,12 +581,28 @@ class InfluxStandIn:
     def _delete(self, h: BaseHTTPRequestHandler, params: dict, body: bytes) -> None:
         req = json.loads(body)
         start, stop = _parse_time(req["start"]), _parse_time(req["stop"])
-        m = re.fullmatch(r'\s*_measurement\s*=\s*"([^"]+)"\s*', req.get("predicate", ""))
-        measurement = m.group(1) if m else None
+        # InfluxDB's delete predicate: key="value" terms joined by AND (no OR, no parentheses).
+        wanted: dict[str, str] = {}
+        predicate = req.get("predicate", "").strip()
+        for term in (re.split(r"\s+AND\s+", predicate) if predicate else []):
+            m = re.fullmatch(r'\s*([A-Za-z_][\w]*)\s*=\s*"([^"]*)"\s*', term)
+            if m is None:
+                self.violations.append(f"delete predicate term {term!r} is not key=\"value\"")
+                self._error(h, 400, "invalid", f"invalid predicate {predicate!r}")
+                return
+            wanted[m.group(1)] = m.group(2)
         bucket = params.get("bucket")
+
+        def matches(key: tuple) -> bool:
+            tags = dict(key[2])
+            for name, value in wanted.items():
+                have = key[1] if name == "_measurement" else tags.get(name)
+                if have != value:
+                    return False
+            return True
+
         with self._lock:
-            for key in [k for k in self.points if k[0] == bucket and start <= k[4] <= stop
-                        and (measurement is None or k[1] == measurement)]:
+            for key in [k for k in self.points if k[0] == bucket and start <= k[4] <= stop and matches(k)]:
                 del self.points[key]
         self.requests.append(("post", "/api/v2/delete", 204))
         self._reply(h, 204)

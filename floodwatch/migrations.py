@@ -48,7 +48,11 @@ def statements(script: str) -> Iterator[str]:
                 yield pending.strip()
             pending = ""
     pending += script.split(";")[-1]
-    if _code(pending):
+    if _code(pending) and sqlite3.complete_statement(pending + ";"):
+        # The documented one-line step ("ALTER TABLE ... ADD COLUMN x") may
+        # leave off its final ';'.
+        yield pending.strip()
+    elif _code(pending):
         raise SchemaError(f"migration SQL ends with an incomplete statement: {pending.strip()[:80]!r}")
 
 

@@ -144,3 +144,15 @@ def test_statements_keep_semicolons_inside_strings_and_triggers():
     END;
     """
     assert len(list(migrations.statements(script))) == 2
+
+
+def test_a_one_line_step_may_leave_off_its_semicolon_but_a_broken_one_is_refused():
+    import pytest
+
+    from floodwatch.errors import SchemaError
+
+    assert list(migrations.statements("ALTER TABLE readings ADD COLUMN discharge_m3_s REAL")) == [
+        "ALTER TABLE readings ADD COLUMN discharge_m3_s REAL"
+    ]
+    with pytest.raises(SchemaError, match="incomplete statement"):
+        list(migrations.statements("CREATE TRIGGER t AFTER INSERT ON x BEGIN UPDATE x SET a = 1;"))

@@ -112,6 +112,9 @@ class StationConfig(_Section):
     # that raises no resident alert and is never reported silent (its feed's health is shown).
     external: bool = False
     publish_interval_s: float = 600.0
+    # Level stations: how eagerly this gauge's forecast warns (the trade-off between lead time
+    # and false alarms): a profile name from [alerts.profiles] or a built-in one (docs/verification.md).
+    warning_profile: str | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "StationConfig":
@@ -211,6 +214,10 @@ class AlertSettings(_Section):
     officers: list[str] = Field(default_factory=list, description="LINE user ids of disaster officers")
     officers_get_zone_alerts: bool = Field(default=True, description="officers also get every zone's flood alerts")
     tide_outlook_hour_local: int = Field(default=6, description="Bangkok hour of the daily tide outlook push")
+    profiles: dict[str, WarningProfile] = Field(
+        default_factory=dict,
+        description="named warning profiles stations pick with warning_profile (extend or override the built-in ones)",
+    )
 
 
 class PageSettings(_Section):
@@ -249,6 +256,39 @@ class WorkerSettings(_Section):
     @property
     def is_partial(self) -> bool:
         return self.zones is not None or self.partition != "0/1"
+
+
+class WarningProfile(_Section):
+    """How eagerly a station's forecast raises warnings: lead time against false alarms.
+
+    Unset fields keep the site's values (``forecast.exceed_probability``,
+    ``forecast.lead_h``, ``alerts.confirm_readings``). ``forecast = false``
+    warns on observed levels and fast rises only: for a gauge whose forecast
+    only adds false alarms (``floodwatch verify`` says where).
+    """
+
+    forecast: bool = True
+    exceed_probability: float | None = Field(default=None, gt=0.0, lt=1.0)
+    lead_h: float | None = Field(default=None, gt=0.0, le=72.0)
+    confirm_readings: int | None = Field(default=None, ge=1, le=12)
+    description: str = ""
+
+
+BUILTIN_WARNING_PROFILES: dict[str, WarningProfile] = {
+    "balanced": WarningProfile(description="the site's own forecast and confirmation settings"),
+    "early": WarningProfile(
+        exceed_probability=0.5, lead_h=6.0,
+        description="a street that floods homes: warn earlier, accept more warnings that come to nothing"),
+    "cautious": WarningProfile(
+        exceed_probability=0.9, lead_h=2.0,
+        description="a road gauge: fewer warnings that come to nothing, less lead"),
+    "tidal": WarningProfile(
+        exceed_probability=0.8, lead_h=12.0,
+        description="a tide-driven gauge: the tide is predictable, warn half a day ahead"),
+    "observed_only": WarningProfile(
+        forecast=False, description="observed levels and fast rises only: where the forecast only adds false alarms"),
+}
+"""Profiles every site has; ``[alerts.profiles.NAME]`` adds more or overrides these."""
 
 
 class Settings(BaseSettings):
@@ -309,6 +349,21 @@ class Settings(BaseSettings):
                     f"station {station.id!r} names rain_station {station.rain_station!r}, "
                     "which is not a station in the registry"
                 )
+            if station.warning_profile is not None:
+                known_profiles = {**BUILTIN_WARNING_PROFILES, **self.alerts.profiles}
+                if station.warning_profile not in known_profiles:
+                    raise ValueError(
+                        f"station {station.id!r} names warning_profile {station.warning_profile!r}, which is "
+                        f"neither built in nor under [alerts.profiles]; use one of {', '.join(sorted(known_profiles))}"
+                    )
+                if station.kind != "water_level":
+                    raise ValueError(f"station {station.id!r} is a rain gauge; warning_profile is for level stations")
+                lead_h = known_profiles[station.warning_profile].lead_h
+                if lead_h is not None and lead_h > self.forecast.horizon_h:
+                    raise ValueError(
+                        f"station {station.id!r}: warning_profile {station.warning_profile!r} reads the forecast "
+                        f"{lead_h} h ahead, beyond forecast.horizon_h = {self.forecast.horizon_h}; shorten its lead_h"
+                    )
             for key in ("upstream", "predicted"):
                 for other in getattr(station, key):
                     if other == station.id:
@@ -335,6 +390,18 @@ class Settings(BaseSettings):
             if z.id == zone_id:
                 return z
         raise ConfigError(f"zone {zone_id!r} is not in {self.config_file}; add it under [[zones]]")
+
+    def warning_profile(self, name: str | None) -> WarningProfile:
+        """A profile by name: the site's ``[alerts.profiles]`` first, then the built-in ones; None: balanced."""
+        known = {**BUILTIN_WARNING_PROFILES, **self.alerts.profiles}
+        if name is None:
+            return known["balanced"]
+        if name not in known:
+            raise ConfigError(
+                f"warning profile {name!r} is neither built in nor under [alerts.profiles] in {self.config_file}; "
+                f"use one of {', '.join(sorted(known))}"
+            )
+        return known[name]
 
     @property
     def level_stations(self) -> list[StationConfig]:

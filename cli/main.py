@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.import_csv",
     "floodwatch.cli.simulate",
     "floodwatch.cli.backtest",
+    "floodwatch.cli.verify",
     "floodwatch.cli.line",
     "floodwatch.cli.line_standin",
     "floodwatch.cli.mqtt_config",

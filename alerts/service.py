@@ -619,6 +619,11 @@ class AlertService:
                             acknowledged_by=(states.get(f"ack:{d['id']}") or {}).get("by")))
         return out
 
+    def resident_warnings(self, since_s: float) -> list[dict[str, Any]]:
+        """Warnings residents were sent since ``since_s`` (raising a zone: observed, forecast, fast rise),
+        oldest first: ``id, ts_s, kind, zone_id, station_id, level, recipients, delivered, failed, sent_s``."""
+        return self.db.resident_decisions(since_s, ("escalate", "forecast", "rise"))
+
     def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:
         """Next high and low waters for each zone's gauge, from the latest forecast's median."""
         issued = self.latest_forecast

@@ -22,6 +22,7 @@ from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
 from floodwatch.gauge_page._state import PageState, sqlite_path
+from floodwatch.gauge_page._warned import warned_router
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -98,6 +99,7 @@ def create_app(
         return JSONResponse({"detail": f"the store cannot be read right now: {exc}"}, status_code=503)
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
+    app.include_router(warned_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:

@@ -44,6 +44,7 @@ def test_openapi_document_is_valid_and_answers_match_it(client):
         ("GET", "/api/forecasts", None),
         ("GET", "/api/alerts", None),
         ("GET", "/api/health", None),
+        ("GET", "/api/verification?days=2", None),
         ("GET", "/api/me", None),
         ("GET", "/api/audit", None),
         ("POST", "/api/stations/LP-W04/maintenance", {"on": True, "note": "cleaning"}),

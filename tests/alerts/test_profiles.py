@@ -1,0 +1,90 @@
+"""Per-station warning profiles: in the registry, validated, and used by the rules and the alert service."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from floodwatch.alerts import AlertService
+from floodwatch.alerts.rules import RuleConfig
+from floodwatch.errors import ConfigError
+from floodwatch.settings import DEFAULT_CONFIG_FILE, load_settings
+from tests.alerts.test_service import _issued
+
+SITE = DEFAULT_CONFIG_FILE.read_text()
+
+
+def _site(tmp_path, *, station: str, profile_line: str, extra: str = ""):
+    """The Lam Phaya registry with ``profile_line`` added to ``station``'s entry, and ``extra`` tables."""
+    anchor = f'id = "{station}"\n'
+    assert anchor in SITE
+    path = tmp_path / "site.toml"
+    path.write_text(SITE.replace(anchor, anchor + profile_line + "\n", 1) + "\n" + extra)
+    return path
+
+
+def test_a_station_picks_a_built_in_or_site_profile_and_the_rules_use_it(tmp_path):
+    extra = """
+[alerts.profiles.road]
+exceed_probability = 0.95
+lead_h = 1.5
+confirm_readings = 3
+"""
+    path = _site(tmp_path, station="LP-W06", profile_line='warning_profile = "early"', extra=extra)
+    path.write_text(path.read_text().replace('id = "LP-W07"\n', 'id = "LP-W07"\nwarning_profile = "road"\n', 1))
+    settings = load_settings(config_file=path)
+    site = RuleConfig.from_settings(settings)
+    street = RuleConfig.from_settings(settings, settings.station("LP-W06"))
+    road = RuleConfig.from_settings(settings, settings.station("LP-W07"))
+    plain = RuleConfig.from_settings(settings, settings.station("LP-W01"))
+    assert plain == site
+    assert (street.exceed_probability, street.lead_s, street.confirm_readings) == (0.5, 6 * 3600.0,
+                                                                                   site.confirm_readings)
+    assert (road.exceed_probability, road.lead_s, road.confirm_readings) == (0.95, 1.5 * 3600.0, 3)
+    # Zone timers stay the site's.
+    assert road.clear_after_s == site.clear_after_s and road.hysteresis_m == site.hysteresis_m
+    tidal = site.with_profile(settings.warning_profile("tidal"))
+    assert math.isinf(tidal.rise_rate_cm_per_h) and tidal.use_forecast
+    assert not site.with_profile(settings.warning_profile("observed_only")).use_forecast
+
+
+@pytest.mark.parametrize(("profile_line", "extra", "message"), [
+    ('warning_profile = "eager"', "", "names warning_profile 'eager', which is neither built in nor under"),
+    ('warning_profile = "far"', "[alerts.profiles.far]\nlead_h = 48.0\n[forecast]\nhorizon_h = 24.0\n",
+     "beyond forecast.horizon_h"),
+    ('warning_profile = "odd"', "[alerts.profiles.odd]\nexceed_probability = 1.5\n", "exceed_probability"),
+])
+def test_a_bad_profile_is_refused_with_the_fix(tmp_path, profile_line, extra, message):
+    path = _site(tmp_path, station="LP-W06", profile_line=profile_line, extra=extra)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=path)
+
+
+def test_a_rain_gauge_takes_no_warning_profile(tmp_path):
+    path = _site(tmp_path, station="LP-R01", profile_line='warning_profile = "early"')
+    with pytest.raises(ConfigError, match="rain gauge; warning_profile is for level stations"):
+        load_settings(config_file=path)
+
+
+def test_the_alert_service_honours_each_stations_profile(alert_settings, standin, clock):
+    # LP-W03 (moo-4) warns from its forecast as the site does; LP-W04 (moo-3) is observed-only.
+    alert_settings.stations = [s.model_copy(update={"warning_profile": "observed_only"}) if s.id == "LP-W04" else s
+                               for s in alert_settings.stations]
+    service = AlertService(alert_settings, clock)
+    service.start()
+    try:
+        service.subscribe("Ucanal", "moo-4")
+        service.subscribe("Usluice", "moo-3")
+        # One forecast: both canals will reach warning within the hour, with a 90 % chance.
+        issued = _issued(service, clock, station="LP-W03", level_index=1, prob=0.9, at_h=1.0)
+        rows = issued.station_ids
+        issued.forecast.exceed_prob[rows.index("LP-W04")] = issued.forecast.exceed_prob[rows.index("LP-W03")]
+        service.on_forecast(issued)
+        assert service.wait_delivered(10)
+        got = {d.user_id for d in standin.delivered_messages()}
+        assert got == {"Ucanal"}, "the observed-only station's forecast told nobody"
+        levels = service.station_levels()
+        assert levels["LP-W03"]["reason"] == "forecast" and levels["LP-W04"]["level"] == 0
+    finally:
+        service.close()

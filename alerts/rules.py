@@ -95,6 +95,8 @@ class RuleConfig:
             else profile.exceed_probability,
             lead_s=self.lead_s if profile.lead_h is None else profile.lead_h * 3600.0,
             confirm_readings=self.confirm_readings if profile.confirm_readings is None else profile.confirm_readings,
+            rise_rate_cm_per_h=self.rise_rate_cm_per_h if profile.rise_rate_cm_per_h is None
+            else profile.rise_rate_cm_per_h,
         )
 
 

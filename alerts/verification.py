@@ -5,8 +5,8 @@ verification:
 
 - **event**: an observed upward crossing of a level (the first reading at or
   above it) after the series stayed below it for at least ``below_s`` (24 h):
-  no reading at or above it in the ``below_s`` before, and the record reaching
-  back that far.
+  the first reading below it (after the last one at or above it, or the
+  record's first reading) is at least ``below_s`` before the crossing.
 - **warning**: a resident message raising the zone to a level (observed,
   forecast or fast rise; reminders and lowerings are not warnings). It is
   *for* its level.
@@ -156,11 +156,11 @@ def find_events(t_s: np.ndarray, level_m: np.ndarray, threshold_m: float, *, bel
     up = np.flatnonzero(~above[:-1] & above[1:]) + 1
     if up.size == 0:
         return np.empty(0)
-    # The last reading at or above the level before each crossing, if any.
+    # Below since the first reading after the last one at or above the level (or since the record began).
     above_idx = np.flatnonzero(above)
     k = np.searchsorted(above_idx, up) - 1
-    last_above_s = np.where(k >= 0, t_s[above_idx[np.maximum(k, 0)]], -np.inf)
-    quiet = (t_s[up] - last_above_s >= below_s) & (t_s[up] - t_s[0] >= below_s)
+    first_below = np.where(k >= 0, above_idx[np.maximum(k, 0)] + 1, 0)
+    quiet = t_s[up] - t_s[first_below] >= below_s
     return t_s[up[quiet]]
 
 

@@ -91,7 +91,8 @@ def plot_record(path: Path, record: Any, levels_m: list[float], replay: Any, sco
         Line2D([], [], marker="^", color="#1a7f37", ls="none", label="fast-rise warning"),
         Line2D([], [], marker="v", color="#c00000", ls="none", label="warning that came to nothing"),
     ]
-    top.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=8, ncol=7, frameon=False)
+    top.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.0, -0.2), fontsize=8, ncol=7, frameon=False)
+    top.tick_params(labelsize=8)
     for i, (level, crossing, warned) in enumerate(shown):
         ax = fig.add_subplot(grid[1 + i // 3, i % 3])
         lo, hi = crossing - 2 * 86400.0, crossing + 86400.0

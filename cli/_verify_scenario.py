@@ -358,19 +358,20 @@ def run_scenario_command(args: argparse.Namespace, settings: Settings, sweep: di
         result = report(run, run_settings, window_s=args.window_h * 3600.0)
         result["rules"] = {"exceed_probability": run_settings.forecast.exceed_probability,
                            "lead_h": run_settings.forecast.lead_h,
-                           "confirm_readings": run_settings.alerts.confirm_readings, "profile": args.profile}
+                           "confirm_readings": run_settings.alerts.confirm_readings,
+                           "rise_rate_cm_per_h": run_settings.alerts.rise_rate_cm_per_h, "profile": args.profile}
         results.append(result)
         print(table(result))
     out: dict[str, Any] = results[0] if len(results) == 1 else {"scenario": args.scenario, "sweep": results}
     if len(results) > 1:
         print("trade-off:")
-        print(f"{'p':>5}{'lead h':>8}{'confirm':>8}{'reached':>9}{'warned':>8}{'median lead h':>15}"
+        print(f"{'p':>5}{'lead h':>8}{'confirm':>8}{'rise':>6}{'reached':>9}{'warned':>8}{'median lead h':>15}"
               f"{'warnings':>10}{'for nothing':>13}")
         for r in results:
             s, rules = r["summary"], r["rules"]
             med = s["lead_h"]["median"]
             print(f"{rules['exceed_probability']:>5g}{rules['lead_h']:>8g}{rules['confirm_readings']:>8}"
-                  f"{s['zone_levels_reached']:>9}{s['zone_levels_warned']:>8}{'-' if med is None else med:>15}"
+                  f"{rules['rise_rate_cm_per_h']:>6g}{s['zone_levels_reached']:>9}{s['zone_levels_warned']:>8}{'-' if med is None else med:>15}"
                   f"{s['resident_warnings']:>10}{s['false_messages']:>13}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +397,8 @@ def _with_rules(settings: Settings, values: dict[str, float], profile: str | Non
         out.forecast.lead_h = values["lead_h"]
     if "confirm_readings" in values:
         out.alerts.confirm_readings = int(values["confirm_readings"])
+    if "rise_rate_cm_per_h" in values:
+        out.alerts.rise_rate_cm_per_h = values["rise_rate_cm_per_h"]
     if profile is not None:
         settings.warning_profile(profile)  # names the fix for an unknown profile
         out.stations = [s.model_copy(update={"warning_profile": profile}) if s.kind == "water_level" else s

@@ -51,7 +51,7 @@ from floodwatch.settings import Settings, load_settings
 log = logging.getLogger("floodwatch.verify")
 
 LEVEL_NAMES = ("watch", "warning", "evacuate")
-SWEEP_KEYS = ("exceed_probability", "lead_h", "confirm_readings")
+SWEEP_KEYS = ("exceed_probability", "lead_h", "confirm_readings", "rise_rate_cm_per_h")
 GAP_MIN_S = 3600.0
 
 EXAMPLE = (
@@ -288,7 +288,7 @@ def th_list(levels_m: list[float]) -> list[float]:
 def rules_json(cfg: RuleConfig) -> dict[str, Any]:
     return {"use_forecast": cfg.use_forecast, "exceed_probability": cfg.exceed_probability,
             "lead_h": cfg.lead_s / 3600.0, "confirm_readings": cfg.confirm_readings,
-            "hysteresis_m": cfg.hysteresis_m, "rise_rate_cm_per_h": cfg.rise_rate_cm_per_h,
+            "hysteresis_m": cfg.hysteresis_m, "rise_rate_cm_per_h": _finite_or_none(cfg.rise_rate_cm_per_h),
             "clear_after_s": cfg.clear_after_s, "cooldown_s": cfg.cooldown_s}
 
 
@@ -319,10 +319,13 @@ def parse_sweep(items: list[str]) -> dict[str, list[float]]:
             raise VerifyInputError(f"--sweep {item!r}: use KEY=V,V,... with KEY one of {', '.join(SWEEP_KEYS)}")
         try:
             parsed = [float(v) for v in values.split(",") if v.strip()]
+            if any(math.isnan(v) for v in parsed):
+                raise ValueError("nan")
         except ValueError as exc:
             raise VerifyInputError(f"--sweep {item!r}: values must be numbers separated by commas") from exc
         for v in parsed:
-            ok = {"exceed_probability": 0 < v < 1, "lead_h": 0 < v <= 72, "confirm_readings": v >= 1 and v == int(v)}
+            ok = {"exceed_probability": 0 < v < 1, "lead_h": 0 < v <= 72,
+                  "confirm_readings": 1 <= v <= 12 and v == round(v), "rise_rate_cm_per_h": v > 0}
             if not ok[key]:
                 raise VerifyInputError(f"--sweep {item!r}: {v:g} is out of range for {key}")
         out[key] = parsed
@@ -342,6 +345,7 @@ def sweep_configs(base: RuleConfig, sweep: dict[str, list[float]]) -> list[RuleC
             exceed_probability=values.get("exceed_probability", base.exceed_probability),
             lead_s=values.get("lead_h", base.lead_s / 3600.0) * 3600.0,
             confirm_readings=int(values.get("confirm_readings", base.confirm_readings)),
+            rise_rate_cm_per_h=values.get("rise_rate_cm_per_h", base.rise_rate_cm_per_h),
         ))
     return out
 
@@ -373,7 +377,7 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
             raise VerifyInputError(f"{args.rain_csv}: rain_mm must not be negative (mm fallen per interval)")
         rain = (rain_t, rain_mm)
     fcfg = settings.forecast
-    lead_max_s = max(c.lead_s for c in configs)
+    lead_max_s = max([station_cfg.lead_s] + [c.lead_s for c in configs])
     horizon_s = max(math.ceil(lead_max_s / fcfg.step_s), 1) * fcfg.step_s
     if horizon_s > fcfg.horizon_h * 3600.0:
         raise VerifyInputError(f"a lead of {lead_max_s / 3600:g} h is beyond forecast.horizon_h = {fcfg.horizon_h:g}")
@@ -389,13 +393,25 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
               "forecast.step_s and forecast.interval_s to the gauges' interval", file=sys.stderr)
     prepared = prepare(record, rain, settings, levels_m, horizon_s=horizon_s, window_s=window_s,
                        floor_m=floor_m, progress=show)
-    runs = []
-    for cfg in configs:
-        fw, fw_scores = score_rules(record, prepared, levels_m, site_cfg, cfg, window_s=window_s,
-                                    progress=show and len(configs) == 1)
-        obs, obs_scores = score_rules(record, prepared, levels_m, site_cfg, cfg, window_s=window_s, forecasts=False)
-        runs.append((cfg, fw, fw_scores, obs, obs_scores))
-    cfg, fw, fw_scores, obs, obs_scores = runs[0]
+    fw, fw_scores = score_rules(record, prepared, levels_m, site_cfg, station_cfg, window_s=window_s, progress=show)
+    obs, obs_scores = score_rules(record, prepared, levels_m, site_cfg, station_cfg, window_s=window_s,
+                                  forecasts=False)
+    cfg = station_cfg
+    sweep_rows = []
+    if sweep:
+        # The forecasts do not depend on the rules: every swept setting replays the same ones.
+        baseline: dict[tuple[int, float], list[LevelScore]] = {
+            (station_cfg.confirm_readings, station_cfg.rise_rate_cm_per_h): obs_scores}
+        bar = progress_bar("sweep", "settings") if show else None
+        for n, swept in enumerate(configs, start=1):
+            _, s_fw = score_rules(record, prepared, levels_m, site_cfg, swept, window_s=window_s)
+            key = (swept.confirm_readings, swept.rise_rate_cm_per_h)  # all the baseline depends on
+            if key not in baseline:
+                baseline[key] = score_rules(record, prepared, levels_m, site_cfg, swept, window_s=window_s,
+                                            forecasts=False)[1]
+            sweep_rows.append(sweep_row(swept, s_fw, baseline[key]))
+            if bar is not None:
+                bar(n, len(configs))
     coverage = band_coverage(prepared.grid_t_s, prepared.grid_level_m, prepared.forecasts.origin_s,
                              prepared.forecasts.lead_s, prepared.forecasts.lower_m, prepared.forecasts.upper_m)
     events = {s.level_m: s.events for s in fw_scores}
@@ -428,16 +444,16 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
         "band_coverage": coverage,
         "forecast_s": round(prepared.forecast_s, 1),
     }
-    if len(configs) > 1:
-        result["sweep"] = [sweep_row(c, f_scores, o_scores) for c, _, f_scores, _, o_scores in runs]
+    if sweep_rows:
+        result["sweep"] = sweep_rows
     result["elapsed_s"] = round(time.monotonic() - wall_started, 1)
     print(table(result))
     for note in level_notes:
         print(f"note: {note}")
     for line in baseline_verdicts(result):
         print(line)
-    if len(configs) > 1:
-        print(sweep_table(result["sweep"], levels_m))
+    if sweep_rows:
+        print(sweep_table(sweep_rows, levels_m))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -455,9 +471,13 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
 
 def sweep_row(cfg: RuleConfig, fw: list[LevelScore], obs: list[LevelScore]) -> dict[str, Any]:
     return {"exceed_probability": cfg.exceed_probability, "lead_h": cfg.lead_s / 3600.0,
-            "confirm_readings": cfg.confirm_readings,
+            "confirm_readings": cfg.confirm_readings, "rise_rate_cm_per_h": _finite_or_none(cfg.rise_rate_cm_per_h),
             "levels": [{"level_m": f.level_m, "floodwatch": _brief(f), "observed_only": _brief(o)}
                        for f, o in zip(fw, obs)]}
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def _brief(s: LevelScore) -> dict[str, Any]:
@@ -527,8 +547,8 @@ def baseline_verdicts(result: dict[str, Any]) -> list[str]:
 
 
 def sweep_table(rows: list[dict[str, Any]], levels_m: list[float]) -> str:
-    lines = ["trade-off (floodwatch rules; observed-only in brackets):",
-             f"{'p':>5}{'lead h':>8}{'confirm':>8}  " + "".join(
+    lines = ["trade-off (floodwatch rules; observed-only CSI in brackets):",
+             f"{'p':>5}{'lead h':>8}{'confirm':>8}{'rise':>6}  " + "".join(
                  f"{f'{lv:g} m POD / FAR / CSI / median lead h':<44}" for lv in levels_m)]
     for r in rows:
         cells = []
@@ -536,7 +556,8 @@ def sweep_table(rows: list[dict[str, Any]], levels_m: list[float]) -> str:
             f, o = lv["floodwatch"], lv["observed_only"]
             cells.append(f"{_fmt(f['pod'])} / {_fmt(f['far'])} / {_fmt(f['csi'])} / "
                          f"{_fmt(f['lead_h']['median'], '{:.1f}')} ({_fmt(o['csi'])})")
-        lines.append(f"{r['exceed_probability']:>5g}{r['lead_h']:>8g}{r['confirm_readings']:>8}  "
+        rise = "off" if r["rise_rate_cm_per_h"] is None else f"{r['rise_rate_cm_per_h']:g}"
+        lines.append(f"{r['exceed_probability']:>5g}{r['lead_h']:>8g}{r['confirm_readings']:>8}{rise:>6}  "
                      + "".join(f"{c:<44}" for c in cells))
     return "\n".join(lines)
 

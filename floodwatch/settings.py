@@ -271,6 +271,9 @@ class WarningProfile(_Section):
     exceed_probability: float | None = Field(default=None, gt=0.0, lt=1.0)
     lead_h: float | None = Field(default=None, gt=0.0, le=72.0)
     confirm_readings: int | None = Field(default=None, ge=1, le=12)
+    # The fast-rise rule's rate (alerts.rise_rate_cm_per_h); inf switches it off (a tidal gauge's
+    # flood tide rises faster than a river ever does, and its forecast already knows the tide).
+    rise_rate_cm_per_h: float | None = Field(default=None, gt=0.0)
     description: str = ""
 
 
@@ -283,8 +286,9 @@ BUILTIN_WARNING_PROFILES: dict[str, WarningProfile] = {
         exceed_probability=0.9, lead_h=2.0,
         description="a road gauge: fewer warnings that come to nothing, less lead"),
     "tidal": WarningProfile(
-        exceed_probability=0.8, lead_h=12.0,
-        description="a tide-driven gauge: the tide is predictable, warn half a day ahead"),
+        exceed_probability=0.8, lead_h=12.0, rise_rate_cm_per_h=float("inf"),
+        description="a tide-driven gauge: the tide is predictable, warn half a day ahead; a flood tide's "
+        "fast rise is no news"),
     "observed_only": WarningProfile(
         forecast=False, description="observed levels and fast rises only: where the forecast only adds false alarms"),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from floodwatch.alerts import AlertService
@@ -68,23 +69,26 @@ def test_a_rain_gauge_takes_no_warning_profile(tmp_path):
 
 
 def test_the_alert_service_honours_each_stations_profile(alert_settings, standin, clock):
-    # LP-W03 (moo-4) warns from its forecast as the site does; LP-W04 (moo-3) is observed-only.
-    alert_settings.stations = [s.model_copy(update={"warning_profile": "observed_only"}) if s.id == "LP-W04" else s
+    # A 60 % chance of warning within the hour at three canals: LP-W03 (moo-4) is "early" (warns from 50 %),
+    # LP-W05 (moo-2) keeps the site's 80 %, LP-W04 (moo-3) is observed-only (a 90 % chance tells nobody).
+    profiles = {"LP-W03": "early", "LP-W04": "observed_only"}
+    alert_settings.stations = [s.model_copy(update={"warning_profile": profiles[s.id]}) if s.id in profiles else s
                                for s in alert_settings.stations]
     service = AlertService(alert_settings, clock)
     service.start()
     try:
-        service.subscribe("Ucanal", "moo-4")
-        service.subscribe("Usluice", "moo-3")
-        # One forecast: both canals will reach warning within the hour, with a 90 % chance.
-        issued = _issued(service, clock, station="LP-W03", level_index=1, prob=0.9, at_h=1.0)
-        rows = issued.station_ids
-        issued.forecast.exceed_prob[rows.index("LP-W04")] = issued.forecast.exceed_prob[rows.index("LP-W03")]
+        for user, zone in (("Ucanal", "moo-4"), ("Usluice", "moo-3"), ("Usump", "moo-2")):
+            service.subscribe(user, zone)
+        issued = _issued(service, clock, station="LP-W03", level_index=1, prob=0.6, at_h=1.0)
+        rows, exceed = issued.station_ids, issued.forecast.exceed_prob
+        exceed[rows.index("LP-W05")] = exceed[rows.index("LP-W03")]
+        exceed[rows.index("LP-W04")] = np.where(exceed[rows.index("LP-W03")] > 0, 0.9, 0.0)
         service.on_forecast(issued)
         assert service.wait_delivered(10)
         got = {d.user_id for d in standin.delivered_messages()}
-        assert got == {"Ucanal"}, "the observed-only station's forecast told nobody"
+        assert got == {"Ucanal"}, "only the early profile warns on 60 %; the observed-only station never on forecasts"
         levels = service.station_levels()
-        assert levels["LP-W03"]["reason"] == "forecast" and levels["LP-W04"]["level"] == 0
+        assert levels["LP-W03"]["reason"] == "forecast"
+        assert levels["LP-W04"]["level"] == 0 and levels["LP-W05"]["level"] == 0
     finally:
         service.close()

@@ -8,6 +8,13 @@ time order, for a zone of that one gauge. The service also re-decides every
 zone on a ticker; here a zone is decided at every reading and every forecast
 (every ``forecast.interval_s``), so timers (lowering, reminders) resolve to
 that interval, and escalations, the moments verification scores, are exact.
+
+Years of forecasts make :func:`~alerts.rules.station_forecast` the slow part,
+and most forecasts raise nothing. A forecast whose chance of every level stays
+below ``exceed_probability`` throughout its lead window (found for all of them
+at once by :func:`forecast_peaks`, the same window and comparison) that would
+replace a forecast which raised nothing either changes nothing the rules
+decide, so it is not reduced; the zone is still decided at its time.
 """
 
 from __future__ import annotations
@@ -103,6 +110,8 @@ def replay_station(
     station = StationState(thresholds.station_id)
     zone = ZoneState(thresholds.zone_id)
     actions: list[Action] = []
+    raises = (forecast_peaks(forecasts, station_cfg.lead_s) >= station_cfg.exceed_probability).any(axis=1) \
+        if use_fc else np.zeros(0, dtype=bool)
     i, j = 0, first_fc
     total = t_s.size + n_fc - first_fc
     done = 0
@@ -115,9 +124,10 @@ def replay_station(
             i += 1
         else:
             now_s = float(forecasts.issued_s[j])
-            sf = station_forecast(thresholds, now_s, forecasts.t_s(j), forecasts.median_m[j],
-                                  forecasts.exceed_prob[j], float(forecasts.rise_rate_cm_per_h[j]), station_cfg)
-            station = apply_forecast(station, sf)
+            if raises[j] or (station.forecast is not None and station.forecast.level > AlertLevel.NORMAL):
+                sf = station_forecast(thresholds, now_s, forecasts.t_s(j), forecasts.median_m[j],
+                                      forecasts.exceed_prob[j], float(forecasts.rise_rate_cm_per_h[j]), station_cfg)
+                station = apply_forecast(station, sf)
             j += 1
         zone, acts = decide_zone(zone, [(station, thresholds)], now_s, cfg, cfgs)
         actions.extend(acts)
@@ -129,6 +139,23 @@ def replay_station(
         for a in actions if a.kind in WARNING_KINDS and a.level > AlertLevel.NORMAL
     ]
     return ReplayResult(warnings=warnings, actions=actions, readings=int(t_s.size), forecasts=n_fc - first_fc)
+
+
+def forecast_peaks(forecasts: OriginForecasts, lead_s: float) -> np.ndarray:
+    """Each forecast's highest chance of each level within the rules' lead window, (O, K).
+
+    The window and the values are :func:`~alerts.rules.station_forecast`'s: leads after
+    the issue time up to ``lead_s`` past it, NaN counted as 0, in the forecasts' own
+    precision, so ``peaks >= exceed_probability`` is what it would find.
+    """
+    t_s = forecasts.origin_s[:, None] + forecasts.lead_s[None, :]
+    issued = forecasts.issued_s[:, None]
+    within = (t_s > issued - 1e-6) & (t_s <= issued + lead_s)
+    n_orig, n_levels, n_leads = forecasts.exceed_prob.shape
+    peaks = np.zeros((n_orig, n_levels), dtype=forecasts.exceed_prob.dtype)
+    for k in range(n_levels if n_leads else 0):  # one level at a time: years of origins stay small
+        peaks[:, k] = np.where(within, np.nan_to_num(forecasts.exceed_prob[:, k], nan=0.0), 0.0).max(axis=1)
+    return peaks
 
 
 def store_grid(first_s: float, last_s: float, step_s: float, window_s: float) -> tuple[float, float]:

@@ -183,3 +183,42 @@ def test_the_replay_warns_from_the_forecast_and_the_baseline_only_when_the_water
     off = replay_station(th, cfg, t, z, fc, station_cfg=RuleConfig(exceed_probability=0.8, lead_s=3 * H,
                                                                    confirm_readings=2, use_forecast=False))
     assert [w.ts_s for w in off.warnings] == [w.ts_s for w in observed.warnings]
+
+
+def test_skipping_forecasts_that_raise_nothing_changes_no_decision():
+    """The replay leaves out reducing forecasts that can raise nothing; every decision must stay the same."""
+    from floodwatch.alerts.rules import StationState, ZoneState, apply_forecast, decide_zone, observe_station, \
+        station_forecast
+
+    rng = np.random.default_rng(5)
+    t = np.arange(0.0, 20 * 86400.0, STEP)
+    z = 1.3 + 0.3 * np.sin(t / 86400.0 * 2 * np.pi / 3) + rng.normal(0, 0.02, t.size)
+    issued = np.arange(0.0, 20 * 86400.0, 600.0) + 120.0
+    n = issued.size
+    lead = 600.0 * np.arange(1, 37)
+    exceed = np.clip(rng.normal(0.3, 0.35, (n, 3, lead.size)), 0, 1).astype(np.float32)
+    exceed[rng.random(n) < 0.6] *= 0.2  # most forecasts raise nothing
+    exceed[:, :, 30:][rng.random(n) < 0.3] = np.nan
+    med = np.full((n, lead.size), 1.3, dtype=np.float32)
+    fc = OriginForecasts(issued_s=issued, origin_s=np.floor(issued / 600.0) * 600.0, lead_s=lead, median_m=med,
+                         lower_m=med - 0.1, upper_m=med + 0.1, exceed_prob=exceed,
+                         rise_rate_cm_per_h=np.zeros(n, dtype=np.float32), model_name=("arx",) * n)
+    th = thresholds_for([1.45, 1.55, 1.65])
+    cfg = RuleConfig(exceed_probability=0.8, lead_s=3 * H)
+    got = replay_station(th, cfg, t, z, fc)
+    # The reference: every forecast reduced and applied, as the alert service does.
+    station, zone, actions = StationState(th.station_id), ZoneState(th.zone_id), []
+    i = j = 0
+    while i < t.size or j < n:
+        if j >= n or (i < t.size and t[i] <= issued[j]):
+            now = t[i]
+            station, _ = observe_station(station, th, now, z[i], cfg)
+            i += 1
+        else:
+            now = issued[j]
+            station = apply_forecast(station, station_forecast(th, now, fc.t_s(j), med[j], exceed[j], 0.0, cfg))
+            j += 1
+        zone, acts = decide_zone(zone, [(station, th)], now, cfg)
+        actions += acts
+    assert len(actions) > 20 and any(a.kind == "forecast" for a in actions)
+    assert [(a.kind, int(a.level), a.ts_s) for a in got.actions] == [(a.kind, int(a.level), a.ts_s) for a in actions]

@@ -343,9 +343,9 @@ def run_scenario_command(args: argparse.Namespace, settings: Settings, sweep: di
     """The shell of ``floodwatch verify --scenario``: run (once per swept setting), print, write JSON."""
     from floodwatch.cli.verify import progress_bar
 
-    if args.csv is not None or args.levels or args.rain_csv or args.alerts_csv or args.plot:
-        raise FloodwatchError("--scenario takes its truth and levels from the scenario and the registry; "
-                              "drop --levels, --rain-csv, --alerts-csv and --plot")
+    if args.csv is not None or args.levels or args.rain_csv or args.alerts_csv or args.plot or args.station:
+        raise FloodwatchError("--scenario takes its truth, gauges and levels from the scenario and the registry; "
+                              "drop --levels, --station, --rain-csv, --alerts-csv and --plot")
     combos = _combinations(sweep)
     results = []
     tape: dict | None = {} if len(combos) > 1 else None
@@ -371,8 +371,8 @@ def run_scenario_command(args: argparse.Namespace, settings: Settings, sweep: di
             s, rules = r["summary"], r["rules"]
             med = s["lead_h"]["median"]
             print(f"{rules['exceed_probability']:>5g}{rules['lead_h']:>8g}{rules['confirm_readings']:>8}"
-                  f"{rules['rise_rate_cm_per_h']:>6g}{s['zone_levels_reached']:>9}{s['zone_levels_warned']:>8}{'-' if med is None else med:>15}"
-                  f"{s['resident_warnings']:>10}{s['false_messages']:>13}")
+                  f"{rules['rise_rate_cm_per_h']:>6g}{s['zone_levels_reached']:>9}{s['zone_levels_warned']:>8}"
+                  f"{'-' if med is None else med:>15}{s['resident_warnings']:>10}{s['false_messages']:>13}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

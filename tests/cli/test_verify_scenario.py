@@ -1,4 +1,4 @@
-"""`floodwatch verify --scenario`: a cloudburst through ingest, the store, forecasts, alerts and LINE, in simulated time.
+"""`floodwatch verify --scenario`: a cloudburst through ingest, store, forecasts, alerts and LINE, in simulated time.
 
 Real parts only: the nodes' firmware, ingest's parsing and QC, SQLite, the
 forecast job, the alert service with its SQLite state and delivery workers,

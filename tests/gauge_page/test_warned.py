@@ -110,7 +110,7 @@ def test_without_the_alert_service_the_view_still_lists_events(page_settings, pa
 
 
 @pytest.mark.browser
-def test_the_panel_shows_events_leads_and_warnings_that_came_to_nothing(history, serve_page, watched_page):
+def test_the_panel_shows_events_leads_and_warnings_that_came_to_nothing(history, serve_page, watched_page, tmp_path):
     server = serve_page(alerts=history["service"])
     page = watched_page.page
     page.goto(server.url + "/#warned")
@@ -131,13 +131,5 @@ def test_the_panel_shows_events_leads_and_warnings_that_came_to_nothing(history,
     page.click('#warned-range [data-days="30"]')
     expect(page.locator('#warned-range [data-days="30"]')).to_have_class("active")
     expect(events).to_have_count(2)
-    page.locator("#warned").screenshot(path=str(server_shot_path()))
+    page.locator("#warned").screenshot(path=str(tmp_path / "warned.png"))  # for a human to look at on failure
     assert watched_page.console_errors == []
-
-
-def server_shot_path():
-    from pathlib import Path
-
-    out = Path("var/test-shots")
-    out.mkdir(parents=True, exist_ok=True)
-    return out / "warned.png"

@@ -395,18 +395,19 @@ class AlertDb:
         return [dict(zip(keys, row)) for row in rows]
 
     def decisions_by_retry_key(self) -> dict[str, dict[str, Any]]:
-        """Each outbox chunk's retry key -> its decision (``id, ts_s, kind, audience, zone_id, level``).
+        """Each outbox chunk's retry key -> its decision (``id, ts_s, kind, audience, zone_id, station_id, level``).
 
         What a LINE request carrying ``X-Line-Retry-Key`` was about, as LINE (or its
         stand-in) saw it: ``floodwatch verify --scenario`` matches deliveries with this.
         """
         with self._lock:
             rows = self._conn.execute(
-                "SELECT o.retry_key, d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.level"
+                "SELECT o.retry_key, d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level"
                 " FROM outbox o JOIN decisions d ON d.id = o.decision_id"
             ).fetchall()
-        return {key: dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id, level=level)
-                for key, id_, ts_s, kind, audience, zone_id, level in rows}
+        return {key: dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id, station_id=station_id,
+                          level=level)
+                for key, id_, ts_s, kind, audience, zone_id, station_id, level in rows}
 
     # ---------------------------------------------------------- webhook replay guard
     def first_sight_of_event(self, event_id: str, now_s: float, keep_s: float) -> bool:

@@ -217,7 +217,8 @@ def run_scenario(settings: Settings, name: str, *, hours: float | None = None, w
                             continue
                         run.deliveries.append(dict(
                             delivered_s=clock.now_s(), decided_s=decision["ts_s"], zone_id=zone_of_user[d.user_id],
-                            level=int(decision["level"]), kind=decision["kind"], decision_id=decision["id"]))
+                            level=int(decision["level"]), kind=decision["kind"], decision_id=decision["id"],
+                            station_id=decision["station_id"]))
                 if progress is not None and t < duration_s:
                     progress(int(t), int(duration_s))
             if progress is not None:
@@ -285,10 +286,11 @@ def report(run: ScenarioRun, settings: Settings, *, window_s: float) -> dict[str
                            "first_message_s": None if first is None else first["delivered_s"],
                            "first_message": None if first is None else _iso(first["delivered_s"]),
                            "kind": None if first is None else KIND_NAMES[first["kind"]],
+                           "station_id": None if first is None else first["station_id"],
                            "message_level": None if first is None else LEVEL_NAMES[first["level"] - 1],
                            "lead_h": None if lead_h is None else round(lead_h, 3), "warned": first is not None})
         false = [{"delivered_s": d["delivered_s"], "delivered": _iso(d["delivered_s"]),
-                  "level": LEVEL_NAMES[d["level"] - 1], "kind": KIND_NAMES[d["kind"]]}
+                  "level": LEVEL_NAMES[d["level"] - 1], "kind": KIND_NAMES[d["kind"]], "station_id": d["station_id"]}
                  for d in mine if (zone.id, d["level"]) not in zone_cross]
         false_total += len(false)
         zones_out.append({"zone_id": zone.id, "name_en": zone.name_en, "levels": levels,
@@ -321,16 +323,16 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"scenario {result['scenario']} ({result['hours']:g} h simulated from {result['origin']}): "
              f"{result['readings_stored']:,} readings, {result['forecasts']} forecasts "
              f"(+{result['early_forecasts']} early), {result['wall_s']:.0f} s",
-             f"{'zone':<8}{'level':<10}{'water reached':<22}{'first message':<22}{'kind':<10}{'lead h':>7}"]
+             f"{'zone':<8}{'level':<10}{'water reached':<22}{'first message':<22}{'kind':<10}{'gauge':<8}{'lead h':>7}"]
     for z in result["zones"]:
         for lv in z["levels"]:
             lead = "-" if lv["lead_h"] is None else f"{lv['lead_h']:.1f}"
             first = lv["first_message"] or "NONE"
             lines.append(f"{z['zone_id']:<8}{lv['name']:<10}{lv['crossing']:<22}{first:<22}{lv['kind'] or '':<10}"
-                         f"{lead:>7}")
+                         f"{lv['station_id'] or '':<8}{lead:>7}")
         for f in z["false_messages"]:
             lines.append(f"{z['zone_id']:<8}{f['level']:<10}{'(never reached)':<22}{f['delivered']:<22}"
-                         f"{f['kind']:<10}{'':>7}  <- for nothing")
+                         f"{f['kind']:<10}{f['station_id'] or '':<8}{'':>7}  <- for nothing")
     lead = s["lead_h"]
     lines.append(f"zone levels reached {s['zone_levels_reached']}, warned {s['zone_levels_warned']}"
                  f" ({'all' if s['all_warned'] else 'NOT all'}); lead median "

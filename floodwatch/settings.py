@@ -286,9 +286,9 @@ BUILTIN_WARNING_PROFILES: dict[str, WarningProfile] = {
         exceed_probability=0.9, lead_h=2.0,
         description="a road gauge: fewer warnings that come to nothing, less lead"),
     "tidal": WarningProfile(
-        exceed_probability=0.8, lead_h=12.0, rise_rate_cm_per_h=float("inf"),
-        description="a tide-driven gauge: the tide is predictable, warn half a day ahead; a flood tide's "
-        "fast rise is no news"),
+        rise_rate_cm_per_h=float("inf"),
+        description="a tide gauge: its flood tide rises faster than the fast-rise rule's rate, and the "
+        "forecast already knows the tide; the fast-rise rule is off"),
     "observed_only": WarningProfile(
         forecast=False, description="observed levels and fast rises only: where the forecast only adds false alarms"),
 }

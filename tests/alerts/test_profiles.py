@@ -38,7 +38,7 @@ confirm_readings = 3
     site = RuleConfig.from_settings(settings)
     street = RuleConfig.from_settings(settings, settings.station("LP-W06"))
     road = RuleConfig.from_settings(settings, settings.station("LP-W07"))
-    plain = RuleConfig.from_settings(settings, settings.station("LP-W01"))
+    plain = RuleConfig.from_settings(settings, settings.station("LP-W03"))
     assert plain == site
     assert (street.exceed_probability, street.lead_s, street.confirm_readings) == (0.5, 6 * 3600.0,
                                                                                    site.confirm_readings)
@@ -47,6 +47,8 @@ confirm_readings = 3
     assert road.clear_after_s == site.clear_after_s and road.hysteresis_m == site.hysteresis_m
     tidal = site.with_profile(settings.warning_profile("tidal"))
     assert math.isinf(tidal.rise_rate_cm_per_h) and tidal.use_forecast
+    # Lam Phaya's river gauges ride a tide that rises faster than the fast-rise rule's rate.
+    assert RuleConfig.from_settings(settings, settings.station("LP-W01")) == tidal
     assert not site.with_profile(settings.warning_profile("observed_only")).use_forecast
 
 

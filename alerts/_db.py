@@ -501,6 +501,41 @@ class AlertDb:
                             delivered=delivered, failed=failed, chunks=chunks, state=state))
         return out
 
+    def resident_decisions(self, since_s: float, kinds: Iterable[str]) -> list[dict[str, Any]]:
+        """Resident decisions of the given kinds since ``since_s`` (decision time), oldest first.
+
+        Each with ``id, ts_s, kind, zone_id, station_id, level, recipients, delivered, failed``
+        and ``sent_s``: when its first chunk was settled as delivered (None if none was).
+        """
+        kinds = list(kinds)
+        marks = ",".join("?" * len(kinds))
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT d.id, d.ts_s, d.kind, d.zone_id, d.station_id, d.level, d.recipients, d.delivered,"
+                " d.failed, MIN(CASE WHEN o.status = 'delivered' THEN o.done_s END)"
+                " FROM decisions d LEFT JOIN outbox o ON o.decision_id = d.id"
+                f" WHERE d.audience = 'residents' AND d.ts_s >= ? AND d.kind IN ({marks})"
+                " GROUP BY d.id ORDER BY d.ts_s, d.id",
+                (since_s, *kinds),
+            ).fetchall()
+        keys = ("id", "ts_s", "kind", "zone_id", "station_id", "level", "recipients", "delivered", "failed", "sent_s")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def decisions_by_retry_key(self) -> dict[str, dict[str, Any]]:
+        """Each outbox chunk's retry key -> its decision (``id, ts_s, kind, audience, zone_id, station_id, level``).
+
+        What a LINE request carrying ``X-Line-Retry-Key`` was about, as LINE (or its
+        stand-in) saw it: ``floodwatch verify --scenario`` matches deliveries with this.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT o.retry_key, d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level"
+                " FROM outbox o JOIN decisions d ON d.id = o.decision_id"
+            ).fetchall()
+        return {key: dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id, station_id=station_id,
+                          level=level)
+                for key, id_, ts_s, kind, audience, zone_id, station_id, level in rows}
+
     # ---------------------------------------------------------- webhook replay guard
     def first_sight_of_event(self, event_id: str, now_s: float, keep_s: float) -> bool:
         """True the first time a webhook event id is seen; later copies (replays, redeliveries) are False."""

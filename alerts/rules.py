@@ -65,11 +65,13 @@ class RuleConfig:
     lead_s: float = 3 * 3600.0
     steady_cm_per_h: float = 2.0
     officer_cooldown_s: float = 3600.0
+    use_forecast: bool = True  # False: observed levels and fast rises only (verify's observed_only baseline)
 
     @classmethod
-    def from_settings(cls, settings) -> "RuleConfig":  # noqa: ANN001 - floodwatch.settings.Settings
+    def from_settings(cls, settings, station=None) -> "RuleConfig":  # noqa: ANN001 - Settings, StationConfig
+        """The site's rules; with ``station``, as that station's ``warning_profile`` adjusts them."""
         a, f = settings.alerts, settings.forecast
-        return cls(
+        site = cls(
             hysteresis_m=a.hysteresis_m,
             clear_after_s=a.clear_after_s,
             cooldown_s=a.cooldown_s,
@@ -80,6 +82,21 @@ class RuleConfig:
             exceed_probability=f.exceed_probability,
             lead_s=f.lead_h * 3600.0,
             officer_cooldown_s=a.officer_cooldown_s,
+        )
+        name = getattr(station, "warning_profile", None)
+        return site if name is None else site.with_profile(settings.warning_profile(name))
+
+    def with_profile(self, profile) -> "RuleConfig":  # noqa: ANN001 - floodwatch.settings.WarningProfile
+        """These rules with a warning profile's values where it sets them (lead time vs false alarms)."""
+        return replace(
+            self,
+            use_forecast=profile.forecast,
+            exceed_probability=self.exceed_probability if profile.exceed_probability is None
+            else profile.exceed_probability,
+            lead_s=self.lead_s if profile.lead_h is None else profile.lead_h * 3600.0,
+            confirm_readings=self.confirm_readings if profile.confirm_readings is None else profile.confirm_readings,
+            rise_rate_cm_per_h=self.rise_rate_cm_per_h if profile.rise_rate_cm_per_h is None
+            else profile.rise_rate_cm_per_h,
         )
 
 
@@ -153,7 +170,7 @@ class StationState:
             if rise_level > level:
                 level, reason = rise_level, "rise"
         fc = self.forecast
-        if fc is not None and now_s <= fc.issued_s + cfg.lead_s and fc.level > level:
+        if cfg.use_forecast and fc is not None and now_s <= fc.issued_s + cfg.lead_s and fc.level > level:
             level, reason = fc.level, "forecast"
         return level, reason
 
@@ -330,15 +347,18 @@ def decide_zone(
     stations: Sequence[tuple[StationState, Thresholds]],
     now_s: float,
     cfg: RuleConfig,
+    station_cfgs: Sequence[RuleConfig] | None = None,
 ) -> tuple[ZoneState, list[Action]]:
     """Decide what a zone's residents must be told now.
 
-    ``stations`` are the zone's level stations with their current states.
+    ``stations`` are the zone's level stations with their current states;
+    ``station_cfgs`` (parallel to them, default ``cfg``) their own rules where a
+    warning profile changes how far ahead their forecasts count.
     Returns the new zone state and zero or one resident action.
     """
     target, lead, reason = AlertLevel.NORMAL, None, "escalate"
-    for st, th in stations:
-        level, why = st.effective(now_s, cfg)
+    for i, (st, th) in enumerate(stations):
+        level, why = st.effective(now_s, cfg if station_cfgs is None else station_cfgs[i])
         if lead is None or level > target:
             target, lead, reason = level, (st, th), why
     if lead is None:

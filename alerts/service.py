@@ -92,6 +92,9 @@ class AlertService:
         self.settings = settings
         self.clock = clock
         self.cfg = RuleConfig.from_settings(settings)
+        # Each level station's rules as its warning_profile adjusts them (lead time vs false alarms).
+        self.station_cfg: dict[StationId, RuleConfig] = {
+            st.id: RuleConfig.from_settings(settings, st) for st in settings.level_stations}
         self.db = AlertDb(settings.alerts.state_url)
         self._line = line_client
         self._own_line = line_client is None
@@ -230,7 +233,7 @@ class AlertService:
                 if r.qc_flag not in USABLE_QC or not math.isfinite(r.water_level_m):
                     continue
                 self.stations[r.station_id], acts = observe_station(
-                    self.stations[r.station_id], th, r.ts_s, r.water_level_m, self.cfg)
+                    self.stations[r.station_id], th, r.ts_s, r.water_level_m, self.station_cfg[r.station_id])
                 actions += acts
                 dirty.add(f"station:{r.station_id}")
                 actions += self._decide_zone(th.zone_id, dirty)
@@ -248,7 +251,7 @@ class AlertService:
             if th is None:
                 continue
             sf = station_forecast(th, issued.issued_s, t_s, fc.median_m[row], fc.exceed_prob[row],
-                                  float(fc.rise_rate_cm_per_h[row]), self.cfg)
+                                  float(fc.rise_rate_cm_per_h[row]), self.station_cfg[station_id])
             by_zone.setdefault(th.zone_id, []).append((station_id, sf))
         with self._lock:
             self.latest_forecast = issued
@@ -402,12 +405,13 @@ class AlertService:
 
     # ------------------------------------------------------------ decisions
     def _decide_zone(self, zone_id: ZoneId, dirty: set[str]) -> list[Action]:
-        members = [(self.stations[sid], self.thresholds[sid]) for sid in self._zone_stations.get(zone_id, ())
-                   if sid not in self.maintenance]
-        if not members:
+        sids = [sid for sid in self._zone_stations.get(zone_id, ()) if sid not in self.maintenance]
+        if not sids:
             return []
+        members = [(self.stations[sid], self.thresholds[sid]) for sid in sids]
         old = self.zones[zone_id]
-        self.zones[zone_id], actions = decide_zone(old, members, self.clock.now_s(), self.cfg)
+        self.zones[zone_id], actions = decide_zone(old, members, self.clock.now_s(), self.cfg,
+                                                   [self.station_cfg[sid] for sid in sids])
         if self.zones[zone_id] != old:
             dirty.add(f"zone:{zone_id}")
         return actions
@@ -746,7 +750,7 @@ class AlertService:
         with self._lock:
             out = {}
             for sid, st in self.stations.items():
-                level, reason = st.effective(now_s, self.cfg)
+                level, reason = st.effective(now_s, self.station_cfg[sid])
                 fc = st.forecast
                 rate = st.rise_rate_cm_per_h(self.cfg.rise_window_s)
                 out[sid] = dict(
@@ -784,6 +788,11 @@ class AlertService:
                             delivered=d["delivered"], failed=d["failed"], state=d["state"],
                             acknowledged_by=(states.get(f"ack:{d['id']}") or {}).get("by")))
         return out
+
+    def resident_warnings(self, since_s: float) -> list[dict[str, Any]]:
+        """Warnings residents were sent since ``since_s`` (raising a zone: observed, forecast, fast rise),
+        oldest first: ``id, ts_s, kind, zone_id, station_id, level, recipients, delivered, failed, sent_s``."""
+        return self.db.resident_decisions(since_s, ("escalate", "forecast", "rise"))
 
     def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:
         """Next high and low waters for each zone's gauge, from the latest forecast's median."""

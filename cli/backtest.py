@@ -100,11 +100,11 @@ def _parse_time(text: str, path: Path, line: int) -> float:
     return stamp.astimezone(timezone.utc).timestamp()
 
 
-def read_series(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read (time_s, value) pairs from a CSV with ``time`` and ``column``; blank values are skipped."""
+def read_series_in_file_order(path: Path, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read (time_s, value, line) from a CSV with ``time`` and ``column``, in file order; blanks are skipped."""
     if not path.is_file():
         raise CsvFormatError(f"{path} does not exist; pass the path of a CSV file")
-    times, values = [], []
+    times, values, lines = [], [], []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
@@ -122,10 +122,15 @@ def read_series(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
                 raise CsvFormatError(f"{path}:{line}: {column} {raw!r} is not a number") from exc
             times.append(_parse_time(row["time"] or "", path, line))
             values.append(value)
+            lines.append(line)
     if len(times) < 3:
         raise CsvFormatError(f"{path}: needs at least 3 readings with a {column}, found {len(times)}")
-    t = np.asarray(times)
-    v = np.asarray(values)
+    return np.asarray(times), np.asarray(values), np.asarray(lines)
+
+
+def read_series(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read (time_s, value) pairs from a CSV with ``time`` and ``column``, sorted by time; blanks are skipped."""
+    t, v, _ = read_series_in_file_order(path, column)
     order = np.argsort(t, kind="stable")
     return t[order], v[order]
 
@@ -184,7 +189,7 @@ def _parse_horizons(text: str) -> list[float]:
     return hours
 
 
-def _progress_printer() -> Callable[[int, int], None]:
+def _progress_printer(label: str = "backtest", unit: str = "origins") -> Callable[[int, int], None]:
     started = time.monotonic()
     last = [0.0]
 
@@ -195,7 +200,7 @@ def _progress_printer() -> Callable[[int, int], None]:
         last[0] = now
         elapsed = now - started
         eta = elapsed / done * (total - done) if done else 0.0
-        print(f"\rbacktest: {done}/{total} origins  {elapsed:5.0f} s elapsed, ~{eta:4.0f} s left", end="",
+        print(f"\r{label}: {done}/{total} {unit}  {elapsed:5.0f} s elapsed, ~{eta:4.0f} s left", end="",
               file=sys.stderr, flush=True)
         if done >= total:
             print(file=sys.stderr)

@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.feeds",
     "floodwatch.cli.simulate",
     "floodwatch.cli.backtest",
+    "floodwatch.cli.verify",
     "floodwatch.cli.line",
     "floodwatch.cli.line_standin",
     "floodwatch.cli.mqtt_config",

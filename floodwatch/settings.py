@@ -153,6 +153,9 @@ class StationConfig(_Section):
     feed_offset_m: float = 0.0
     # Discharge stations: the largest flow the outlet can pass (spillway and gates), m3/s.
     max_discharge_m3_s: float = 5000.0
+    # Level stations: how eagerly this gauge's forecast warns (the trade-off between lead time
+    # and false alarms): a profile name from [alerts.profiles] or a built-in one (docs/verification.md).
+    warning_profile: str | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "StationConfig":
@@ -269,6 +272,10 @@ class AlertSettings(_Section):
     officers: list[str] = Field(default_factory=list, description="LINE user ids of disaster officers")
     officers_get_zone_alerts: bool = Field(default=True, description="officers also get every zone's flood alerts")
     tide_outlook_hour_local: int = Field(default=6, description="Bangkok hour of the daily tide outlook push")
+    profiles: dict[str, WarningProfile] = Field(
+        default_factory=dict,
+        description="named warning profiles stations pick with warning_profile (extend or override the built-in ones)",
+    )
 
 
 class PageSettings(_Section):
@@ -439,6 +446,41 @@ class FeedStateSettings(_Section):
     # Cursors, health and the drop folders' ledger; default: beside the SQLite store (<db>.feeds).
     url: str | None = None
     busy_timeout_s: float = 5.0
+class WarningProfile(_Section):
+    """How eagerly a station's forecast raises warnings: lead time against false alarms.
+
+    Unset fields keep the site's values (``forecast.exceed_probability``,
+    ``forecast.lead_h``, ``alerts.confirm_readings``). ``forecast = false``
+    warns on observed levels and fast rises only: for a gauge whose forecast
+    only adds false alarms (``floodwatch verify`` says where).
+    """
+
+    forecast: bool = True
+    exceed_probability: float | None = Field(default=None, gt=0.0, lt=1.0)
+    lead_h: float | None = Field(default=None, gt=0.0, le=72.0)
+    confirm_readings: int | None = Field(default=None, ge=1, le=12)
+    # The fast-rise rule's rate (alerts.rise_rate_cm_per_h); inf switches it off (a tidal gauge's
+    # flood tide rises faster than a river ever does, and its forecast already knows the tide).
+    rise_rate_cm_per_h: float | None = Field(default=None, gt=0.0)
+    description: str = ""
+
+
+BUILTIN_WARNING_PROFILES: dict[str, WarningProfile] = {
+    "balanced": WarningProfile(description="the site's own forecast and confirmation settings"),
+    "early": WarningProfile(
+        exceed_probability=0.5, lead_h=6.0,
+        description="a street that floods homes: warn earlier, accept more warnings that come to nothing"),
+    "cautious": WarningProfile(
+        exceed_probability=0.9, lead_h=2.0,
+        description="a road gauge: fewer warnings that come to nothing, less lead"),
+    "tidal": WarningProfile(
+        rise_rate_cm_per_h=float("inf"),
+        description="a tide gauge: its flood tide rises faster than the fast-rise rule's rate, and the "
+        "forecast already knows the tide; the fast-rise rule is off"),
+    "observed_only": WarningProfile(
+        forecast=False, description="observed levels and fast rises only: where the forecast only adds false alarms"),
+}
+"""Profiles every site has; ``[alerts.profiles.NAME]`` adds more or overrides these."""
 
 
 class Settings(BaseSettings):
@@ -492,12 +534,36 @@ class Settings(BaseSettings):
     def _registry_consistent(self) -> Settings:
         problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations],
                                     [f.model_dump() for f in self.feeds], [p.model_dump() for p in self.peers])
+        problems += self._profile_problems()
         if problems:
             raise PydanticCustomError(
                 "registry", "{summary}",
                 {"summary": "; ".join(message for _, message in problems), "problems": problems},
             )
         return self
+
+    def _profile_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each station's warning_profile names a known profile whose lead the forecast reaches."""
+        known_profiles = {**BUILTIN_WARNING_PROFILES, **self.alerts.profiles}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, station in enumerate(self.stations):
+            if station.warning_profile is None:
+                continue
+            where = ("stations", i, "warning_profile")
+            if station.warning_profile not in known_profiles:
+                problems.append((where, f"station {station.id!r} names warning_profile {station.warning_profile!r}, "
+                                 "which is neither built in nor under [alerts.profiles]; use one of "
+                                 f"{', '.join(sorted(known_profiles))}"))
+            elif station.kind != "water_level":
+                problems.append((where, f"station {station.id!r} is a rain gauge; warning_profile is for level "
+                                 "stations"))
+            else:
+                lead_h = known_profiles[station.warning_profile].lead_h
+                if lead_h is not None and lead_h > self.forecast.horizon_h:
+                    problems.append((where, f"station {station.id!r}: warning_profile {station.warning_profile!r} "
+                                     f"reads the forecast {lead_h} h ahead, beyond forecast.horizon_h = "
+                                     f"{self.forecast.horizon_h}; shorten its lead_h"))
+        return problems
 
     @model_validator(mode="after")
     def _loudspeakers_consistent(self) -> "Settings":
@@ -580,6 +646,17 @@ class Settings(BaseSettings):
     @property
     def external_stations(self) -> list[StationConfig]:
         return [s for s in self.stations if s.external]
+    def warning_profile(self, name: str | None) -> WarningProfile:
+        """A profile by name: the site's ``[alerts.profiles]`` first, then the built-in ones; None: balanced."""
+        known = {**BUILTIN_WARNING_PROFILES, **self.alerts.profiles}
+        if name is None:
+            return known["balanced"]
+        if name not in known:
+            raise ConfigError(
+                f"warning profile {name!r} is neither built in nor under [alerts.profiles] in {self.config_file}; "
+                f"use one of {', '.join(sorted(known))}"
+            )
+        return known[name]
 
     @property
     def level_stations(self) -> list[StationConfig]:

@@ -25,6 +25,7 @@ from floodwatch.gauge_page._officer import officer_router
 from floodwatch.gauge_page._residents import residents_router
 from floodwatch.gauge_page._proxy import TrustedProxyHeaders
 from floodwatch.gauge_page._state import PageState, sqlite_path
+from floodwatch.gauge_page._warned import warned_router
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
     app.include_router(residents_router(ctx))  # reports, quota, loudspeakers (docs/page.md)
+    app.include_router(warned_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:

@@ -47,6 +47,7 @@ def test_openapi_document_is_valid_and_answers_match_it(client):
         ("GET", "/api/feeds", None),
         ("GET", "/api/stations/KRASIAO-REL", None),
         ("GET", "/api/stations/TC-MOUTH-TIDE/series?hours=6", None),
+        ("GET", "/api/verification?days=2", None),
         ("GET", "/api/me", None),
         ("GET", "/api/audit", None),
         ("GET", "/api/reports", None),

@@ -65,7 +65,9 @@ def snapshot(system: Any, now_s: float) -> DemoStatus:
     """The figures of a running system (ingest, alerts, page) at simulated time ``now_s``."""
     settings = system.settings
     statuses = system.app.state.page.statuses()
-    latest = system.store.latest([s.id for s in settings.level_stations])
+    # Other agencies' gauges are not ours to be online or to flood a zone (their feed's health is on the page).
+    own = {s.id for s in settings.own_stations}
+    latest = system.store.latest([s.id for s in settings.level_stations if s.id in own])
     try:
         announced = system.alerts.zone_levels()
     except Exception:  # the status line must never stop the demo
@@ -81,8 +83,8 @@ def snapshot(system: Any, now_s: float) -> DemoStatus:
         sim_time_s=now_s,
         readings_stored=int(metrics.total("floodwatch_readings_ingested_total")),
         # "online" from the node itself, "reporting" from the offline check once a silent one sends again.
-        stations_online=sum(1 for s in statuses.values() if s.status in ("online", "reporting")),
-        stations_total=len(settings.stations),
+        stations_online=sum(1 for sid, s in statuses.items() if sid in own and s.status in ("online", "reporting")),
+        stations_total=len(own),
         alerts_raised=int(metrics.total("floodwatch_alerts_raised_total")),
         line_delivered=int(metrics.total("floodwatch_line_recipients_delivered_total")),
         zones=tuple(zones),

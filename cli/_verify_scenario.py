@@ -119,7 +119,7 @@ def run_scenario(settings: Settings, name: str, *, hours: float | None = None, w
             store.write_batch(checker.check(past, origin_s))
             del past
             # Ingest seeds QC with each station's recent readings when it starts; so does this.
-            for st in settings.stations:
+            for st in settings.own_stations:
                 checker.seed(store.read_readings(st.id, origin_s - 7 * 3600.0, origin_s + 1.0)[-64:])
             tips = TipCounters()
             # One LINE client's worth of workers, a ticker driven from here (FixedClock: each tick is a step).
@@ -157,10 +157,10 @@ def run_scenario(settings: Settings, name: str, *, hours: float | None = None, w
 
             nodes = [NodeCore(station=st, origin_s=origin_s, faults=scenario.faults_for(st.id),
                               config=FirmwareConfig(), seed=seed * 1_000_003 + i)
-                     for i, st in enumerate(settings.stations)]
+                     for i, st in enumerate(settings.own_stations)]
             prefix = settings.mqtt.topic_prefix
-            topics = [f"{prefix}/{st.id}/telemetry" for st in settings.stations]
-            ids = np.array([st.id for st in settings.stations], dtype=object)
+            topics = [f"{prefix}/{st.id}/telemetry" for st in settings.own_stations]
+            ids = np.array([st.id for st in settings.own_stations], dtype=object)
             # Events in scenario seconds: (time, order, what, node index); forecasts before ticks at one time.
             heap: list[tuple[float, int, str, int]] = [(core.first_wake_s(0.0), 0, "wake", i)
                                                        for i, core in enumerate(nodes)]

@@ -22,6 +22,8 @@ def site(tmp_path, monkeypatch):
         text = text.replace('folder = "var/feeds/inbox"', f'folder = "{tmp_path}/inbox"')
         path = tmp_path / "site.toml"
         path.write_text(text)
+        # The site's map is read beside its file.
+        (tmp_path / "lamphaya.geojson").write_bytes((DEFAULT_CONFIG_FILE.parent / "lamphaya.geojson").read_bytes())
         monkeypatch.setenv("FLOODWATCH_CONFIG", str(path))
 
     return write

@@ -1,0 +1,6 @@
+"""integrations: floodwatch speaking the tools municipalities already run.
+
+- :mod:`integrations.state`: pure: each station's and zone's state and whether it changed enough to publish
+- :mod:`integrations.homeassistant`: pure: Home Assistant MQTT discovery messages
+- :class:`StatePublisher`: retained state on the broker for Node-RED, Home Assistant, village controllers
+"""

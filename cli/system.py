@@ -76,6 +76,11 @@ class System:
             forecasts=self.forecaster, ingest=self.ingest,
         )
         self.app.include_router(self.alerts.webhook_router())
+        if settings.http_ingest.enabled:
+            from floodwatch.ingest.http import http_router
+
+            # Loggers that post HTTP go through the same ingest service as MQTT (docs/http-ingest.md).
+            self.app.include_router(http_router(settings, self.ingest))
         # Ingest after everything it calls back into, and before the page: once the
         # page answers, the broker has acknowledged our subscriptions, so readings
         # published from then on are ours (a first-ever start has no session yet).

@@ -88,7 +88,8 @@ def create_app(
         # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            return JSONResponse({"detail": f"requests are at most {MAX_REQUEST_BYTES} bytes"}, status_code=413)
+            return JSONResponse({"detail": f"requests are at most {MAX_REQUEST_BYTES} bytes", "reason": "oversized"},
+                                status_code=413)
         return await call_next(request)
 
     @app.exception_handler(StoreError)

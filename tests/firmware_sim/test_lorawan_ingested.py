@@ -183,3 +183,32 @@ def test_bad_uplinks_are_quarantined_with_their_reason_and_nothing_else_is_lost(
     finally:
         service.stop()
         store.close()
+
+
+def test_cli_publishes_as_the_things_stack_when_the_site_maps_devices(broker, tmp_path, capsys, monkeypatch):
+    from floodwatch.cli import simulate
+    from floodwatch.settings import DEFAULT_CONFIG_FILE
+    from tests.firmware_sim.conftest import Recorder
+
+    site = tmp_path / "site.toml"
+    mapping = "\n".join(f'"{k}" = "{v}"' for k, v in DEVICES.items())
+    site.write_text(DEFAULT_CONFIG_FILE.read_text() + f"\n[lorawan.devices]\n{mapping}\n")
+    monkeypatch.setenv("FLOODWATCH_CONFIG", str(site))
+    recorder = Recorder(broker.port, topic="v3/#")
+    summary_path = tmp_path / "sim.json"
+    # LP-W01 and LP-W02: W02 has no device, so the whole registry cannot run behind a server.
+    assert simulate.main(["--broker", broker.url, "--lorawan", "tts", "--duration", "1"]) == 2
+    assert "LP-W02 has no LoRaWAN device" in capsys.readouterr().err
+    rc = simulate.main(["--broker", broker.url, "--lorawan", "tts", "--nodes", "1", "--acceleration", "6000",
+                        "--duration", "1.5", "--progress-every", "0", "--summary-json", str(summary_path)])
+    assert rc == 0
+    assert "behind a tts network server" in capsys.readouterr().out
+    summary = json.loads(summary_path.read_text())
+    assert summary["published"] > 5
+    assert recorder.wait_for(lambda: len(recorder.messages) >= summary["messages_sent"])
+    topics = {t for t, _ in recorder.messages}
+    assert topics == {"v3/floodwatch@ttn/devices/eui-70b3d57ed0001a01/up"}
+    body = json.loads(recorder.messages[-1][1])
+    assert body["end_device_ids"]["dev_eui"] == "70B3D57ED0001A01"
+    assert "decoded_payload" in body["uplink_message"] and "frm_payload" in body["uplink_message"]
+    recorder.close()

@@ -659,6 +659,19 @@ class AlertService:
                             acknowledged_by=(states.get(f"ack:{d['id']}") or {}).get("by")))
         return out
 
+    def iter_log(self, start_s: float, end_s: float, zone_ids: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
+        """Decisions in [start_s, end_s), oldest first, streamed (exports); the keys of :meth:`log`."""
+        acks = {k[4:]: v for k, v in self.db.load_states().items() if k.startswith("ack:")}
+        zones = {z.id: z for z in self.settings.zones}
+        for d in self.db.iter_decisions(start_s, end_s, zone_ids):
+            level = AlertLevel(d["level"])
+            zone = zones.get(d["zone_id"]) if d["zone_id"] else None
+            yield dict(id=d["id"], time_s=d["ts_s"], zone=d["zone_id"], zone_name_th=zone.name_th if zone else None,
+                       zone_name_en=zone.name_en if zone else None, station=d["station_id"], level=level.name,
+                       level_name_th=level.name_th, level_name_en=level.name_en, kind=d["kind"],
+                       audience=d["audience"], text=d["text"], recipients=d["recipients"], delivered=d["delivered"],
+                       failed=d["failed"], state=d["state"], acknowledged_by=(acks.get(str(d["id"])) or {}).get("by"))
+
     def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:
         """Next high and low waters for each zone's gauge, from the latest forecast's median."""
         issued = self.latest_forecast

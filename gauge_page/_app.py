@@ -19,6 +19,7 @@ from floodwatch.settings import Settings
 from floodwatch.gauge_page import _actions
 from floodwatch.gauge_page._api import api_router
 from floodwatch.gauge_page._context import PageContext
+from floodwatch.gauge_page._export import export_router
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
 from floodwatch.gauge_page._state import PageState, sqlite_path
@@ -99,6 +100,7 @@ def create_app(
         return JSONResponse({"detail": f"the store cannot be read right now: {exc}"}, status_code=503)
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
+    app.include_router(export_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:

@@ -610,6 +610,7 @@ async function refreshStations() {
   renderOverview();
   renderMap();
   if (state.detailId) renderDetail();
+  if (window.floodwatchExport) window.floodwatchExport.render(state); // export.js
 }
 function scheduleRefresh(alsoDetail) {
   if (alsoDetail) state.detailDirty = true;
@@ -643,6 +644,7 @@ function connectEvents() {
 }
 function renderAll() {
   renderOverview(); renderMap(); renderAlerts(); renderHealth(); renderDetail(); renderZonePicks();
+  if (window.floodwatchExport) window.floodwatchExport.render(state); // export.js
 }
 async function refreshAll() {
   await refreshStations();

@@ -283,21 +283,30 @@ class SqliteStore:
         return cur.rowcount
 
     def write_forecast(self, issued_s: float, station_ids: Sequence[StationId], t_s: np.ndarray,
-                       median_m: np.ndarray, lower_m: np.ndarray, upper_m: np.ndarray) -> int:
+                       median_m: np.ndarray, lower_m: np.ndarray, upper_m: np.ndarray,
+                       stations_per_commit: int = 50) -> int:
         """Keep an issued forecast; a time already covered by an older forecast takes the newer one.
 
         ``t_s`` (H,) UTC epoch s; ``median_m``, ``lower_m``, ``upper_m`` (S, H) metres, rows in
-        ``station_ids`` order; times where the median is NaN are skipped. Returns rows written.
+        ``station_ids`` order; times where the median is NaN are skipped. Written a few stations
+        per transaction, so ingest's writes interleave with a forecast of thousands of stations.
+        Returns rows written.
         """
         t = np.asarray(t_s, dtype=float)
         med, lo, hi = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (median_m, lower_m, upper_m))
-        rows = []
-        for i, sid in enumerate(station_ids):
-            ok = np.isfinite(med[i])
-            rows += [(sid, float(tt), float(issued_s), float(m), _finite(lw), _finite(up))
-                     for tt, m, lw, up in zip(t[ok], med[i][ok], lo[i][ok], hi[i][ok], strict=True)]
-        if not rows:
-            return 0
+        written = 0
+        for first in range(0, len(station_ids), stations_per_commit):
+            rows = []
+            for i in range(first, min(first + stations_per_commit, len(station_ids))):
+                ok = np.isfinite(med[i])
+                rows += [(station_ids[i], float(tt), float(issued_s), float(m), _finite(lw), _finite(up))
+                         for tt, m, lw, up in zip(t[ok], med[i][ok], lo[i][ok], hi[i][ok], strict=True)]
+            if rows:
+                self._upsert_forecasts(rows)
+                written += len(rows)
+        return written
+
+    def _upsert_forecasts(self, rows: list[tuple]) -> None:
         with self._write_lock:
             try:
                 self._writer.execute("BEGIN IMMEDIATE")
@@ -316,7 +325,6 @@ class SqliteStore:
                     raise
             except sqlite3.OperationalError as exc:
                 raise _as_store_error(exc, self.path) from exc
-        return len(rows)
 
     def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float,
                       chunk: int = 2000) -> Iterator[Reading]:

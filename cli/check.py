@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"site: {settings.site.name_en} ({settings.site.id})")
     print(f"stations: {len(settings.level_stations)} water level, {len(settings.rain_stations)} rain; zones: {len(settings.zones)}")
     print(f"mqtt: {settings.mqtt.url}  store: {settings.store.url}  line: {settings.line.api_base_url}")
+    state = settings.mqtt_state
+    print(f"integrations: LoRaWAN devices {len(settings.lorawan.devices)}; HTTP ingest "
+          f"{'on' if settings.http_ingest.enabled else 'off'} ({len(settings.http_ingest.tokens)} node tokens); "
+          f"retained MQTT state {'on, as ' + (state.username or 'anonymous') if state.enabled else 'off'}")
     for p in problems:
         print(f"problem: {p}")
     return 1 if problems else 0

@@ -9,7 +9,8 @@ Topics, under ``{mqtt.topic_prefix}/{site}/state/``:
 
 - ``station/{station_id}``: one gauge (water level or rain), retained;
 - ``zone/{zone_id}``: one village's alert level, retained;
-- ``status``: ``online`` while floodwatch publishes, ``offline`` (its last will).
+- ``availability``: ``online`` while floodwatch publishes, ``offline`` (its last will).
+  Not ``status``: ingest subscribes to ``{prefix}/{site}/+/status`` for the nodes.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def zone_topic(settings: "Settings", zone_id: str) -> str:
 
 
 def status_topic(settings: "Settings") -> str:
-    return f"{state_root(settings)}/status"
+    """``floodwatch/lamphaya/state/availability``: four levels, so it matches none of ingest's subscriptions."""
+    return f"{state_root(settings)}/availability"
 
 
 def bangkok_iso(ts_s: float | None) -> str | None:

@@ -138,7 +138,7 @@ def test_retained_state_and_discovery_read_only_for_consumers(locked):
         assert any(t.startswith("homeassistant/sensor/floodwatch_lamphaya/lp-w01_level/config")
                    for t in ha.topics())
         with ha.lock:
-            status = [p for t, p, _ in ha.messages if t == "floodwatch/lamphaya/state/status"]
+            status = [p for t, p, _ in ha.messages if t == "floodwatch/lamphaya/state/availability"]
         assert status == [b"online"]
         print(f"consumer got {len(ha.topics())} retained topics at subscribe")
 
@@ -182,7 +182,7 @@ def test_last_will_says_offline_when_floodwatch_dies(locked):
     publisher = StatePublisher(settings, SystemClock())
     publisher.start()
     assert publisher.wait_connected(10)
-    watcher = Subscriber(port, cert, CONSUMER_USER, creds[CONSUMER_USER], topics=("floodwatch/lamphaya/state/status",))
+    watcher = Subscriber(port, cert, CONSUMER_USER, creds[CONSUMER_USER], topics=("floodwatch/lamphaya/state/availability",))
     assert watcher.wait(lambda: [p for _, p, _ in watcher.messages] == [b"online"])
     # Kill the connection without a DISCONNECT, as a crashed process would.
     publisher._stop.set()

@@ -103,11 +103,17 @@ def test_mqtt_http_and_lorawan_in_retained_state_forecasts_and_exports_out(mosqu
         assert state(w01)["water_level_m"] == pytest.approx(1.11)
         _wait_for(lambda: state("floodwatch/lamphaya/state/station/LP-W02").get("water_level_m") is not None, 10,
                   "the HTTP station's state")
+        _wait_for(lambda: state("floodwatch/lamphaya/state/station/LP-W03").get("water_level_m") is not None, 10,
+                  "the LoRaWAN station's state")
         assert state("floodwatch/lamphaya/state/station/LP-W03")["water_level_m"] == pytest.approx(1.5)
-        assert state("floodwatch/lamphaya/state/zone/moo-5")["level_name_en"] == "normal"
+        _wait_for(lambda: state("floodwatch/lamphaya/state/zone/moo-5").get("level_name_en") == "normal", 10,
+                  "a zone's state")
         with lock:
-            assert received["floodwatch/lamphaya/state/status"] == b"online"
+            assert received["floodwatch/lamphaya/state/availability"] == b"online"
             assert "homeassistant/sensor/floodwatch_lamphaya/lp-w01_level/config" in received
+
+        # Ingest never mistook the published state for a node's message.
+        assert store.quarantine(100) == []
 
         # The page exports what came in every way.
         export = httpx.get(f"{page}/api/export/readings.csv", params={"start": str(now - 8000)}, timeout=30)

@@ -91,3 +91,20 @@ def test_what_counts_as_a_change(settings):
     z0 = zone_state("moo-5", "th", "en", 0, None, NOW_S)
     assert worth_publishing(z0, zone_state("moo-5", "th", "en", 1, NOW_S, NOW_S + 5), cfg, NOW_S, NOW_S + 5)
     assert not worth_publishing(z0, zone_state("moo-5", "th", "en", 0, None, NOW_S + 5), cfg, NOW_S, NOW_S + 5)
+
+
+def test_no_state_topic_is_mistaken_by_ingest_for_a_node(settings, tmp_path):
+    """Ingest subscribes to {prefix}/{site}/+/status and .../telemetry: the state must stay out of them."""
+    import paho.mqtt.client as mqtt
+
+    from floodwatch.clock import SystemClock
+    from floodwatch.ingest import IngestService
+    from floodwatch.integrations.homeassistant import discovery_messages
+    from floodwatch.integrations.state import status_topic
+
+    subscriptions = IngestService(settings, None, SystemClock())._topics()
+    published = [station_topic(settings, s.id) for s in settings.stations]
+    published += [zone_topic(settings, z.id) for z in settings.zones] + [status_topic(settings)]
+    published += [topic for topic, _ in discovery_messages(settings)]
+    clashes = [(t, sub) for t in published for sub in subscriptions if mqtt.topic_matches_sub(sub, t)]
+    assert clashes == []

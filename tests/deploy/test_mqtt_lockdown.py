@@ -107,3 +107,15 @@ def test_rerunning_keeps_existing_passwords(tmp_path, make_settings):
     second = {c.username: c.password for c in write_config(settings, tmp_path / "m")}
     assert first == second
     assert oct((tmp_path / "m" / "credentials").stat().st_mode & 0o777) == "0o600"
+
+
+def test_integration_accounts_are_written_and_kept(tmp_path, make_settings):
+    from floodwatch.cli.mqtt_config import CONSUMER_USER, LORAWAN_USER, STATE_USER
+
+    settings = make_settings()
+    users = {c.username for c in write_config(settings, tmp_path / "m", consumers=["home-assistant", "node-red"])}
+    assert {STATE_USER, LORAWAN_USER, "home-assistant", "node-red"} <= users and CONSUMER_USER not in users
+    acl = (tmp_path / "m" / "acl").read_text()
+    consumer = acl.split("user home-assistant\n")[1].split("\n\n")[0].splitlines()
+    assert consumer == ["topic read floodwatch/lamphaya/state/#", "topic read homeassistant/+/floodwatch_lamphaya/#"]
+    assert "topic read application/+/device/+/event/up" in acl.split(f"user {INGEST_USER}\n")[1].split("\n\n")[0]

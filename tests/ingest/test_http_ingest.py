@@ -223,3 +223,19 @@ def test_concurrent_posts_from_many_nodes_all_land(running, tokens, settings):
         t.join()
     assert results == [200] * 12
     assert sum(len(db.read_readings(sid, now - 3600, now + 60)) for sid in tokens) == 12
+
+
+def test_ingest_token_command_writes_private_tokens_and_prints_only_hashes(tmp_path, capsys):
+    from floodwatch.cli.main import main
+
+    out = tmp_path / "tokens"
+    assert main(["ingest-token", "LP-W01", "LP-R01", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    tokens = dict(line.split() for line in out.read_text().splitlines() if not line.startswith("#"))
+    assert set(tokens) == {"LP-W01", "LP-R01"}
+    hashes = dict(line.replace('"', "").split(" = ") for line in printed.splitlines() if line.startswith('"LP-'))
+    assert all(token_matches(tokens[s], hashes[s]) for s in tokens)
+    assert not any(t in printed for t in tokens.values())  # the clear tokens went to the file only
+    assert main(["ingest-token", "LP-ZZ"]) == 2
+    assert "LP-ZZ not in" in capsys.readouterr().err

@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
@@ -196,12 +196,16 @@ def export_router(ctx: PageContext) -> APIRouter:
     def export(
         kind: Kind,
         fmt: Literal["csv", "json"],
-        station: list[str] = Query(default=[], description="station id; repeat for several"),
-        zone: list[str] = Query(default=[], description="zone id: its stations (readings, forecasts) or its alerts"),
-        start: str | None = Query(default=None, description="from: epoch s, ISO-8601, or a Bangkok date (2026-11-01)"),
-        end: str | None = Query(default=None, description="to (exclusive; a date means its end); default now"),
-        era: Era = Query(default="ce", description="'be' writes Buddhist-era years (2569)"),
+        station: Annotated[list[str] | None, Query(description="station id; repeat for several")] = None,
+        zone: Annotated[list[str] | None,
+                        Query(description="zone id: its stations (readings, forecasts) or its alerts")] = None,
+        start: Annotated[str | None,
+                         Query(description="from: epoch s, ISO-8601, or a Bangkok date (2026-11-01)")] = None,
+        end: Annotated[str | None, Query(description="to (exclusive; a date means its end); default now")] = None,
+        era: Annotated[Era, Query(description="'be' writes Buddhist-era years (2569)")] = "ce",
     ) -> StreamingResponse:
+        station = station or []
+        zone = zone or []
         now_s = ctx.clock.now_s()
         try:
             end_s = parse_when(end, now_s, end_of_day=True)

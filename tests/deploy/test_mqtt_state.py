@@ -182,7 +182,8 @@ def test_last_will_says_offline_when_floodwatch_dies(locked):
     publisher = StatePublisher(settings, SystemClock())
     publisher.start()
     assert publisher.wait_connected(10)
-    watcher = Subscriber(port, cert, CONSUMER_USER, creds[CONSUMER_USER], topics=("floodwatch/lamphaya/state/availability",))
+    watcher = Subscriber(port, cert, CONSUMER_USER, creds[CONSUMER_USER],
+                         topics=("floodwatch/lamphaya/state/availability",))
     assert watcher.wait(lambda: [p for _, p, _ in watcher.messages] == [b"online"])
     # Kill the connection without a DISCONNECT, as a crashed process would.
     publisher._stop.set()

@@ -199,8 +199,11 @@ def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
     )
     async def ingest(station_id: str, request: Request) -> JSONResponse:
         if station_id not in known:
-            return _refuse(station_id, _Refusal(404, "unknown_station",
-                                                f"station {station_id!r} is not in {settings.config_file}"))
+            log.warning("event=http_ingest_refused station=unknown status=404 reason=unknown_station")
+            metrics.inc("floodwatch_http_ingest_requests_total", station="unknown", status="404")
+            body = {"station_id": station_id, "stored": 0, "duplicates": 0, "rejected": [
+                {"reason": "unknown_station", "detail": f"station {station_id!r} is not in {settings.config_file}"}]}
+            return JSONResponse(body, status_code=404)
         refusal = authenticate(station_id, request.headers.get("authorization", ""))
         if refusal is not None:
             wait_s = failures.take(station_id)

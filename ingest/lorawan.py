@@ -397,7 +397,10 @@ def parse_uplink(
             name = "ChirpStack" if server == CHIRPSTACK else "The Things Stack"
             raise PayloadError("unknown_device", f"LoRaWAN device {uplink.device!r} ({name}) is not mapped to a "
                                f"station; add it under [lorawan] devices in {settings.config_file}")
-        station = settings.station(station_id)
+        station = next((s for s in settings.stations if s.id == station_id), None)
+        if station is None:
+            # A worker that owns only some zones (settings.worker): another worker's device.
+            return ParsedMessage(None, [], [])
         if uplink.decoded is not None:
             fields = _whole_numbers(uplink.decoded)
             origin = f"the codec output of device {uplink.device!r}"

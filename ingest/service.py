@@ -118,6 +118,30 @@ def spool_path(settings: "Settings") -> str:
     return "var/ingest-spool.db"
 
 
+def _device_topics(lorawan: Any, stations: set[str]) -> list[str]:
+    """Uplink topics naming only the devices of ``stations`` (a worker that owns some zones).
+
+    The device sits at the pattern's last ``+``: ChirpStack names it by DevEUI, The Things
+    Stack by device id (``eui-<DevEUI>`` unless the site maps the id itself).
+    """
+    from floodwatch.ingest.lorawan import device_level
+
+    out = []
+    for pattern, ids in ((lorawan.chirpstack_topic, lambda k: [k] if _is_eui(k) else []),
+                         (lorawan.tts_topic, lambda k: [k, f"eui-{k}"] if _is_eui(k) else [k])):
+        levels = pattern.split("/")
+        at = device_level(pattern)
+        for device, station in lorawan.devices.items():
+            if station in stations:
+                for name in ids(device):
+                    out.append("/".join(levels[:at] + [name] + levels[at + 1:]))
+    return out
+
+
+def _is_eui(key: str) -> bool:
+    return len(key) == 16 and all(c in "0123456789abcdef" for c in key)
+
+
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
@@ -311,6 +335,8 @@ class IngestService:
         if lorawan.devices:
             # Uplinks of LoRaWAN network servers (docs/ingest.md): split between workers like telemetry.
             uplinks = [lorawan.chirpstack_topic, lorawan.tts_topic]
+            if self.settings.worker.is_partial:
+                uplinks = _device_topics(lorawan, self._known)
             telemetry += [f"$share/{group}/{t}" for t in uplinks] if group else uplinks
         return telemetry + status
 

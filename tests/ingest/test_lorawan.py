@@ -227,3 +227,17 @@ def test_fixtures_are_untouched_by_the_parser(settings):
     before = copy.deepcopy(body)
     parse_uplink(CHIRPSTACK, CS_TOPIC, json.dumps(body).encode(), settings, NOW_S)
     assert body == before
+
+
+def test_a_worker_owning_some_zones_takes_only_its_devices():
+    from floodwatch.clock import SystemClock
+    from floodwatch.ingest import IngestService
+
+    worker = load_settings(lorawan={"devices": {"70b3d57ed0001a03": "LP-W03", "lp-r04-health-centre": "LP-R04"}},
+                           worker={"zones": ["moo-4"]})  # LP-W03's zone; LP-R04 is another worker's
+    uplinks = [t for t in IngestService(worker, None, SystemClock())._topics() if t.endswith("/up")]
+    assert uplinks == ["application/+/device/70b3d57ed0001a03/event/up", "v3/+/devices/70b3d57ed0001a03/up",
+                       "v3/+/devices/eui-70b3d57ed0001a03/up"]
+    assert parse_uplink(CHIRPSTACK, CS_TOPIC, chirpstack(), worker, NOW_S).readings
+    other = parse_uplink(TTS, TTS_TOPIC, tts(), worker, NOW_S)
+    assert (other.readings, other.errors) == ([], [])  # not refused: it is simply not this worker's

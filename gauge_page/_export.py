@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -239,11 +240,20 @@ def export_router(ctx: PageContext) -> APIRouter:
                 "era": era, "units": {c: u for c, u in UNITS.items() if c in COLUMNS[kind]},
                 "columns": list(COLUMNS[kind])}
 
+        release_lock = threading.Lock()
+        held = [True]
+
+        def release() -> None:
+            with release_lock:
+                if held[0]:
+                    held[0] = False
+                    busy.release()
+
         def body() -> Iterator[bytes]:
             try:
                 yield from (csv_chunks(kind, rows()) if fmt == "csv" else json_chunks(meta, rows()))
             finally:
-                busy.release()
+                release()
 
         what = "-".join(station or zone) or "all"
         span = f"{bangkok_time(start_s)[:10]}_{bangkok_time(end_s)[:10]}".replace("-", "")
@@ -251,7 +261,10 @@ def export_router(ctx: PageContext) -> APIRouter:
         log.info("event=export kind=%s fmt=%s stations=%d start_s=%.0f end_s=%.0f", kind, fmt, len(chosen),
                  start_s, end_s)
         media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-        return StreamingResponse(body(), media_type=media,
+        stream = body()
+        # A client gone before the first byte leaves a generator that never ran its finally.
+        weakref.finalize(stream, release)
+        return StreamingResponse(stream, media_type=media,
                                  headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                           "Cache-Control": "no-store"})
 

@@ -195,3 +195,38 @@ def test_officer_downloads_a_csv_from_the_page(page_settings, page_store, serve_
     assert not watched_page.console_errors, watched_page.console_errors
     assert all(u.startswith(server.url) for u in watched_page.requested_urls)
     json.dumps(rows[0])
+
+
+def test_two_exports_at_a_time_and_a_dropped_download_frees_its_place(page_settings, page_store, serve_page):
+    import socket
+    from urllib.parse import urlencode
+
+    now = float(int(time.time() // 600 * 600))
+    t = now - 365 * DAY + 600 * np.arange(int(365 * DAY / 600))  # ~6 MB of CSV: more than the sockets buffer
+    page_store.write_batch([Reading(StationId("LP-W01"), float(ts), seq=i, water_level_m=1.0, qc_flag=QcFlag.PASS)
+                            for i, ts in enumerate(t)])
+    server = serve_page()
+    query = urlencode({"station": "LP-W01", "start": str(t[0]), "end": str(now + 1)})
+
+    def slow_reader() -> socket.socket:
+        """A browser that starts a download and then stops reading it."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET /api/export/readings.csv?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        return sock
+
+    readers = [slow_reader(), slow_reader()]
+    busy = get(server, "/api/export/readings.csv", station="LP-W01", start=str(now - 3600))
+    assert busy.status_code == 429 and "2 exports" in busy.text
+    for sock in readers:  # the officer closed the tab
+        sock.close()
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        status = get(server, "/api/export/readings.json", station="LP-W01", start=str(now - 3600)).status_code
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200

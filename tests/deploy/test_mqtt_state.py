@@ -133,6 +133,8 @@ def test_retained_state_and_discovery_read_only_for_consumers(locked):
         ha = Subscriber(port, cert, CONSUMER_USER, creds[CONSUMER_USER])
         assert all(not rc.is_failure for rc in ha.granted), ha.granted  # HA subscribes to homeassistant/#
         assert ha.wait(lambda: ha.on(topic) and ha.on(zone)), ha.topics()
+        # The reading above may reach the broker a moment after this consumer's subscription.
+        assert ha.wait(lambda: ha.on(topic)[-1]["water_level_m"] == 1.0), ha.on(topic)
         state = ha.on(topic)[-1]
         assert state["water_level_m"] == 1.0 and state["level_name_en"] == "normal"
         assert any(t.startswith("homeassistant/sensor/floodwatch_lamphaya/lp-w01_level/config")

@@ -165,8 +165,7 @@ def test_bad_uplinks_are_quarantined_with_their_reason_and_nothing_else_is_lost(
         sent.append(clock.now_s())
         _bad_uplinks(broker.port, clock.now_s())
 
-    scenario, fleet, service, store, start_s = run_fleet(broker, settings, tmp_path, "chirpstack", True,
-                                                         scenario_name="tidal_normal", factor=6_000.0, extra=extra)
+    scenario, fleet, service, store, start_s = run_fleet(broker, settings, tmp_path, "chirpstack", True, extra=extra)
     try:
         reasons = sorted(q.reason for q in store.quarantine(100))
         print(f"quarantined: {reasons}")

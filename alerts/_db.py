@@ -481,25 +481,34 @@ class AlertDb:
                 " GROUP BY d.id ORDER BY d.id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        out = []
-        for (id_, ts_s, kind, audience, zone_id, station_id, level, text, recipients,
-             delivered, failed, chunks, pending, superseded) in rows:
-            if recipients == 0:
-                state = "no_recipients"
-            elif pending:
-                state = "sending" if delivered or failed else "pending"
-            elif failed and delivered:
-                state = "partial"
-            elif failed:
-                state = "failed"
-            elif delivered:
-                state = "delivered"
-            else:
-                state = "superseded"  # never sent: a higher alert for the zone replaced it
-            out.append(dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id,
-                            station_id=station_id, level=level, text=text, recipients=recipients,
-                            delivered=delivered, failed=failed, chunks=chunks, state=state))
-        return out
+        return [_decision_dict(row) for row in rows]
+
+    def iter_decisions(self, start_s: float, end_s: float, zone_ids: Iterable[str] | None = None,
+                       chunk: int = 500) -> "Iterator[dict[str, Any]]":
+        """Decisions with ``start_s <= ts_s < end_s`` (optionally of some zones), oldest first, streamed.
+
+        The same dicts as :meth:`log`; each chunk is its own short query (keyset on id),
+        so a long export neither holds the lock nor loads the whole log.
+        """
+        zones = None if zone_ids is None else sorted(set(zone_ids))
+        zone_clause = "" if zones is None else f" AND d.zone_id IN ({','.join('?' * len(zones))})"
+        after = -1
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT d.id, d.ts_s, d.kind, d.audience, d.zone_id, d.station_id, d.level, d.text,"
+                    " d.recipients, d.delivered, d.failed,"
+                    " COUNT(o.id), COALESCE(SUM(o.status = 'pending'), 0), COALESCE(SUM(o.status = 'superseded'), 0)"
+                    " FROM decisions d LEFT JOIN outbox o ON o.decision_id = d.id"
+                    f" WHERE d.id > ? AND d.ts_s >= ? AND d.ts_s < ?{zone_clause}"
+                    " GROUP BY d.id ORDER BY d.id LIMIT ?",
+                    (after, start_s, end_s, *(zones or ()), chunk),
+                ).fetchall()
+            for row in rows:
+                yield _decision_dict(row)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
 
     def resident_decisions(self, since_s: float, kinds: Iterable[str]) -> list[dict[str, Any]]:
         """Resident decisions of the given kinds since ``since_s`` (decision time), oldest first.
@@ -642,3 +651,24 @@ class AlertDb:
     def add_officer(self, user_id: str, now_s: float) -> None:
         with self._lock:
             self._conn.execute("INSERT OR IGNORE INTO officers (user_id, added_s) VALUES (?, ?)", (user_id, now_s))
+
+
+def _decision_dict(row: tuple) -> dict[str, Any]:
+    """A decision row (with its outbox counts) as :meth:`AlertDb.log` gives it, with its delivery state."""
+    (id_, ts_s, kind, audience, zone_id, station_id, level, text, recipients,
+     delivered, failed, chunks, pending, superseded) = row
+    if recipients == 0:
+        state = "no_recipients"
+    elif pending:
+        state = "sending" if delivered or failed else "pending"
+    elif failed and delivered:
+        state = "partial"
+    elif failed:
+        state = "failed"
+    elif delivered:
+        state = "delivered"
+    else:
+        state = "superseded"  # never sent: a higher alert for the zone replaced it
+    return dict(id=id_, ts_s=ts_s, kind=kind, audience=audience, zone_id=zone_id, station_id=station_id,
+                level=level, text=text, recipients=recipients, delivered=delivered, failed=failed, chunks=chunks,
+                state=state)

@@ -131,6 +131,7 @@ class AlertService:
         # village loudspeakers: commands decided with the alert, sent over MQTT (alerts/loudspeaker.py)
         self.loudspeakers = Loudspeakers(settings, on_change=lambda row: self._publish("loudspeaker", row))
         self._quota_checked_wall_s: float | None = None
+        self._decision_listeners: list[Callable[[list[dict[str, Any]], list[str]], None]] = []
 
     # ------------------------------------------------------------ lifecycle
     def _load_state(self) -> None:
@@ -214,6 +215,35 @@ class AlertService:
     @property
     def line(self) -> LineClient | None:
         return self._line
+
+    def add_decision_listener(self, listener: Callable[[list[dict[str, Any]], list[str]], None]) -> None:
+        """Call ``listener(decisions, zones_changed)`` after each commit of the rules' work.
+
+        ``decisions``: the alert decisions just recorded, plain dicts with ``id, ts_s, kind,
+        audience, zone_id, station_id, level, level_name_en, text, recipients``;
+        ``zones_changed``: zones whose state changed (their level may have). Called with the
+        service's lock held, right after the durable write: a listener must only hand the
+        data on (a queue, an event), never block. The retained MQTT state and InfluxDB's
+        ``alert`` measurement listen here (cli/system.py).
+        """
+        self._decision_listeners.append(listener)
+
+    def _notify(self, decisions: list[dict[str, Any]], zones_changed: list[str]) -> None:
+        for listener in self._decision_listeners:
+            try:
+                listener(decisions, zones_changed)
+            except Exception:  # a failing consumer must not undo or block an alert
+                log.exception("event=decision_listener_failed listener=%r", listener)
+
+    @staticmethod
+    def _decision_rows(rows: list[dict[str, Any]], ids: list[int]) -> list[dict[str, Any]]:
+        out = []
+        for row, decision_id in zip(rows, ids, strict=True):
+            level = AlertLevel(int(row["level"]))
+            out.append(dict(id=decision_id, ts_s=row["ts_s"], kind=row["kind"], audience=row["audience"],
+                            zone_id=row.get("zone_id"), station_id=row.get("station_id"), level=int(level),
+                            level_name_en=level.name_en, text=row["text"], recipients=row.get("recipients", 0)))
+        return out
 
     # --------------------------------------------------------------- inputs
     def on_readings(self, readings: Iterable[Reading]) -> None:
@@ -455,6 +485,10 @@ class AlertService:
         # Wake the senders before logging: the decision is on disk, nothing else needs to wait.
         if decisions and self.workers is not None:
             self.workers.wake()
+        if self._decision_listeners:
+            rows = [dict(row, recipients=sum(len(u) for u, _ in groups)) for row, groups, _ in decisions]
+            self._notify(self._decision_rows(rows, ids),
+                         sorted(key.partition(":")[2] for key in dirty if key.startswith("zone:")))
         if dropped:
             zones = ",".join(sorted({zone_id for zone_id, _ in supersede.values()}))
             log.info("event=alerts_superseded zones=%s chunks=%d", zones, dropped)
@@ -660,6 +694,9 @@ class AlertService:
             decisions.append((row, groups, int(AlertLevel.WARNING)))
         with self._lock:
             ids = self.db.record({}, decisions, now_s)
+            if self._decision_listeners:
+                rows = [dict(row, recipients=sum(len(u) for u, _ in groups)) for row, groups, _ in decisions]
+                self._notify(self._decision_rows(rows, ids), [])
         log.info("event=manual_message_queued by=%s zones=%s recipients=%d", by, ",".join(zones),
                  sum(recipients.values()))
         if self.workers is not None:
@@ -744,6 +781,13 @@ class AlertService:
                                     subscribers=len(self.db.subscribers(zone_id)))
             return out
 
+    def zone_states(self) -> dict[str, dict[str, Any]]:
+        """``{zone_id: {level, since_s}}``: :meth:`zone_levels` without the subscriber counts (cheap)."""
+        with self._lock:
+            return {zone_id: dict(level=int(z.level),
+                                  since_s=None if math.isnan(z.level_since_s) else z.level_since_s)
+                    for zone_id, z in self.zones.items()}
+
     def station_levels(self) -> dict[str, dict[str, Any]]:
         """Per level station: the level it justifies now and why, the last level, trend and forecast."""
         now_s = self.clock.now_s()
@@ -793,6 +837,18 @@ class AlertService:
         """Warnings residents were sent since ``since_s`` (raising a zone: observed, forecast, fast rise),
         oldest first: ``id, ts_s, kind, zone_id, station_id, level, recipients, delivered, failed, sent_s``."""
         return self.db.resident_decisions(since_s, ("escalate", "forecast", "rise"))
+    def iter_log(self, start_s: float, end_s: float, zone_ids: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
+        """Decisions in [start_s, end_s), oldest first, streamed (exports); the keys of :meth:`log`."""
+        acks = {k[4:]: v for k, v in self.db.load_states().items() if k.startswith("ack:")}
+        zones = {z.id: z for z in self.settings.zones}
+        for d in self.db.iter_decisions(start_s, end_s, zone_ids):
+            level = AlertLevel(d["level"])
+            zone = zones.get(d["zone_id"]) if d["zone_id"] else None
+            yield dict(id=d["id"], time_s=d["ts_s"], zone=d["zone_id"], zone_name_th=zone.name_th if zone else None,
+                       zone_name_en=zone.name_en if zone else None, station=d["station_id"], level=level.name,
+                       level_name_th=level.name_th, level_name_en=level.name_en, kind=d["kind"],
+                       audience=d["audience"], text=d["text"], recipients=d["recipients"], delivered=d["delivered"],
+                       failed=d["failed"], state=d["state"], acknowledged_by=(acks.get(str(d["id"])) or {}).get("by"))
 
     def tide_outlook_text(self, zone_ids: list[str], lang: str = "th", hours: float = 24.0) -> str:
         """Next high and low waters for each zone's gauge, from the latest forecast's median."""

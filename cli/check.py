@@ -120,6 +120,10 @@ def check_one(settings: Settings, env_prefix: str) -> int:
     print(f"data: {settings.data_dir}  store: {settings.store.url}")
     print(f"mqtt: {settings.mqtt.url}  line: {settings.line.api_base_url}  "
           f"page: http://{settings.page.host}:{settings.page.port}")
+    state = settings.mqtt_state
+    print(f"integrations: LoRaWAN devices {len(settings.lorawan.devices)}; HTTP ingest "
+          f"{'on' if settings.http_ingest.enabled else 'off'} ({len(settings.http_ingest.tokens)} node tokens); "
+          f"retained MQTT state {'on, as ' + (state.username or 'anonymous') if state.enabled else 'off'}")
     if is_example(settings.config_file):
         notes.append(f"{settings.config_file} is an example shipped with floodwatch, not your municipality's: "
                      "write yours with floodwatch site init --out /etc/floodwatch/site.toml")

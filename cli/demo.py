@@ -186,6 +186,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             cleanup.append(broker.stop)
             settings.mqtt.url = broker.url
             broker_kind = broker.kind
+            if not _env_set("FLOODWATCH_MQTT_STATE__ENABLED"):
+                # The demo's own open broker: show the retained state Home Assistant / Node-RED would read.
+                settings.mqtt_state.enabled = True
         if _env_set("FLOODWATCH_LINE__API_BASE_URL"):
             line_target = "external"
         else:
@@ -235,7 +238,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             f"(1 real minute = {args.acceleration / 60:g} simulated hours)\n"
             f"  live page     {url}\n"
             f"  MQTT broker   {settings.mqtt.url} ({broker_kind})\n"
-            f"  LINE          {settings.line.api_base_url} ({line_target}), {residents} demo residents\n"
+            + (f"  MQTT state    {settings.mqtt.topic_prefix}/{settings.site.id}/state/# (retained; Home Assistant "
+               "discovery under homeassistant/)\n" if settings.mqtt_state.enabled else "")
+            + f"  LINE          {settings.line.api_base_url} ({line_target}), {residents} demo residents\n"
             f"  officer login officer / {officer_password}  (acknowledge, maintenance, manual messages)\n"
             f"  data          {settings.store.url}\n"
             f"  feeds         {feeds_note}\n"

@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.line",
     "floodwatch.cli.line_standin",
     "floodwatch.cli.mqtt_config",
+    "floodwatch.cli.ingest_token",
     "floodwatch.cli.backup",
     "floodwatch.cli.privacy",
 )

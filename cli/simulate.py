@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "examples:\n"
         "  floodwatch simulate --list\n"
         "  floodwatch simulate --scenario monsoon_flood --acceleration 600 --duration 60\n"
-        "  floodwatch simulate --broker mqtt://127.0.0.1:1883 --nodes 10000 --rate 5000 --duration 30",
+        "  floodwatch simulate --broker mqtt://127.0.0.1:1883 --nodes 10000 --rate 5000 --duration 30\n"
+        "  floodwatch simulate --lorawan chirpstack --duration 60   (nodes behind a LoRaWAN network server)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
@@ -71,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--credentials", type=Path, default=None, metavar="PATH",
                    help="the username:password file `floodwatch mqtt-config` writes: each registry node logs in "
                    "as its station id (for a locked-down broker; synthetic nodes need an open one)")
+    p.add_argument("--lorawan", choices=("chirpstack", "tts"), default=None,
+                   help="publish as a LoRaWAN network server would: ChirpStack v4 uplink events or The Things Stack "
+                   "v3 uplinks, one reading per uplink in the reference node's layout; each station needs a device "
+                   "under [lorawan] devices in the site file (default: the MQTT contract)")
+    p.add_argument("--no-codec", action="store_true",
+                   help="with --lorawan: the server has no codec, events carry only the bytes (ingest decodes them)")
     p.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
                    help="also write the final summary as JSON to PATH")
 
@@ -128,12 +135,22 @@ def run(args: argparse.Namespace) -> int:
                   "`floodwatch mqtt-config` writes one next to the broker's configuration", file=sys.stderr)
             return 2
         credentials = read_credentials(args.credentials)
-    fleet = firmware_sim.Fleet(
-        settings, scenario, broker_url, clock, seed=args.seed, stations=stations, extra_nodes=extra,
-        publish_raw=not args.converted, credentials=credentials,
-    )
+    if args.lorawan and extra:
+        print("error: --lorawan simulates the registry's stations only; use --nodes up to "
+              f"{len(registry)}", file=sys.stderr)
+        return 2
+    try:
+        fleet = firmware_sim.Fleet(
+            settings, scenario, broker_url, clock, seed=args.seed, stations=stations, extra_nodes=extra,
+            publish_raw=not args.converted, credentials=credentials, lorawan=args.lorawan,
+            lorawan_codec=not args.no_codec,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    behind = f" behind a {args.lorawan} network server" if args.lorawan else ""
     print(
-        f"floodwatch simulate: {len(fleet.nodes)} nodes ({len(stations)} registry, {extra} synthetic) on "
+        f"floodwatch simulate: {len(fleet.nodes)} nodes ({len(stations)} registry, {extra} synthetic){behind} on "
         f"{len(fleet.links)} connections to {broker_url}\n"
         f"  scenario {scenario.name} at {factor:g}x (1 real minute = {factor / 60:g} scenario hours), "
         f"for {duration_s:.0f} real s; Ctrl-C stops",

@@ -3,7 +3,8 @@
 Used by ``floodwatch serve`` (a municipality's production process) and by
 ``floodwatch demo`` (which adds a broker, simulated nodes and a LINE
 stand-in around it). Stages are wired by callbacks so data flows one way:
-ingest -> store -> forecast -> alerts -> LINE and the page.
+ingest -> store -> forecast -> alerts -> LINE, the page, the retained MQTT
+state and the kept forecasts / alert decisions (``integrations/``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import Reading, StationId
 from floodwatch.scheduler import ForecastJob, IssuedForecast, OfflineCheck, PeriodicWork
+from floodwatch.integrations.keeper import StoreKeeper
+from floodwatch.integrations.publisher import StatePublisher
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,16 @@ class System:
         self.forecaster = ForecastJob(settings, self.store, clock, on_forecast=self._forecast_issued,
                                       isolated=self.isolate_forecasts)
         self._stoppers.append(("early forecasts", self.forecaster.close))
+        # After the alerts in the data flow: what they and the forecaster decided, kept and published.
+        self.keeper = StoreKeeper(self.store, forecasts=settings.store.write_forecasts).start()
+        self._stoppers.append(("store keeper", self.keeper.stop))
+        self.alerts.add_decision_listener(self.keeper.on_decisions)
+        self.state_publisher: StatePublisher | None = None
+        if settings.mqtt_state.enabled:
+            self.state_publisher = StatePublisher(settings, clock, alerts=self.alerts, forecasts=self.forecaster,
+                                        store=self.store).start()
+            self._stoppers.append(("state publisher", self.state_publisher.stop))
+            self.alerts.add_decision_listener(self.state_publisher.on_decisions)
         self.ingest = ingest.IngestService(
             settings, self.store, clock, on_stored=self._readings_stored, on_status=self._status_changed
         )
@@ -94,6 +107,11 @@ class System:
             forecasts=self.forecaster, ingest=self.ingest, feeds=self.feeds,
         )
         self.app.include_router(self.alerts.webhook_router())
+        if settings.http_ingest.enabled:
+            from floodwatch.ingest.http import http_router
+
+            # Loggers that post HTTP go through the same ingest service as MQTT (docs/http-ingest.md).
+            self.app.include_router(http_router(settings, self.ingest))
         # Ingest after everything it calls back into, and before the page: once the
         # page answers, the broker has acknowledged our subscriptions, so readings
         # published from then on are ours (a first-ever start has no session yet).
@@ -150,10 +168,14 @@ class System:
         self.hub.publish("readings", [_reading_event(r) for r in readings])
         # A reading outside the forecast's band re-forecasts now, not at the next scheduled run.
         self.forecaster.check_readings(readings)
+        if self.state_publisher is not None:
+            self.state_publisher.on_readings(readings)
 
     def _status_changed(self, station_id: StationId, status: str, ts_s: float) -> None:
         self.alerts.on_status(station_id, status, ts_s)
         self.hub.publish("status", {"station_id": station_id, "status": status, "ts_s": ts_s})
+        if self.state_publisher is not None:
+            self.state_publisher.on_status(station_id, status, ts_s)
 
     def _feed_health(self, feed_id: str, health: dict[str, Any]) -> None:
         self.alerts.on_feed_health(feed_id, health)
@@ -166,3 +188,6 @@ class System:
     def _forecast_issued(self, issued: IssuedForecast) -> None:
         self.alerts.on_forecast(issued)
         self.hub.publish("forecast", {"issued_s": issued.issued_s})
+        self.keeper.on_forecast(issued)
+        if self.state_publisher is not None:
+            self.state_publisher.on_forecast(issued)

@@ -23,6 +23,7 @@ import numpy as np
 
 from floodwatch.firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome, contract_topic
 from floodwatch.firmware_sim._link import MqttLink
+from floodwatch.firmware_sim._lorawan import LORAWAN_USER, LorawanUplinker, device_for
 from floodwatch.firmware_sim._scenario import Scenario
 
 log = logging.getLogger("firmware_sim")
@@ -71,6 +72,10 @@ class Node:
     password : str, optional
         For a locked-down broker (``floodwatch mqtt-config``): the node logs
         in as its station id with this password.
+    lorawan : LorawanUplinker, optional
+        The node sits behind a LoRaWAN network server: each reading leaves as
+        that server's uplink event (on ``link``, the server's connection), one
+        per uplink, with no status topic (LoRaWAN has no last will).
     """
 
     def __init__(self, station, scenario: Scenario, broker_url: str, clock, seed: int = 0, *,
@@ -78,7 +83,8 @@ class Node:
                  publish_raw: bool | None = None, truth_station_id: str | None = None,
                  link: MqttLink | None = None, topic_prefix: str = "floodwatch",
                  reconnect_delay_s: tuple[int, int] = (1, 4), window: int = 1000,
-                 client_id: str | None = None, password: str | None = None) -> None:
+                 client_id: str | None = None, password: str | None = None,
+                 lorawan: LorawanUplinker | None = None) -> None:
         self.station = station
         self.station_id = station.id
         self.scenario = scenario
@@ -90,8 +96,10 @@ class Node:
         self.truth_id = truth_station_id or station.id
         faults = scenario.faults_for(station.id)
         self.core = NodeCore(station=station, origin_s=self.start_s, faults=faults, config=config, seed=seed)
-        self.telemetry_topic = contract_topic(topic_prefix, station.id, "telemetry")
+        self.lorawan = lorawan
+        self.telemetry_topic = lorawan.topic if lorawan else contract_topic(topic_prefix, station.id, "telemetry")
         self.status_topic = contract_topic(topic_prefix, station.id, "status")
+        self._made_s: dict[int, float] = {}  # LoRaWAN: when each buffered reading was taken (its age on air)
         self.owns_link = link is None
         self.link = link or MqttLink(
             broker_url, client_id=client_id or f"fw-node-{station.id}", status_topics=[self.status_topic],
@@ -153,8 +161,13 @@ class Node:
         }
 
     # ------------------------------------------------------------- delivery
-    def deliver(self, outcome: WakeOutcome) -> None:
-        """Publish a wake's reading, or keep it; the buffer always goes out first, oldest first."""
+    def deliver(self, outcome: WakeOutcome, made_s: float | None = None) -> None:
+        """Publish a wake's reading, or keep it; the buffer always goes out first, oldest first.
+
+        ``made_s``: when the reading was taken (epoch s); a LoRaWAN node sends its age.
+        """
+        if self.lorawan is not None and outcome.reading is not None:
+            self._made_s[id(outcome.reading)] = self.clock.now_s() if made_s is None else made_s
         if outcome.offline != self.offline and self.owns_link:
             # A node with its own connection really drops it (the broker
             # publishes its will) and reconnects when the fault ends.
@@ -174,7 +187,8 @@ class Node:
                 self.flush()
             return
         if self._send(reading):
-            if outcome.duplicate and self.link.publish(self.telemetry_topic, _encode(reading)):
+            again = self.lorawan.last_payload if self.lorawan is not None else _encode(reading)
+            if outcome.duplicate and self.link.publish(self.telemetry_topic, again):
                 self.duplicates_sent += 1
                 self.messages_sent += 1
         else:
@@ -189,6 +203,10 @@ class Node:
         sent = 0
         while self.core.buffer:
             batch = self.core.next_batch()
+            if self.lorawan is not None and len(batch) > 1:
+                # LoRaWAN carries one reading per uplink.
+                self.core.return_batch(batch[1:])
+                batch = batch[:1]
             ok = (self._send(batch[0]) if len(batch) == 1 else
                   self._send_batch(batch))
             if not ok:
@@ -198,8 +216,31 @@ class Node:
         return sent
 
     def _send(self, reading: dict) -> bool:
+        if self.lorawan is not None:
+            return self._send_uplink(reading)
         if not self.link.publish(self.telemetry_topic, _encode(reading)):
             return False
+        self.messages_sent += 1
+        self.readings_sent += 1
+        return True
+
+    def _send_uplink(self, reading: dict) -> bool:
+        assert self.lorawan is not None
+        now_s = self.clock.now_s()
+        made_s = self._made_s.get(id(reading), now_s)
+        age_s = max(0.0, now_s - made_s)
+        if age_s > 65535:
+            # Too old for the uplink's age field: the node drops it, as its firmware would.
+            self._made_s.pop(id(reading), None)
+            self.core.dropped += 1
+            return True
+        if not self.link.connected:
+            return False
+        payload = self.lorawan.uplink(reading, now_s, age_s)
+        if not self.link.publish(self.telemetry_topic, payload):
+            self.lorawan.f_cnt -= 1  # never on air: the counter was not spent
+            return False
+        self._made_s.pop(id(reading), None)
         self.messages_sent += 1
         self.readings_sent += 1
         return True
@@ -282,7 +323,7 @@ class _Runner:
             if not node.powered:
                 continue  # a power cut: the node never wakes again
             outcome = node.core.wake(float(t_s), float(level_m[k]), float(rain_cum_mm[k]), float(rain_rate[k]))
-            node.deliver(outcome)
+            node.deliver(outcome, self.start_s + float(t_s))
             heapq.heappush(self._heap, (outcome.next_wake_s, i))
             self.wakes += 1
 
@@ -369,13 +410,22 @@ class Fleet:
         For a locked-down broker: each registry node logs in as its station
         id (the ``credentials`` file ``floodwatch mqtt-config`` writes).
         Synthetic nodes have no account and are for open test brokers.
+    lorawan : "chirpstack" or "tts", optional
+        The registry's nodes sit behind that LoRaWAN network server: one
+        connection (the server's, logging in as ``floodwatch-lorawan`` when
+        ``credentials`` are given) carries every node's uplink events. Each
+        station needs a device under ``[lorawan] devices``.
+    lorawan_codec : bool
+        The server runs the codec (events carry the decoded object) or not
+        (events carry only the bytes).
     """
 
     def __init__(self, settings, scenario: Scenario, broker_url: str, clock, seed: int = 0,
                  stations=None, extra_nodes: int = 0, *, start_s: float | None = None,
                  firmware: FirmwareConfig | None = None, publish_raw: bool | None = None,
                  nodes_per_link: int = 2500, window: int = 2000, client_prefix: str = "fw-sim",
-                 credentials: Mapping[str, str] | None = None) -> None:
+                 credentials: Mapping[str, str] | None = None, lorawan: str | None = None,
+                 lorawan_codec: bool = True) -> None:
         if extra_nodes < 0:
             raise ValueError(f"extra_nodes must be 0 or more, got {extra_nodes}")
         self.settings = settings
@@ -386,13 +436,24 @@ class Fleet:
         chosen = self._choose(settings, stations)
         self.nodes: list[Node] = []
         self.links: list[MqttLink] = []
+        server_link = None
+        if lorawan is not None:
+            password = (credentials or {}).get(LORAWAN_USER)
+            server_link = MqttLink(broker_url, client_id=f"{client_prefix}-lns-{lorawan}", window=window,
+                                   username=LORAWAN_USER if password is not None else None, password=password)
+            self.links.append(server_link)
         for i, station in enumerate(chosen):
+            uplinker = None
+            if lorawan is not None:
+                uplinker = LorawanUplinker(lorawan, device_for(settings, station.id, lorawan), codec=lorawan_codec,
+                                           seed=seed * 1_000_003 + i)
             node = Node(station, scenario, broker_url, clock, seed=seed * 1_000_003 + i,
                         start_s=self.start_s, firmware=firmware, publish_raw=publish_raw,
                         topic_prefix=prefix, window=window, client_id=f"{client_prefix}-{station.id}",
-                        password=(credentials or {}).get(station.id))
+                        password=(credentials or {}).get(station.id), link=server_link, lorawan=uplinker)
             self.nodes.append(node)
-            self.links.append(node.link)
+            if server_link is None:
+                self.links.append(node.link)
         extras = synthetic_stations(settings, extra_nodes)
         templates = {s.id: s for s in settings.own_stations if not s.id.startswith(SYNTHETIC_PREFIX)}
         n_links = -(-len(extras) // max(1, nodes_per_link))

@@ -217,6 +217,8 @@ class StoreSettings(_Section):
     spool_path: str | None = None
     # SQLite: how long a write waits for a lock before ingest spools instead.
     busy_timeout_s: float = 2.0
+    # Keep every issued forecast (the newest per station and time) for exports and Grafana.
+    write_forecasts: bool = True
 
 
 class LineSettings(_Section):
@@ -446,6 +448,8 @@ class FeedStateSettings(_Section):
     # Cursors, health and the drop folders' ledger; default: beside the SQLite store (<db>.feeds).
     url: str | None = None
     busy_timeout_s: float = 5.0
+
+
 class WarningProfile(_Section):
     """How eagerly a station's forecast raises warnings: lead time against false alarms.
 
@@ -483,6 +487,80 @@ BUILTIN_WARNING_PROFILES: dict[str, WarningProfile] = {
 """Profiles every site has; ``[alerts.profiles.NAME]`` adds more or overrides these."""
 
 
+class LorawanSettings(_Section):
+    """LoRaWAN network servers (ChirpStack v4, The Things Stack v3) publishing uplinks to the broker ingest reads.
+
+    ``devices`` maps a device to a station: its DevEUI (16 hex digits, any case) or its
+    The Things Stack device id. A device not listed here is refused (``unknown_device``).
+    """
+
+    devices: dict[str, StationId] = Field(
+        default_factory=dict,
+        description="DevEUI or TTS device id -> station id, e.g. {\"70b3d57ed0001a2b\" = \"LP-W03\"}",
+    )
+    chirpstack_topic: str = Field(default="application/+/device/+/event/up",
+                                  description="ChirpStack v4's uplink events (its MQTT integration, JSON marshaler)")
+    tts_topic: str = Field(default="v3/+/devices/+/up",
+                           description="The Things Stack v3's uplinks (its MQTT server, bridged into this broker)")
+
+    @model_validator(mode="after")
+    def _normalised_keys(self) -> "LorawanSettings":
+        self.devices = {device_key(k): v for k, v in self.devices.items()}
+        return self
+
+
+def device_key(device: str) -> str:
+    """A DevEUI in lower-case hex without separators; any other device id as given."""
+    compact = device.replace(":", "").replace("-", "")
+    if len(compact) == 16 and all(c in "0123456789abcdefABCDEF" for c in compact):
+        return compact.lower()
+    return device
+
+
+class HttpIngestSettings(_Section):
+    """``POST /api/v1/ingest/{station_id}`` for loggers that cannot hold an MQTT session (docs/http-ingest.md).
+
+    ``tokens`` holds one token HASH per station (``floodwatch ingest-token`` makes the token and
+    its hash); the clear token goes only to the logger. Hashes may sit in the TOML file or in
+    ``FLOODWATCH_HTTP_INGEST__TOKENS`` (JSON).
+    """
+
+    enabled: bool = True
+    tokens: dict[StationId, str] = Field(default_factory=dict, description="station id -> token hash (sha256$...)")
+    rate_per_min: float = Field(default=30.0, gt=0, description="requests per minute each node may make")
+    burst: int = Field(default=20, ge=1, description="requests a node may make at once before the rate applies")
+
+    @model_validator(mode="after")
+    def _hashes_not_tokens(self) -> "HttpIngestSettings":
+        for station, stored in self.tokens.items():
+            if not stored.startswith("sha256$") or stored.count("$") != 2:
+                raise ValueError(
+                    f"http_ingest.tokens[{station!r}] is not a token hash; never put the clear token in "
+                    f"settings: run `floodwatch ingest-token {station}` and paste the sha256$... line it prints"
+                )
+        return self
+
+
+class MqttStateSettings(_Section):
+    """Retained state on the broker for Node-RED, Home Assistant and village controllers (docs/integrations.md)."""
+
+    enabled: bool = False
+    url: str | None = Field(default=None, description="broker to publish to (default: mqtt.url)")
+    username: str | None = Field(default=None,
+                                 description="the floodwatch-state account `floodwatch mqtt-config` writes")
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    client_id: str = "floodwatch-state"
+    home_assistant: bool = Field(default=True, description="publish Home Assistant MQTT discovery messages")
+    discovery_prefix: str = "homeassistant"
+    # What counts as a change worth publishing (smaller moves wait for the refresh):
+    level_step_m: float = Field(default=0.01, description="the level moved at least this much")
+    trend_step_cm_per_h: float = Field(default=5.0, description="the rise rate changed at least this much")
+    peak_step_m: float = Field(default=0.02, description="the forecast peak moved at least this much")
+    peak_time_step_s: float = Field(default=1800.0, description="or its time moved at least this much")
+    refresh_s: float = Field(default=3600.0, description="republish unchanged state at least this often")
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -512,6 +590,9 @@ class Settings(BaseSettings):
     feeds: list[FeedConfig] = []
     peers: list[PeerConfig] = []
     feed_state: FeedStateSettings = FeedStateSettings()
+    lorawan: LorawanSettings = LorawanSettings()
+    http_ingest: HttpIngestSettings = HttpIngestSettings()
+    mqtt_state: MqttStateSettings = MqttStateSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -535,6 +616,17 @@ class Settings(BaseSettings):
         problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations],
                                     [f.model_dump() for f in self.feeds], [p.model_dump() for p in self.peers])
         problems += self._profile_problems()
+        own = {s.id for s in self.stations if not s.external}
+        for device, station_id in self.lorawan.devices.items():
+            if station_id not in own:
+                problems.append((("lorawan", "devices", device),
+                                 f"lorawan.devices maps {device!r} to station {station_id!r}, which is not one of "
+                                 "this site's own stations; add it under [[stations]] or fix the id"))
+        for station_id in self.http_ingest.tokens:
+            if station_id not in own:
+                problems.append((("http_ingest", "tokens", station_id),
+                                 f"http_ingest.tokens names station {station_id!r}, which is not one of this "
+                                 "site's own stations; add it under [[stations]] or remove the token"))
         if problems:
             raise PydanticCustomError(
                 "registry", "{summary}",
@@ -903,6 +995,7 @@ def register_secrets(settings: Settings) -> None:
         settings.mqtt.password,
         settings.store.influx_token,
         settings.loudspeakers.mqtt_password,
+        settings.mqtt_state.password,
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())

@@ -20,6 +20,7 @@ from floodwatch.settings import Settings
 from floodwatch.gauge_page import _actions
 from floodwatch.gauge_page._api import api_router
 from floodwatch.gauge_page._context import PageContext
+from floodwatch.gauge_page._export import export_router
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
 from floodwatch.gauge_page._residents import residents_router
@@ -66,7 +67,7 @@ class _BodyLimit:
         message = f"requests are at most {self.max_bytes} bytes"
         declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
+            await JSONResponse({"detail": message, "reason": "oversized"}, status_code=413)(scope, receive, send)
             return
         seen = 0
 
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(officer_router(ctx))
     app.include_router(residents_router(ctx))  # reports, quota, loudspeakers (docs/page.md)
     app.include_router(warned_router(ctx))
+    app.include_router(export_router(ctx))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:

@@ -199,9 +199,26 @@ def parse_message(
     this site's broker.
     """
     reg = _registry(settings)
-    station_id: str | None = None
     try:
         station_id = station_from_topic(topic, reg.prefix, site=reg.site, single_site=reg.single_site)
+    except PayloadError as err:
+        return ParsedMessage(None, [], [err])
+    return parse_station_payload(station_id, payload, settings, now_s, tips)
+
+
+def parse_station_payload(
+    station_id: str,
+    payload: bytes,
+    settings: "Settings",
+    now_s: float,
+    tips: TipCounters | None = None,
+) -> ParsedMessage:
+    """:func:`parse_message` for a payload whose station is already known (an HTTP post names it in its path).
+
+    The same contract, the same checks and the same refusal reasons as over MQTT.
+    """
+    reg = _registry(settings)
+    try:
         station = reg.stations.get(station_id)
         if station is None:
             raise PayloadError(
@@ -424,6 +441,25 @@ def _convert(
         received_s=now_s,
         discharge_m3_s=discharge,
     )
+
+
+def convert_fields(
+    fields: dict[str, Any], station_id: str, settings: "Settings", now_s: float, tips: TipCounters | None = None
+) -> Reading:
+    """One reading given as plain fields (a LoRaWAN codec's output), through the contract's checks.
+
+    ``fields`` uses the contract's names (``ts``, ``distance_m``, ``rain_tips``, ``battery_v``...);
+    raises :class:`PayloadError` with the same reasons as an MQTT payload would get.
+    """
+    reg = _registry(settings)
+    station = reg.stations.get(station_id)
+    if station is None:
+        raise PayloadError("unknown_station", f"station {station_id!r} is not in {settings.config_file}", station_id)
+    try:
+        item = _ReadingIn.model_validate(fields)
+    except ValidationError as exc:
+        raise _validation_error(exc, station_id) from exc
+    return _convert(item, station, station_id, reg, now_s, tips)
 
 
 def _validation_error(exc: ValidationError, station_id: str | None) -> PayloadError:

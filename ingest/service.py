@@ -31,6 +31,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
@@ -43,7 +45,14 @@ from floodwatch import metrics
 from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
 from floodwatch.ingest.checker import QcChecker
-from floodwatch.ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message, station_from_topic
+from floodwatch.ingest.lorawan import FrameCounters, parse_uplink, server_of
+from floodwatch.ingest.payload import (
+    QUARANTINE_PAYLOAD_BYTES,
+    TipCounters,
+    parse_message,
+    parse_station_payload,
+    station_from_topic,
+)
 from floodwatch.ingest.spool import Spool
 from floodwatch.store.base import Rejection
 
@@ -77,6 +86,24 @@ metrics.describe("floodwatch_ingest_lag_seconds", "histogram",
                  "seconds from a reading's arrival from the broker to its durable write in the store")
 
 
+@dataclass
+class IngestOutcome:
+    """What became of one submitted message, once it is durable (see :meth:`IngestService.submit`)."""
+
+    station_id: str
+    readings: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    errors: list[PayloadError] = field(default_factory=list)
+    spooled: bool = False  # the store was unavailable: kept in ingest's spool, stored when it answers
+
+
+@dataclass
+class _Reply:
+    future: Future
+    outcome: IngestOutcome | None = None
+
+
 class _Msg(NamedTuple):
     topic: str
     payload: bytes
@@ -85,6 +112,10 @@ class _Msg(NamedTuple):
     generation: int
     received_s: float
     dup: bool = False
+    # Set for messages that did not come over MQTT (an HTTP post): the station is known, and
+    # the sender waits for the durable write instead of a PUBACK.
+    station_id: str | None = None
+    reply: _Reply | None = None
 
 
 def spool_path(settings: "Settings") -> str:
@@ -94,6 +125,30 @@ def spool_path(settings: "Settings") -> str:
     if settings.store.url.startswith("sqlite:///"):
         return settings.store.url[len("sqlite:///"):] + ".spool"
     return str(settings.data_dir / "var" / "ingest-spool.db")
+
+
+def _device_topics(lorawan: Any, stations: set[str]) -> list[str]:
+    """Uplink topics naming only the devices of ``stations`` (a worker that owns some zones).
+
+    The device sits at the pattern's last ``+``: ChirpStack names it by DevEUI, The Things
+    Stack by device id (``eui-<DevEUI>`` unless the site maps the id itself).
+    """
+    from floodwatch.ingest.lorawan import device_level
+
+    out = []
+    for pattern, ids in ((lorawan.chirpstack_topic, lambda k: [k] if _is_eui(k) else []),
+                         (lorawan.tts_topic, lambda k: [k, f"eui-{k}"] if _is_eui(k) else [k])):
+        levels = pattern.split("/")
+        at = device_level(pattern)
+        for device, station in lorawan.devices.items():
+            if station in stations:
+                for name in ids(device):
+                    out.append("/".join(levels[:at] + [name] + levels[at + 1:]))
+    return out
+
+
+def _is_eui(key: str) -> bool:
+    return len(key) == 16 and all(c in "0123456789abcdef" for c in key)
 
 
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -131,6 +186,7 @@ class IngestService:
         self.on_status = on_status
         self._known = {s.id for s in settings.stations}
         self._prefix = settings.mqtt.topic_prefix
+        self._prefix_slash = self._prefix + "/"
         self._batch_size = max(1, settings.store.batch_size)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._generation = 0
@@ -141,6 +197,7 @@ class IngestService:
         self._client: mqtt.Client | None = None
         self._checker = QcChecker(settings)
         self._tips = TipCounters()
+        self._frames = FrameCounters()
         self._spool: Spool | None = None
         self._last_ts: dict[str, float] = {}
         self._counts: Counter[str] = Counter()
@@ -159,6 +216,8 @@ class IngestService:
         self._started = True
         self._spool = Spool(spool_path(self.settings))
         self._tips.last.update(self._spool.load_tips())
+        for device, text in self._spool.load_frame_counters().items():
+            self._frames.load(device, text)
         self._seed_history()
         metrics.add_collector(self._collect_ages)
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
@@ -179,6 +238,21 @@ class IngestService:
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         """Block until the broker acknowledged the subscriptions (SUBACK); False on timeout."""
         return self._connected.wait(timeout_s)
+
+    def submit(self, station_id: str, payload: bytes, *, topic: str | None = None) -> "Future[IngestOutcome]":
+        """Hand one contract payload for a known station to the writer (the HTTP ingest path).
+
+        It goes the way every MQTT message goes (validation, QC, dedup, one store
+        transaction, quarantine for refusals); the future resolves with an
+        :class:`IngestOutcome` only once the write is durable (after the store's
+        fsync, or in the spool), or with the store's error.
+        """
+        if not self._started:
+            raise RuntimeError("ingest is not running; start IngestService before submitting")
+        reply = _Reply(Future())
+        label = topic or f"http:/api/v1/ingest/{station_id}"
+        self._queue.put(_Msg(label, payload, 0, 0, -1, self.clock.now_s(), station_id, reply))
+        return reply.future
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Store and acknowledge what is queued, then disconnect. Unacknowledged messages stay at the broker."""
@@ -268,6 +342,13 @@ class IngestService:
             # every rain reading. They come unshared as well (the store keeps
             # one copy; every worker computes the same rain for it).
             telemetry += [f.format(station=s.id) + "/telemetry" for s in self.settings.rain_stations for f in forms]
+        lorawan = self.settings.lorawan
+        if lorawan.devices:
+            # Uplinks of LoRaWAN network servers (docs/ingest.md): split between workers like telemetry.
+            uplinks = [lorawan.chirpstack_topic, lorawan.tts_topic]
+            if self.settings.worker.is_partial:
+                uplinks = _device_topics(lorawan, self._known)
+            telemetry += [f"$share/{group}/{t}" for t in uplinks] if group else uplinks
         return telemetry + status
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -333,8 +414,11 @@ class IngestService:
             if batch:
                 try:
                     self._handle(batch)
-                except Exception:  # never let one batch kill ingestion; the broker redelivers it
+                except Exception as exc:  # never let one batch kill ingestion; the broker redelivers it
                     log.exception("event=batch_failed messages=%d; not acknowledged, broker will redeliver", len(batch))
+                    for m in batch:
+                        if m.reply is not None and not m.reply.future.done():
+                            m.reply.future.set_exception(exc)
             if stopping and self._queue.empty():
                 return
 
@@ -357,6 +441,7 @@ class IngestService:
         readings: list[Reading] = []
         rejections: list[Rejection] = []
         statuses: list[tuple[str, str]] = []
+        replies: list[tuple[_Msg, int, int, list[PayloadError]]] = []
         counts = self._counts
         counts["messages"] += len(batch)
         redelivered = sum(1 for m in batch if m.dup)
@@ -365,13 +450,24 @@ class IngestService:
             metrics.inc("floodwatch_ingest_messages_redelivered_total", redelivered)
         status_messages = 0
         for m in batch:
-            if m.topic.endswith("/status"):
-                status_messages += 1
-                status = self._parse_status(m, rejections)
-                if status is not None:
-                    statuses.append(status)
-                continue
-            parsed = parse_message(m.topic, m.payload, self.settings, now_s, self._tips)
+            if m.station_id is not None:
+                parsed = parse_station_payload(m.station_id, m.payload, self.settings, now_s, self._tips)
+            elif m.topic.startswith(self._prefix_slash):
+                if m.topic.endswith("/status"):
+                    status_messages += 1
+                    status = self._parse_status(m, rejections)
+                    if status is not None:
+                        statuses.append(status)
+                    continue
+                parsed = parse_message(m.topic, m.payload, self.settings, now_s, self._tips)
+            else:
+                server = server_of(m.topic, self.settings)
+                if server is not None:
+                    parsed = parse_uplink(server, m.topic, m.payload, self.settings, now_s, self._frames, self._tips)
+                else:
+                    parsed = parse_message(m.topic, m.payload, self.settings, now_s, self._tips)
+            if m.reply is not None:
+                replies.append((m, len(readings), len(parsed.readings), parsed.errors))
             readings.extend(parsed.readings)
             for err in parsed.errors:
                 rejections.append(self._rejection(m, err))
@@ -388,11 +484,24 @@ class IngestService:
             assert self._spool is not None
             self._spool.save_tips({sid: self._tips.last[sid] for sid in self._tips.changed})
             self._tips.changed.clear()
+        if self._frames.changed:
+            assert self._spool is not None
+            self._spool.save_frame_counters({d: self._frames.dump(d) for d in self._frames.changed})
+            self._frames.changed.clear()
         counts["batches"] += 1
         for station_id, status in statuses:
             counts["status"] += 1
             if self.on_status is not None:
                 self._call(self.on_status, StationId(station_id), status, now_s)
+        if replies:
+            stored_ids = {id(r) for r in stored} if stored is not None else set()
+            for m, start, n, errors in replies:
+                assert m.reply is not None and m.station_id is not None
+                mine = readings[start:start + n]
+                new = sum(1 for r in mine if id(r) in stored_ids)
+                m.reply.outcome = IngestOutcome(m.station_id, readings=n, stored=new,
+                                                duplicates=n - new if stored is not None else 0,
+                                                errors=list(errors), spooled=stored is None)
         if stored is not None:
             self._after_store(readings, stored)
         # PUBACKs wait for the acknowledger's fsync; spooled batches are fsynced already.
@@ -492,9 +601,13 @@ class IngestService:
                 if sync is not None and any(need_sync for _, need_sync in rounds):
                     try:
                         sync()
-                    except Exception:
+                    except Exception as exc:
                         # Not acknowledged: the broker redelivers after the next reconnect.
                         log.exception("event=store_sync_failed messages=%d", sum(len(b) for b, _ in rounds))
+                        for batch, _ in rounds:
+                            for m in batch:
+                                if m.reply is not None and not m.reply.future.done():
+                                    m.reply.future.set_exception(exc)
                         rounds = []
                 for batch, _ in rounds:
                     self._ack(batch)
@@ -503,11 +616,12 @@ class IngestService:
 
     def _ack(self, batch: list[_Msg]) -> None:
         client = self._client
-        if client is None:
-            return
         generation = self._generation
         for m in batch:
-            if m.qos > 0 and m.generation == generation:
+            if m.reply is not None:
+                if not m.reply.future.done():
+                    m.reply.future.set_result(m.reply.outcome)
+            elif client is not None and m.qos > 0 and m.generation == generation:
                 client.ack(m.mid, m.qos)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:

@@ -31,6 +31,8 @@ MIGRATIONS: list[migrations.Step] = [
     CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS tip_counters (station TEXT PRIMARY KEY, boot INTEGER, ts_s REAL, tips INTEGER);
     """,
+    # 2: LoRaWAN (issue 15): each device's frame counter, for the replay check.
+    "CREATE TABLE IF NOT EXISTS frame_counters (device TEXT PRIMARY KEY, state TEXT NOT NULL);",
 ]
 
 
@@ -59,6 +61,19 @@ class Spool:
                 "INSERT OR REPLACE INTO tip_counters (station, boot, ts_s, tips) VALUES (?,?,?,?)",
                 [(sid, *v) for sid, v in counters.items()],
             )
+
+    def load_frame_counters(self) -> dict[str, str]:
+        """LoRaWAN devices' frame-counter state (JSON text per device, see ingest.lorawan.FrameCounters)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT device, state FROM frame_counters").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def save_frame_counters(self, states: dict[str, str]) -> None:
+        if not states:
+            return
+        with self._lock:
+            self._conn.executemany("INSERT OR REPLACE INTO frame_counters (device, state) VALUES (?,?)",
+                                   list(states.items()))
 
     def __len__(self) -> int:
         """Batches waiting."""

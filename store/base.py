@@ -10,7 +10,7 @@ Implementations: :mod:`store.sqlite` (embedded default) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -158,3 +158,48 @@ class QuarantineStore(Protocol):
         ...
 
     def stats(self) -> StoreStats: ...
+
+
+# --- Added for exports, Grafana and integrations (issue 15): forecasts kept, streamed reads. ---
+
+
+@dataclass(frozen=True)
+class ForecastPoint:
+    """The newest forecast for one station at one time: median and 5-95 % band, metres.
+
+    ``lead_s`` is ``t_s - issued_s``: how far ahead it was forecast.
+    """
+
+    station_id: StationId
+    t_s: float
+    issued_s: float
+    median_m: float | None
+    lower_m: float | None
+    upper_m: float | None
+
+    @property
+    def lead_s(self) -> float:
+        return self.t_s - self.issued_s
+
+
+class StreamingStore(Protocol):
+    """What exports and dashboards need beyond :class:`Store`; both implementations provide it.
+
+    The ``iter_*`` methods are generators that hold at most one chunk of rows in
+    memory, so a year of 10-minute data for every station streams in constant memory.
+    """
+
+    def write_forecast(self, issued_s: float, station_ids: Sequence[StationId], t_s: np.ndarray,
+                       median_m: np.ndarray, lower_m: np.ndarray, upper_m: np.ndarray) -> int:
+        """Keep an issued forecast: ``t_s`` (H,), the others (S, H); the newest forecast per time wins."""
+        ...
+
+    def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float
+                      ) -> "Iterator[Reading]":
+        """Readings in [start_s, end_s), station by station (in the order given), oldest first."""
+        ...
+
+    def iter_forecasts(self, station_ids: Sequence[StationId], start_s: float, end_s: float
+                       ) -> "Iterator[ForecastPoint]":
+        """Kept forecast points for times in [start_s, end_s), station by station, oldest first."""
+        ...

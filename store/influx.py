@@ -15,6 +15,16 @@ Data design (see docs/storage.md):
   the topic named no known station); fields ``topic``, ``detail``,
   ``payload_hex``; nanosecond timestamps so rejections in one millisecond do
   not overwrite each other.
+- measurement ``forecast`` (for Grafana and exports); tag ``station``; fields
+  ``median_m``, ``lower_m``, ``upper_m`` (the 5-95 % band), ``issued_s``,
+  ``lead_s``; timestamp = the time forecast for. A newer forecast overwrites the
+  point for the same time, so the measurement holds the newest forecast for
+  every time: ahead of now the latest forecast, behind it what was forecast
+  shortly before.
+- measurement ``alert`` (alert decisions, to annotate Grafana panels); tags
+  ``zone``, ``station`` ("none" when not about one), ``audience``, ``kind``;
+  fields ``level`` (0-3), ``level_name``, ``text``, ``recipients``,
+  ``decision_id``; timestamp = the decision's time (ns, distinct).
 
 Writes are synchronous, one HTTP request per ingest batch: ingest already
 batches and must know a batch is stored before it acknowledges the broker.
@@ -32,10 +42,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import urllib3
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
@@ -44,7 +55,15 @@ from influxdb_client.rest import ApiException
 from floodwatch.logs import redact_url
 from floodwatch.errors import ConfigError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
+from floodwatch.store.base import (
+    Field,
+    ForecastPoint,
+    Rejection,
+    StoreStats,
+    Window,
+    WriteResult,
+    empty_window,
+)
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -53,6 +72,10 @@ log = logging.getLogger(__name__)
 
 MEASUREMENT = "reading"
 QUARANTINE = "quarantine"
+FORECAST = "forecast"
+ALERT = "alert"
+# Exports read long ranges a month at a time: each query's answer stays small.
+ITER_WINDOW_S = 30 * 86_400.0
 _FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm", "discharge_m3_s")
 _SUMMED = ("rain_mm",)
 _PREDICTED_AHEAD_S = 400 * 86_400.0  # as far as ingest lets a predicted series reach
@@ -151,19 +174,22 @@ class InfluxStore:
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ApiException as exc:
-            status = exc.status or 0
-            body = (exc.body or "")[:300] if isinstance(exc.body, str) else str(exc.body)[:300]
-            if status >= 500 or status == 429:
-                raise StoreUnavailable(f"InfluxDB at {self.url} answered {status} to {what}; retrying later") from exc
-            hint = {
-                401: "check FLOODWATCH_STORE__INFLUX_TOKEN",
-                403: "give the token read/write permission on the bucket",
-                404: f"create bucket {self.bucket!r} in org {self.org!r} (influx bucket create -n {self.bucket})",
-            }.get(status, "see the message")
-            raise StoreError(f"InfluxDB at {self.url} refused {what} with {status}: {body}; {hint}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"InfluxDB at {self.url} cannot be reached for {what} ({exc}); retrying later") from exc
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._store_error(what, exc) from exc
+
+    def _store_error(self, what: str, exc: Exception) -> StoreError:
+        if not isinstance(exc, ApiException):
+            return StoreUnavailable(f"InfluxDB at {self.url} cannot be reached for {what} ({exc}); retrying later")
+        status = exc.status or 0
+        body = (exc.body or "")[:300] if isinstance(exc.body, str) else str(exc.body)[:300]
+        if status >= 500 or status == 429:
+            return StoreUnavailable(f"InfluxDB at {self.url} answered {status} to {what}; retrying later")
+        hint = {
+            401: "check FLOODWATCH_STORE__INFLUX_TOKEN",
+            403: "give the token read/write permission on the bucket",
+            404: f"create bucket {self.bucket!r} in org {self.org!r} (influx bucket create -n {self.bucket})",
+        }.get(status, "see the message")
+        return StoreError(f"InfluxDB at {self.url} refused {what} with {status}: {body}; {hint}")
 
     def _rows(self, flux: str) -> list[dict[str, Any]]:
         tables = self._call("a query", self._query.query, flux, org=self.org)
@@ -281,6 +307,45 @@ class InfluxStore:
         self._call("a quarantine write", self._write.write, bucket=self.bucket, org=self.org, record=lines,
                    write_precision=WritePrecision.NS)
 
+    def write_forecast(self, issued_s: float, station_ids: Sequence[StationId], t_s: np.ndarray,
+                       median_m: np.ndarray, lower_m: np.ndarray, upper_m: np.ndarray) -> int:
+        """The ``forecast`` measurement: one point per station and lead, overwriting an older forecast's.
+
+        ``t_s`` (H,) UTC epoch s; the others (S, H) metres; NaN medians are skipped. Returns points written.
+        """
+        t = np.asarray(t_s, dtype=float)
+        med, lo, hi = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (median_m, lower_m, upper_m))
+        lines = []
+        for i, sid in enumerate(station_ids):
+            tag = _tag(sid)
+            for k in np.flatnonzero(np.isfinite(med[i])):
+                fields = [f"median_m={float(med[i, k])!r}"]
+                if np.isfinite(lo[i, k]):
+                    fields.append(f"lower_m={float(lo[i, k])!r}")
+                if np.isfinite(hi[i, k]):
+                    fields.append(f"upper_m={float(hi[i, k])!r}")
+                fields += [f"issued_s={float(issued_s)!r}", f"lead_s={int(round(t[k] - issued_s))}i"]
+                lines.append(f"{FORECAST},station={tag} {','.join(fields)} {_ts_ms(float(t[k]))}")
+        for start in range(0, len(lines), 5000):
+            self._call("a forecast write", self._write.write, bucket=self.bucket, org=self.org,
+                       record=lines[start:start + 5000], write_precision=WritePrecision.MS)
+        return len(lines)
+
+    def write_alert_decisions(self, decisions: Sequence[dict[str, Any]]) -> int:
+        """The ``alert`` measurement: one point per decision (``AlertService.add_decision_listener`` rows)."""
+        lines = []
+        for i, d in enumerate(decisions):
+            tags = (f"audience={_tag(str(d.get('audience') or 'none'))},kind={_tag(str(d.get('kind') or 'none'))},"
+                    f"station={_tag(str(d.get('station_id') or 'none'))},zone={_tag(str(d.get('zone_id') or 'none'))}")
+            fields = (f"level={int(d.get('level', 0))}i,level_name={_str_field(str(d.get('level_name_en', '')))},"
+                      f"text={_str_field(str(d.get('text', '')))},recipients={int(d.get('recipients') or 0)}i,"
+                      f"decision_id={int(d.get('id') or 0)}i")
+            lines.append(f"{ALERT},{tags} {fields} {int(float(d['ts_s']) * 1e9) + i}")
+        if lines:
+            self._call("an alert write", self._write.write, bucket=self.bucket, org=self.org, record=lines,
+                       write_precision=WritePrecision.NS)
+        return len(lines)
+
     def apply_retention(self, now_s: float) -> int:
         """Delete readings older than the retention window (the bucket's own retention does this too).
 
@@ -344,6 +409,43 @@ class InfluxStore:
             f'  |> filter(fn: (r) => {self._station_predicate(station_ids)})\n'
             '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         )
+
+    def _stream(self, flux: str) -> Iterator[dict[str, Any]]:
+        """Records of a query as the answer arrives (influxdb-client parses the CSV as it streams)."""
+        try:
+            for rec in self._query.query_stream(flux, org=self.org):
+                yield rec.values
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._store_error("a query", exc) from exc
+
+    def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float) -> Iterator[Reading]:
+        """Readings in [start_s, end_s), station by station, oldest first, a month per query, streamed."""
+        for sid in station_ids:
+            t0 = start_s
+            while t0 < end_s:
+                t1 = min(end_s, t0 + ITER_WINDOW_S)
+                for row in self._stream(self._readings_flux([sid], t0, t1)):
+                    yield _row_to_reading(row)
+                t0 = t1
+
+    def iter_forecasts(self, station_ids: Sequence[StationId], start_s: float, end_s: float
+                       ) -> Iterator[ForecastPoint]:
+        """Kept forecast points for times in [start_s, end_s), station by station, oldest first."""
+        for sid in station_ids:
+            t0 = start_s
+            while t0 < end_s:
+                t1 = min(end_s, t0 + ITER_WINDOW_S)
+                flux = (
+                    f'from(bucket: {_flux_str(self.bucket)})\n'
+                    f'  |> range(start: {_rfc3339(t0)}, stop: {_rfc3339(t1)})\n'
+                    f'  |> filter(fn: (r) => r._measurement == "{FORECAST}" and r.station == {_flux_str(sid)})\n'
+                    '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+                )
+                for row in self._stream(flux):
+                    yield ForecastPoint(StationId(row["station"]), _ts_ms(row["_time"].timestamp()) / 1000.0,
+                                        float(row["issued_s"]), _num(row.get("median_m")), _num(row.get("lower_m")),
+                                        _num(row.get("upper_m")))
+                t0 = t1
 
     def read_readings(self, station_id: StationId, start_s: float, end_s: float) -> list[Reading]:
         flux = self._readings_flux([station_id], start_s, end_s) + '  |> sort(columns: ["_time"])\n'
@@ -440,6 +542,10 @@ class InfluxStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def _row_to_reading(row: dict[str, Any]) -> Reading:

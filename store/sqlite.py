@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,15 @@ from floodwatch.logs import redact_url
 from floodwatch import migrations
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
+from floodwatch.store.base import (
+    Field,
+    ForecastPoint,
+    Rejection,
+    StoreStats,
+    Window,
+    WriteResult,
+    empty_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +78,26 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_reason ON quarantine (reason, station);
 """
 
+# --- Schema added for kept forecasts (issue 15: exports, Grafana): the newest forecast per
+# (station, time), so a row is replaced when a later forecast covers the same time.
+_SCHEMA_FORECASTS = """
+CREATE TABLE IF NOT EXISTS forecasts (
+    station   TEXT NOT NULL,
+    t_s       REAL NOT NULL,
+    issued_s  REAL NOT NULL,
+    median_m  REAL,
+    lower_m   REAL,
+    upper_m   REAL,
+    PRIMARY KEY (station, t_s)
+) WITHOUT ROWID;
+"""
+
 # The readings file's schema versions, oldest first (floodwatch/migrations.py). To change the
 # schema, append a step; never edit one that has shipped.
 MIGRATIONS: list[migrations.Step] = [
     _SCHEMA_1,  # 1: release 0.1.0's tables (adopted as they are in files made before versions)
     "ALTER TABLE readings ADD COLUMN discharge_m3_s REAL",  # 2: a dam's release, m3/s (external feeds)
+    _SCHEMA_FORECASTS,  # 3: kept forecasts (exports, Grafana)
 ]
 
 _INSERT = (
@@ -302,11 +325,98 @@ class SqliteStore:
             try:
                 cur = self._writer.execute("DELETE FROM readings WHERE ts_s < ?", (cutoff_s,))
                 self._writer.execute("DELETE FROM quarantine WHERE received_s < ?", (cutoff_s,))
+                self._writer.execute("DELETE FROM forecasts WHERE t_s < ?", (cutoff_s,))
             except sqlite3.OperationalError as exc:
                 raise _as_store_error(exc, self.path) from exc
         if cur.rowcount:
             log.info("event=retention deleted=%d cutoff_s=%.0f", cur.rowcount, cutoff_s)
         return cur.rowcount
+
+    def write_forecast(self, issued_s: float, station_ids: Sequence[StationId], t_s: np.ndarray,
+                       median_m: np.ndarray, lower_m: np.ndarray, upper_m: np.ndarray,
+                       stations_per_commit: int = 50) -> int:
+        """Keep an issued forecast; a time already covered by an older forecast takes the newer one.
+
+        ``t_s`` (H,) UTC epoch s; ``median_m``, ``lower_m``, ``upper_m`` (S, H) metres, rows in
+        ``station_ids`` order; times where the median is NaN are skipped. Written a few stations
+        per transaction, so ingest's writes interleave with a forecast of thousands of stations.
+        Returns rows written.
+        """
+        t = np.asarray(t_s, dtype=float)
+        med, lo, hi = (np.atleast_2d(np.asarray(a, dtype=float)) for a in (median_m, lower_m, upper_m))
+        written = 0
+        for first in range(0, len(station_ids), stations_per_commit):
+            rows: list[tuple] = []
+            for i in range(first, min(first + stations_per_commit, len(station_ids))):
+                ok = np.isfinite(med[i])
+                n = int(ok.sum())
+                # tolist() and zip build the rows at C speed; SQLite stores a NaN band as NULL.
+                rows += zip([station_ids[i]] * n, t[ok].tolist(), [float(issued_s)] * n, med[i][ok].tolist(),
+                            lo[i][ok].tolist(), hi[i][ok].tolist(), strict=True)
+            if rows:
+                self._upsert_forecasts(rows)
+                written += len(rows)
+        return written
+
+    def _upsert_forecasts(self, rows: list[tuple]) -> None:
+        with self._write_lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    self._writer.executemany(
+                        "INSERT INTO forecasts (station, t_s, issued_s, median_m, lower_m, upper_m)"
+                        " VALUES (?,?,?,?,?,?) ON CONFLICT (station, t_s) DO UPDATE SET"
+                        " issued_s = excluded.issued_s, median_m = excluded.median_m, lower_m = excluded.lower_m,"
+                        " upper_m = excluded.upper_m WHERE excluded.issued_s >= forecasts.issued_s",
+                        rows,
+                    )
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    if self._writer.in_transaction:
+                        self._writer.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _as_store_error(exc, self.path) from exc
+
+    def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float,
+                      chunk: int = 2000) -> Iterator[Reading]:
+        """Readings in [start_s, end_s), station by station, oldest first, ``chunk`` rows in memory at a time.
+
+        Each chunk is its own short query (keyset on the primary key), so a long export
+        holds no read transaction open: ingest's checkpoints go on meanwhile.
+        """
+        for sid in station_ids:
+            after, op = start_s, ">="
+            while True:
+                try:
+                    rows = self._conn().execute(
+                        f"SELECT {_COLUMNS} FROM readings WHERE station = ? AND ts_s {op} ? AND ts_s < ?"
+                        " ORDER BY ts_s LIMIT ?", (sid, after, end_s, chunk)).fetchall()
+                except sqlite3.OperationalError as exc:
+                    raise _as_store_error(exc, self.path) from exc
+                for row in rows:
+                    yield _row_to_reading(row)
+                if len(rows) < chunk:
+                    break
+                after, op = rows[-1][1], ">"
+
+    def iter_forecasts(self, station_ids: Sequence[StationId], start_s: float, end_s: float,
+                       chunk: int = 2000) -> Iterator[ForecastPoint]:
+        """Kept forecast points for times in [start_s, end_s), station by station, oldest first."""
+        for sid in station_ids:
+            after, op = start_s, ">="
+            while True:
+                try:
+                    rows = self._conn().execute(
+                        f"SELECT station, t_s, issued_s, median_m, lower_m, upper_m FROM forecasts WHERE station = ?"
+                        f" AND t_s {op} ? AND t_s < ? ORDER BY t_s LIMIT ?", (sid, after, end_s, chunk)).fetchall()
+                except sqlite3.OperationalError as exc:
+                    raise _as_store_error(exc, self.path) from exc
+                for row in rows:
+                    yield ForecastPoint(StationId(row[0]), *row[1:])
+                if len(rows) < chunk:
+                    break
+                after, op = rows[-1][1], ">"
 
     # -- reads ---------------------------------------------------------------
     def read_window(

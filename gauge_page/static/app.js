@@ -626,6 +626,7 @@ async function refreshStations() {
   renderMap();
   if (state.detailId) renderDetail();
   document.dispatchEvent(new CustomEvent("fw:stations"));
+  if (window.floodwatchExport) window.floodwatchExport.render(state); // export.js
 }
 function scheduleRefresh(alsoDetail) {
   if (alsoDetail) state.detailDirty = true;
@@ -663,6 +664,7 @@ function renderAll() {
   renderOverview(); renderMap(); renderAlerts(); renderHealth(); renderDetail(); renderZonePicks();
   runHooks("render");
   document.dispatchEvent(new CustomEvent("fw:stations"));
+  if (window.floodwatchExport) window.floodwatchExport.render(state); // export.js
 }
 async function refreshAll() {
   await refreshStations();

@@ -199,3 +199,13 @@ def test_the_generated_acl_keeps_the_consumer_in_its_own_block(make_settings):
     block = acl[acl.index("# ---- consumer"):acl.index("# ---- end of consumer ----")]
     assert f"user {CONSUMER_USER}" in block and "topic read floodwatch/#" in block
     assert "write" not in block.replace("publishes nothing", "")
+def test_integration_accounts_are_written_and_kept(tmp_path, make_settings):
+    from floodwatch.cli.mqtt_config import CONSUMER_USER, LORAWAN_USER, STATE_USER
+
+    settings = make_settings()
+    users = {c.username for c in write_config(settings, tmp_path / "m", consumers=["home-assistant", "node-red"])}
+    assert {STATE_USER, LORAWAN_USER, "home-assistant", "node-red"} <= users and CONSUMER_USER not in users
+    acl = (tmp_path / "m" / "acl").read_text()
+    consumer = acl.split("user home-assistant\n")[1].split("\n\n")[0].splitlines()
+    assert consumer == ["topic read floodwatch/lamphaya/state/#", "topic read homeassistant/+/floodwatch_lamphaya/#"]
+    assert "topic read application/+/device/+/event/up" in acl.split(f"user {INGEST_USER}\n")[1].split("\n\n")[0]

@@ -15,9 +15,7 @@ the header themselves.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
-from collections.abc import Iterable
 
 # a client address: at most this many wrong passwords (for any usernames) per window
 MAX_FAILURES_PER_ADDRESS = 10

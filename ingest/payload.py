@@ -203,7 +203,7 @@ def parse_message(
         station_id = station_from_topic(topic, reg.prefix, site=reg.site, single_site=reg.single_site)
     except PayloadError as err:
         return ParsedMessage(None, [], [err])
-    return parse_station_payload(station_id, payload, settings, now_s, tips)
+    return parse_station_payload(station_id, payload, settings, now_s, tips, from_feed=from_feed)
 
 
 def parse_station_payload(
@@ -212,6 +212,8 @@ def parse_station_payload(
     settings: "Settings",
     now_s: float,
     tips: TipCounters | None = None,
+    *,
+    from_feed: bool = False,
 ) -> ParsedMessage:
     """:func:`parse_message` for a payload whose station is already known (an HTTP post names it in its path).
 

@@ -251,7 +251,8 @@ class IngestService:
             raise RuntimeError("ingest is not running; start IngestService before submitting")
         reply = _Reply(Future())
         label = topic or f"http:/api/v1/ingest/{station_id}"
-        self._queue.put(_Msg(label, payload, 0, 0, -1, self.clock.now_s(), station_id, reply))
+        self._queue.put(_Msg(label, payload, 0, 0, -1, self.clock.now_s(),
+                             station_id=station_id, reply=reply))
         return reply.future
 
     def stop(self, timeout_s: float = 10.0) -> None:

@@ -21,14 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from floodwatch import metrics
-from floodwatch.clock import Clock
-from floodwatch.errors import LineApiError
-from floodwatch.settings import Settings
-from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
-from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
-
-from floodwatch.alerts import _codec, flex, messages as msg, quota as quota_mod
+from floodwatch.alerts import _codec, flex
+from floodwatch.alerts import messages as msg
+from floodwatch.alerts import quota as quota_mod
 from floodwatch.alerts._db import AlertDb
 from floodwatch.alerts.delivery import DeliveryWorkers
 from floodwatch.alerts.line_client import LineClient
@@ -52,6 +47,13 @@ from floodwatch.alerts.rules import (
     tide_extrema,
     trend_word,
 )
+
+from floodwatch import metrics
+from floodwatch.clock import Clock
+from floodwatch.errors import LineApiError
+from floodwatch.settings import Settings
+from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
+from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
 
 log = logging.getLogger("floodwatch.alerts")
 
@@ -198,7 +200,7 @@ class AlertService:
             self.db.close()
             self.residents.book.close()
 
-    def __enter__(self) -> "AlertService":
+    def __enter__(self) -> AlertService:
         self.start()
         return self
 
@@ -492,7 +494,7 @@ class AlertService:
         if dropped:
             zones = ",".join(sorted({zone_id for zone_id, _ in supersede.values()}))
             log.info("event=alerts_superseded zones=%s chunks=%d", zones, dropped)
-        for a, (row, groups, _) in zip(actions, decisions):
+        for a, (_row, groups, _) in zip(actions, decisions, strict=True):
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
@@ -617,7 +619,7 @@ class AlertService:
         known: dict[str, Any] | None = None
         queued = 0
         out = []
-        for a, (_, groups, _) in zip(actions, decisions):
+        for a, (_, groups, _) in zip(actions, decisions, strict=True):
             needed = sum(len(u) for u, _ in groups)
             dropped = 0
             if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):

@@ -112,7 +112,7 @@ class Background:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Background":
+    def start(self) -> Background:
         self._thread.start()
         return self
 

@@ -138,7 +138,7 @@ class NodeCore:
             self.last_sync_s = t_s
             self.sync_error_s = float(self.rng.normal(0.0, 0.05))  # NTP over a cellular modem
         offset = self.sync_error_s + self.clock_drift_ppm * 1e-6 * (t_s - self.last_sync_s)
-        for i, f in enumerate(self.faults):
+        for f in self.faults:
             if f.kind == "wrong_clock" and f.active(t_s):
                 offset += f.offset_s
         return self.origin_s + t_s + offset

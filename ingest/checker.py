@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+from floodwatch.ingest import qc
 
 from floodwatch.vocabulary import QcFlag, Reading
-from floodwatch.ingest import qc
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -26,7 +26,7 @@ _EMPTY = np.empty(0)
 class QcChecker:
     """Flags readings with QARTOD flags, remembering each station's recent values."""
 
-    def __init__(self, settings: "Settings", history: int = HISTORY) -> None:
+    def __init__(self, settings: Settings, history: int = HISTORY) -> None:
         self._limits = {s.id: qc.limits_for(s) for s in settings.stations}
         self._interval_s = {s.id: s.publish_interval_s for s in settings.stations}
         self._history = history
@@ -101,12 +101,12 @@ class QcChecker:
         # Right-align every station's series; NaN on the left is "no earlier reading".
         t_mat = np.full((len(sids), width), np.nan)
         v_mat = np.full((len(sids), width), np.nan)
-        for row, (t, v) in enumerate(zip(rows_t, rows_v)):
+        for row, (t, v) in enumerate(zip(rows_t, rows_v, strict=True)):
             t_mat[row, width - t.size:] = t
             v_mat[row, width - v.size:] = v
         limits = qc.stack_limits([self._limits[sid] for sid in sids])
         interval = np.array([self._interval_s[sid] for sid in sids])
-        first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t))
+        first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t, strict=True))
         flags, tests = qc.run_tests(v_mat, t_mat, now_s, limits, interval, last=width - first_new)
         for row, sid in enumerate(sids):
             shift = width - rows_t[row].size

@@ -155,7 +155,7 @@ def _number(row: dict, col: str | None, name: str) -> float | None:
 def rows_to_readings(
     rows: Iterator[dict],
     columns: dict[str, str],
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     *,
     station: str | None,
@@ -223,7 +223,7 @@ def rows_to_readings(
 
 def import_csv(
     path: Path,
-    settings: "Settings",
+    settings: Settings,
     store: object,
     now_s: float,
     *,
@@ -265,7 +265,7 @@ def import_csv(
     return result
 
 
-def _read_rows(path: Path, settings: "Settings", now_s: float, *, station: str | None, tz: ZoneInfo,
+def _read_rows(path: Path, settings: Settings, now_s: float, *, station: str | None, tz: ZoneInfo,
                result: ImportResult, aliases: dict[str, str] | None) -> list[Reading]:
     try:
         return _read_rows_encoded(path, "utf-8-sig", settings, now_s, station=station, tz=tz, result=result,
@@ -280,7 +280,7 @@ def _read_rows(path: Path, settings: "Settings", now_s: float, *, station: str |
         return rows
 
 
-def _read_rows_encoded(path: Path, encoding: str, settings: "Settings", now_s: float, *, station: str | None,
+def _read_rows_encoded(path: Path, encoding: str, settings: Settings, now_s: float, *, station: str | None,
                        tz: ZoneInfo, result: ImportResult, aliases: dict[str, str] | None) -> list[Reading]:
     with open(path, newline="", encoding=encoding) as fh:
         reader = csv.DictReader(fh)

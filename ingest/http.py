@@ -146,7 +146,7 @@ def _refuse(station_id: str, refusal: _Refusal, headers: dict[str, str] | None =
     return _answer(station_id, refusal.status, body, headers)
 
 
-def _outcome_body(outcome: "IngestOutcome") -> dict[str, Any]:
+def _outcome_body(outcome: IngestOutcome) -> dict[str, Any]:
     return {
         "station_id": outcome.station_id,
         "stored": outcome.stored,
@@ -156,7 +156,7 @@ def _outcome_body(outcome: "IngestOutcome") -> dict[str, Any]:
     }
 
 
-def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
+def http_router(settings: Settings, service: IngestService) -> APIRouter:
     """``POST /api/v1/ingest/{station_id}`` for ``service`` (a started :class:`IngestService`)."""
     cfg = settings.http_ingest
     known = {s.id for s in settings.stations}
@@ -229,7 +229,7 @@ def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(service.submit(station_id, bytes(body))),
                                              WRITE_TIMEOUT_S)
-        except (asyncio.TimeoutError, FutureTimeout):
+        except (TimeoutError, FutureTimeout):
             return _refuse(station_id, _Refusal(503, "store_timeout", "the write did not finish in time; send again"))
         except Exception as exc:  # the store's error: nothing durable, the logger must resend
             log.warning("event=http_ingest_not_stored station=%s error=%s", station_id, exc)

@@ -138,7 +138,7 @@ class ParsedMessage:
 class _Registry:
     """Station look-up by id, built once per settings object (the hot path runs per message)."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stations = {s.id: s for s in settings.stations}
         self.prefix = settings.mqtt.topic_prefix
@@ -150,7 +150,7 @@ class _Registry:
 _registries: dict[int, _Registry] = {}
 
 
-def _registry(settings: "Settings") -> _Registry:
+def _registry(settings: Settings) -> _Registry:
     reg = _registries.get(id(settings))
     if reg is None or reg.settings is not settings:
         reg = _Registry(settings)
@@ -184,7 +184,7 @@ def station_from_topic(
 def parse_message(
     topic: str,
     payload: bytes,
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     tips: TipCounters | None = None,
     *,
@@ -209,7 +209,7 @@ def parse_message(
 def parse_station_payload(
     station_id: str,
     payload: bytes,
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     tips: TipCounters | None = None,
     *,
@@ -295,7 +295,7 @@ def parse_station_payload(
 
 
 def _parse_buffer_items(
-    payload: bytes, station: "StationConfig", station_id: str, reg: _Registry, now_s: float, tips: TipCounters | None
+    payload: bytes, station: StationConfig, station_id: str, reg: _Registry, now_s: float, tips: TipCounters | None
 ) -> ParsedMessage:
     items = json.loads(payload)["readings"]
     good: list[tuple[int, _ReadingIn]] = []
@@ -316,7 +316,7 @@ def _parse_buffer_items(
     return ParsedMessage(station_id, readings, errors)
 
 
-def parse_payload(topic: str, payload: bytes, settings: "Settings", now_s: float,
+def parse_payload(topic: str, payload: bytes, settings: Settings, now_s: float,
                   tips: TipCounters | None = None) -> list[Reading]:
     """Validate and convert one telemetry message; raise :class:`PayloadError` on the first fault.
 
@@ -358,7 +358,7 @@ def _parse_ts(ts: float | str | None, station_id: str | None = None) -> float:
 
 def _convert(
     item: _ReadingIn,
-    station: "StationConfig",
+    station: StationConfig,
     station_id: str,
     reg: _Registry,
     now_s: float,
@@ -446,7 +446,7 @@ def _convert(
 
 
 def convert_fields(
-    fields: dict[str, Any], station_id: str, settings: "Settings", now_s: float, tips: TipCounters | None = None
+    fields: dict[str, Any], station_id: str, settings: Settings, now_s: float, tips: TipCounters | None = None
 ) -> Reading:
     """One reading given as plain fields (a LoRaWAN codec's output), through the contract's checks.
 

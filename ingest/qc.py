@@ -60,7 +60,7 @@ class QcLimits:
     rate_min_change: float = 0.0
 
 
-def limits_for(station: "StationConfig") -> QcLimits:
+def limits_for(station: StationConfig) -> QcLimits:
     """Derive QC limits from the station registry.
 
     The registry has no climatology yet; for levels the suspect band is from

@@ -118,7 +118,7 @@ class _Msg(NamedTuple):
     reply: _Reply | None = None
 
 
-def spool_path(settings: "Settings") -> str:
+def spool_path(settings: Settings) -> str:
     """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db in the data dir."""
     if settings.store.spool_path:
         return settings.store.spool_path
@@ -173,9 +173,9 @@ class IngestService:
 
     def __init__(
         self,
-        settings: "Settings",
-        store: "Store",
-        clock: "Clock",
+        settings: Settings,
+        store: Store,
+        clock: Clock,
         on_stored: OnStored | None = None,
         on_status: OnStatus | None = None,
     ) -> None:
@@ -239,7 +239,7 @@ class IngestService:
         """Block until the broker acknowledged the subscriptions (SUBACK); False on timeout."""
         return self._connected.wait(timeout_s)
 
-    def submit(self, station_id: str, payload: bytes, *, topic: str | None = None) -> "Future[IngestOutcome]":
+    def submit(self, station_id: str, payload: bytes, *, topic: str | None = None) -> Future[IngestOutcome]:
         """Hand one contract payload for a known station to the writer (the HTTP ingest path).
 
         It goes the way every MQTT message goes (validation, QC, dedup, one store

@@ -267,7 +267,7 @@ class LineStandIn:
         self._followers: dict[str, None] = {}
         self._menus = RichMenuState()
 
-    def start(self) -> "LineStandIn":
+    def start(self) -> LineStandIn:
         if self._server is not None:
             raise RuntimeError("this LineStandIn is already running at " + self.base_url)
         self._stopping.clear()
@@ -291,7 +291,7 @@ class LineStandIn:
         self._server, self._thread = None, None
         log.info("event=line_standin_stopped")
 
-    def __enter__(self) -> "LineStandIn":
+    def __enter__(self) -> LineStandIn:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

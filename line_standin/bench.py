@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi, MulticastRequest, TextMessage
 from linebot.v3.messaging.exceptions import ApiException

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["Field", "Rejection", "Store", "StoreStats", "Window", "WriteResult", "open_store"]
 
 
-def open_store(settings: "Settings") -> Store:
+def open_store(settings: Settings) -> Store:
     """Open the store ``settings.store.url`` names; the caller closes it."""
     cfg = settings.store
     url = cfg.url

@@ -195,11 +195,11 @@ class StreamingStore(Protocol):
         ...
 
     def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float
-                      ) -> "Iterator[Reading]":
+                      ) -> Iterator[Reading]:
         """Readings in [start_s, end_s), station by station (in the order given), oldest first."""
         ...
 
     def iter_forecasts(self, station_ids: Sequence[StationId], start_s: float, end_s: float
-                       ) -> "Iterator[ForecastPoint]":
+                       ) -> Iterator[ForecastPoint]:
         """Kept forecast points for times in [start_s, end_s), station by station, oldest first."""
         ...

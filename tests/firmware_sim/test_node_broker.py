@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
-
 from floodwatch.firmware_sim import Node, load_scenario
+
 from floodwatch.clock import AcceleratedClock
 
 from .conftest import Recorder
@@ -100,7 +101,7 @@ def test_reboot_in_the_rain_neither_creates_nor_loses_rain(broker, settings):
     assert {r["boot"] for r in readings} == {1, 2}
     # Ingestion's conversion: tips since the previous reading of the same boot; a new boot counts from 0.
     rain_mm = 0.0
-    for prev, cur in zip(readings, readings[1:]):
+    for prev, cur in pairwise(readings):
         tips = cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]
         assert tips >= 0
         rain_mm += tips * station.mm_per_tip

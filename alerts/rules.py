@@ -434,7 +434,8 @@ def decide_qc(
     if not math.isnan(last) and ts_s - last < cfg.officer_cooldown_s:
         return health, []
     return replace(health, last_qc_alert_s=ts_s), [
-        Action("qc", "officers", zone_id, health.station_id, AlertLevel.WATCH, ts_s, detail=f"{qc_name} {detail}".strip())
+        Action("qc", "officers", zone_id, health.station_id, AlertLevel.WATCH, ts_s,
+               detail=f"{qc_name} {detail}".strip())
     ]
 
 

@@ -195,7 +195,8 @@ class MqttSettings(_Section):
     )
     session_expiry_s: int = 86_400
     keepalive_s: int = 30
-    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) that signed the broker's TLS certificate")
+    ca_file: Path | None = Field(default=None,
+                                 description="CA certificate (PEM) that signed the broker's TLS certificate")
     single_site_topics: bool = Field(
         default=True,
         description="also accept floodwatch/{station_id}/... (the single-site form) besides "

@@ -112,7 +112,8 @@ class PageContext:
             window = self.store.read_window(
                 level_ids, "water_level_m", now_s - _overview.TREND_WINDOW_S, now_s + 1.0, 60.0
             )
-            for sid, rate in zip(window.station_ids, _overview.rise_rate_cm_per_h(window.t_s, window.values), strict=True):
+            rates = _overview.rise_rate_cm_per_h(window.t_s, window.values)
+            for sid, rate in zip(window.station_ids, rates, strict=True):
                 rates[sid] = float(rate)
         rain_1h: dict[str, float | None] = {}
         if rain_ids:

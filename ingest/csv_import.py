@@ -175,7 +175,8 @@ def rows_to_readings(
             sid = aliases.get(sid, sid)
             cfg = stations.get(sid)
             if cfg is None:
-                raise RowError("unknown_station", f"station {sid!r} is not in {settings.config_file}; pass --station or add it")
+                raise RowError("unknown_station",
+                               f"station {sid!r} is not in {settings.config_file}; pass --station or add it")
             ts_s = parse_time(row.get(columns["ts"], "") or "", tz)
             ahead_s = PREDICTED_AHEAD_S if cfg.series == "predicted" else FUTURE_REJECT_S
             if ts_s > now_s + ahead_s:

@@ -338,7 +338,8 @@ def _sort_key(item: _ReadingIn) -> float:
 
 def _parse_ts(ts: float | str | None, station_id: str | None = None) -> float:
     if ts is None:
-        raise PayloadError("missing_ts", "the reading has no 'ts'; send ISO-8601 with offset or epoch seconds", station_id)
+        raise PayloadError("missing_ts", "the reading has no 'ts'; send ISO-8601 with offset or epoch seconds",
+                           station_id)
     if isinstance(ts, str):
         try:
             when = datetime.fromisoformat(ts)

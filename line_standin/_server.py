@@ -66,7 +66,8 @@ _ID_METHODS = {
     "/v2/bot/user/all/richmenu/{richMenuId}": ("POST",),
     "/v2/bot/message/{messageId}/content": ("GET",),
 }
-VALIDATE_PATHS = tuple(f"/v2/bot/message/validate/{kind}" for kind in ("reply", "push", "multicast", "narrowcast", "broadcast"))
+VALIDATE_PATHS = tuple(f"/v2/bot/message/validate/{kind}"
+                       for kind in ("reply", "push", "multicast", "narrowcast", "broadcast"))
 SEND_PATHS = (PUSH, MULTICAST, REPLY, BROADCAST, NARROWCAST)
 RETRY_KEY_PATHS = frozenset({PUSH, MULTICAST, NARROWCAST, BROADCAST})
 

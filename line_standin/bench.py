@@ -48,7 +48,8 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
             yield standin.base_url
         return
     process = subprocess.Popen(
-        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN, "--multicast-rate", str(rate_per_s)],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN,
+         "--multicast-rate", str(rate_per_s)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -117,7 +118,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m floodwatch.line_standin.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.line_standin.bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=600, help="multicasts to send (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="client threads (default: %(default)s)")
     parser.add_argument("--recipients", type=int, default=500, help="user ids per multicast (default: %(default)s)")

@@ -479,7 +479,8 @@ class InfluxStore:
         station_filter = f'  |> filter(fn: (r) => r.station == {_flux_str(station_id)})\n' if station_id else ""
         flux = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{QUARANTINE}")\n'
             + station_filter
             + '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
@@ -504,7 +505,8 @@ class InfluxStore:
         now_s = datetime.now(tz=UTC).timestamp()
         flux = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{QUARANTINE}" and r._field == "topic")\n'
             '  |> group(columns: ["reason", "station"])\n'
             '  |> count()\n'
@@ -519,7 +521,8 @@ class InfluxStore:
         now_s = datetime.now(tz=UTC).timestamp()
         base = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}" and r._field == "qc_flag")\n'
         )
         per_station = self._rows(base + "  |> count()\n")

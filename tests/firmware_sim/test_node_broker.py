@@ -77,7 +77,8 @@ def test_offline_fault_flushes_the_hour_in_batches_oldest_first(broker, settings
     hours = [(datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 for r in flushed]
     # The flush holds the offline hour (and whatever was made while reconnecting), in order.
     assert min(hours) >= 1.99 and hours == sorted(hours)
-    offline_seqs = {r["seq"] for r in readings if 2.0 <= (datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 < 2.99}
+    offline_seqs = {r["seq"] for r in readings
+                    if 2.0 <= (datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 < 2.99}
     assert len(offline_seqs) >= 5 and offline_seqs <= {r["seq"] for r in flushed}
     # The node really dropped its connection: the broker published its will, then it came back.
     assert recorder.statuses("LP-W01") == ["online", "offline", "online", "offline"]

@@ -65,7 +65,8 @@ def test_checker_uses_history_across_batches_and_names_the_tests():
     checker = QcChecker(load_settings())
     t, v = tidal(12)
     sid = StationId("LP-W01")
-    first = checker.check([Reading(sid, float(a), water_level_m=float(b)) for a, b in zip(t[:6], v[:6], strict=True)], T0 + 1e5)
+    first = checker.check([Reading(sid, float(a), water_level_m=float(b))
+                           for a, b in zip(t[:6], v[:6], strict=True)], T0 + 1e5)
     assert [r.qc_flag for r in first[1:]] == [QcFlag.PASS] * 5
     spike_at = float(t[6])
     second = checker.check([Reading(sid, spike_at, water_level_m=float(v[6]) + 1.0)], T0 + 1e5)

@@ -422,7 +422,8 @@ def annotated_csv(tables: list[Table]) -> str:
             ",result,table," + ",".join(ordered),
         ]
         for r in rows:
-            lines.append(",," + str(index) + "," + ",".join(_cell(r.get(c), t) for c, t in zip(ordered, types, strict=True)))
+            cells = ",".join(_cell(r.get(c), t) for c, t in zip(ordered, types, strict=True))
+            lines.append(",," + str(index) + "," + cells)
         blocks.append("\r\n".join(lines) + "\r\n")
     return "\r\n".join(blocks) + "\r\n"
 

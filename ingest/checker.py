@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from floodwatch.ingest import qc
 
-from floodwatch.vocabulary import QcFlag, Reading
+from floodwatch.vocabulary import QcFlag, Reading, StationId
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -35,7 +35,7 @@ class QcChecker:
 
     def seed(self, readings: Sequence[Reading]) -> None:
         """Remember stored readings (any order) as history; does not flag them."""
-        by_station: dict[str, list[Reading]] = {}
+        by_station: dict[StationId, list[Reading]] = {}
         for r in readings:
             by_station.setdefault(r.station_id, []).append(r)
         for sid, rs in by_station.items():
@@ -60,10 +60,10 @@ class QcChecker:
                 out_all.extend(self.check(readings[start:start + CHUNK], now_s))
             return out_all
         out: list[Reading | None] = [None] * len(readings)
-        by_station: dict[str, list[int]] = {}
+        by_station: dict[StationId, list[int]] = {}
         for i, r in enumerate(readings):
             by_station.setdefault(r.station_id, []).append(i)
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[StationId]] = {}
         for sid in by_station:
             limits = self._limits.get(sid)
             if limits is None:  # parse_payload refuses unknown stations; keep the reading unjudged
@@ -75,7 +75,7 @@ class QcChecker:
             self._check_group(field, sids, by_station, readings, now_s, out)
         return out  # type: ignore[return-value]
 
-    def _check_group(self, field: str, sids: list[str], by_station: dict[str, list[int]],
+    def _check_group(self, field: str, sids: list[StationId], by_station: dict[StationId, list[int]],
                      readings: Sequence[Reading], now_s: float, out: list) -> None:
         rows_t, rows_v, new_pos = [], [], []
         for sid in sids:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +81,7 @@ class ImportResult:
     encoding: str = "utf-8"
 
 
-def _columns(header: list[str]) -> dict[str, str]:
+def _columns(header: Sequence[str]) -> dict[str, str]:
     lower = {h.strip().lower(): h for h in header}
     found = {}
     for key, names in ALIASES.items():
@@ -108,6 +108,7 @@ def parse_time(text: str, tz: ZoneInfo) -> float:
     year = s[:4]
     if year.isdigit() and int(year) > _BUDDHIST_ERA_FROM_YEAR:
         s = f"{int(year) - BUDDHIST_ERA_OFFSET_YEARS:04d}{s[4:]}"
+    when: datetime | None
     try:
         when = datetime.fromisoformat(s)
     except ValueError:
@@ -173,7 +174,7 @@ def rows_to_readings(
         try:
             sid = station or (row.get(columns.get("station", ""), "") or "").strip()
             sid = aliases.get(sid, sid)
-            cfg = stations.get(sid)
+            cfg = stations.get(StationId(sid))
             if cfg is None:
                 raise RowError("unknown_station",
                                f"station {sid!r} is not in {settings.config_file}; pass --station or add it")

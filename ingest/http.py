@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse
 
 from floodwatch import metrics
 from floodwatch.ingest.payload import MAX_PAYLOAD_BYTES
+from floodwatch.vocabulary import StationId
 
 if TYPE_CHECKING:
     from floodwatch.ingest.service import IngestOutcome, IngestService
@@ -165,14 +166,15 @@ def http_router(settings: Settings, service: IngestService) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
     def authenticate(station_id: str, header: str) -> _Refusal | None:
-        stored = cfg.tokens.get(station_id)
+        stored = cfg.tokens.get(StationId(station_id))
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _Refusal(401, "missing_token", "send the node's token as 'Authorization: Bearer fwi.…'")
         token = token.strip()
         if stored is not None and token_matches(token, stored):
             return None
-        named = token_station(token)
+        named_in_token = token_station(token)
+        named = StationId(named_in_token) if named_in_token is not None else None
         if (named is not None and named != station_id and named in cfg.tokens
                 and token_matches(token, cfg.tokens[named])):
             return _Refusal(403, "wrong_station_token",
@@ -221,13 +223,13 @@ def http_router(settings: Settings, service: IngestService) -> APIRouter:
         if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
             return _refuse(station_id, _Refusal(413, "oversized", f"body is {declared} bytes, over the "
                                                 f"{MAX_PAYLOAD_BYTES}-byte limit; send smaller batches"))
-        body = bytearray()
+        received = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_PAYLOAD_BYTES:
+            received += chunk
+            if len(received) > MAX_PAYLOAD_BYTES:
                 break  # the rest is not read; parsing what we have says 'oversized' and quarantines its head
         try:
-            outcome = await asyncio.wait_for(asyncio.wrap_future(service.submit(station_id, bytes(body))),
+            outcome = await asyncio.wait_for(asyncio.wrap_future(service.submit(station_id, bytes(received))),
                                              WRITE_TIMEOUT_S)
         except (TimeoutError, FutureTimeout):
             return _refuse(station_id, _Refusal(503, "store_timeout", "the write did not finish in time; send again"))

@@ -112,10 +112,11 @@ class TipCounters:
             # otherwise the tips since boot may include rain already counted.
             return 0.0 if tips == 0 else None
         prev_boot, prev_ts_s, prev_tips = prev
-        both_booted = boot is not None and prev_boot is not None
-        if both_booted and boot < prev_boot:
-            return None  # a re-send from before the node's last reboot
-        new_boot = both_booted and boot > prev_boot
+        new_boot = False
+        if boot is not None and prev_boot is not None:
+            if boot < prev_boot:
+                return None  # a re-send from before the node's last reboot
+            new_boot = boot > prev_boot
         if not new_boot and ts_s <= prev_ts_s:
             return None  # older than the baseline: a re-send; the store drops it as a duplicate
         self.last[station_id] = (boot, ts_s, tips)
@@ -221,7 +222,7 @@ def parse_station_payload(
     """
     reg = _registry(settings)
     try:
-        station = reg.stations.get(station_id)
+        station = reg.stations.get(StationId(station_id))
         if station is None:
             raise PayloadError(
                 "unknown_station",
@@ -258,25 +259,26 @@ def parse_station_payload(
     except PayloadError as err:
         return ParsedMessage(station_id, [], [err])
 
+    items: list[_ReadingIn]
     if msg.readings is None:
         items = [msg]
     else:
         if msg.ts is not None or any(getattr(msg, f) is not None for f in _MEASUREMENTS):
-            err = PayloadError(
+            misplaced = PayloadError(
                 "invalid_field",
                 "a buffered message carries readings only under 'readings'; move top-level fields into it",
                 station_id,
             )
-            return ParsedMessage(station_id, [], [err])
+            return ParsedMessage(station_id, [], [misplaced])
         if not msg.readings:
             return ParsedMessage(station_id, [], [PayloadError("no_measurement", "'readings' is empty", station_id)])
         if len(msg.readings) > MAX_READINGS_PER_MESSAGE:
-            err = PayloadError(
+            oversized = PayloadError(
                 "oversized",
                 f"{len(msg.readings)} readings in one message; send at most {MAX_READINGS_PER_MESSAGE}",
                 station_id,
             )
-            return ParsedMessage(station_id, [], [err])
+            return ParsedMessage(station_id, [], [oversized])
         items = msg.readings
         if len(items) > 1:
             # Tip deltas need the buffer in time order; nodes usually send it so.
@@ -455,7 +457,7 @@ def convert_fields(
     raises :class:`PayloadError` with the same reasons as an MQTT payload would get.
     """
     reg = _registry(settings)
-    station = reg.stations.get(station_id)
+    station = reg.stations.get(StationId(station_id))
     if station is None:
         raise PayloadError("unknown_station", f"station {station_id!r} is not in {settings.config_file}", station_id)
     try:

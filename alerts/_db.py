@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +283,7 @@ class AlertDb:
         states: dict[str, Any],
         decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
         now_s: float,
-        supersede: dict[int, tuple[str, int]] | None = None,
+        supersede: Mapping[int, tuple[str, int]] | None = None,
         also: Callable[[sqlite3.Cursor, list[int]], None] | None = None,
     ) -> tuple[list[int], int]:
         """:meth:`record`, and in the same transaction :meth:`supersede` for some decisions.
@@ -318,7 +318,8 @@ class AlertDb:
                         (row["ts_s"], row["kind"], row["audience"], row.get("zone_id"), row.get("station_id"),
                          int(row["level"]), row["text"], recipients),
                     )
-                    decision_id = int(cur.lastrowid)
+                    decision_id = cur.lastrowid
+                    assert decision_id is not None  # set by every INSERT
                     ids.append(decision_id)
                     n = 0
                     for user_ids, messages in groups:

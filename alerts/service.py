@@ -456,8 +456,14 @@ class AlertService:
         states: dict[str, Any] = {}
         for key in dirty:
             kind, _, ident = key.partition(":")
-            source = {"station": self.stations, "zone": self.zones, "health": self.health}[kind]
-            states[key] = _codec.dump(source[ident])
+            state: StationState | ZoneState | HealthState
+            if kind == "station":
+                state = self.stations[StationId(ident)]
+            elif kind == "zone":
+                state = self.zones[ZoneId(ident)]
+            else:
+                state = self.health[StationId(ident)]
+            states[key] = _codec.dump(state)
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
@@ -774,7 +780,7 @@ class AlertService:
     def zone_levels(self) -> dict[str, dict[str, Any]]:
         """``{zone_id: {level, level_name_th, level_name_en, since_s, name_th, name_en, subscribers}}``."""
         with self._lock:
-            out = {}
+            out: dict[str, dict[str, Any]] = {}
             for zone_id, z in self.zones.items():
                 cfg = self.settings.zone(zone_id)
                 out[zone_id] = dict(zone_id=zone_id, name_th=cfg.name_th, name_en=cfg.name_en, level=int(z.level),
@@ -794,7 +800,7 @@ class AlertService:
         """Per level station: the level it justifies now and why, the last level, trend and forecast."""
         now_s = self.clock.now_s()
         with self._lock:
-            out = {}
+            out: dict[str, dict[str, Any]] = {}
             for sid, st in self.stations.items():
                 level, reason = st.effective(now_s, self.station_cfg[sid])
                 fc = st.forecast

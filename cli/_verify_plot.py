@@ -42,7 +42,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _dates(ts_s: np.ndarray) -> list[datetime]:
+def _dates(ts_s: np.ndarray | float) -> list[datetime]:
     return [datetime.fromtimestamp(float(t), tz=UTC) for t in np.atleast_1d(ts_s)]
 
 

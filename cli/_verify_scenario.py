@@ -281,7 +281,7 @@ def report(run: ScenarioRun, settings: Settings, *, window_s: float) -> dict[str
                         if d["level"] >= k and crossing - window_s <= d["delivered_s"] <= crossing + LATE_S]
             first = counting[0] if counting else None
             lead_h = None if first is None else (crossing - first["delivered_s"]) / 3600.0
-            if first is not None:
+            if lead_h is not None:
                 warned += 1
                 leads.append(lead_h)
             levels.append({"level": k, "name": LEVEL_NAMES[k - 1], "crossing_s": crossing, "crossing": _iso(crossing),

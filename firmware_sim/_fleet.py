@@ -187,7 +187,7 @@ class Node:
             return
         if self._send(reading):
             again = self.lorawan.last_payload if self.lorawan is not None else _encode(reading)
-            if outcome.duplicate and self.link.publish(self.telemetry_topic, again):
+            if outcome.duplicate and again is not None and self.link.publish(self.telemetry_topic, again):
                 self.duplicates_sent += 1
                 self.messages_sent += 1
         else:

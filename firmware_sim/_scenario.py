@@ -234,7 +234,7 @@ class Scenario:
         return np.maximum(level, column("floor_m"))
 
     # ------------------------------------------------------------- truth: rain
-    def rain_cumulative_mm(self, station_ids: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    def rain_cumulative_mm(self, station_ids: np.ndarray, t_s: np.ndarray | float) -> np.ndarray:
         """Rain fallen since the beginning of time (only the scenario's events), mm.
 
         Broadcastable arrays of station ids and scenario seconds in, the

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ class PageContext:
             log.exception("event=feed_health_failed")
             return {}
 
-    def _predicted_now(self, station_ids: list[str], now_s: float) -> dict[str, Any]:
+    def _predicted_now(self, station_ids: Sequence[str], now_s: float) -> dict[str, Any]:
         """Each predicted series' value at or before now (its newest reading lies in the future)."""
         out = {}
         for sid in station_ids:
@@ -112,8 +113,8 @@ class PageContext:
             window = self.store.read_window(
                 level_ids, "water_level_m", now_s - _overview.TREND_WINDOW_S, now_s + 1.0, 60.0
             )
-            rates = _overview.rise_rate_cm_per_h(window.t_s, window.values)
-            for sid, rate in zip(window.station_ids, rates, strict=True):
+            per_station = _overview.rise_rate_cm_per_h(window.t_s, window.values)
+            for sid, rate in zip(window.station_ids, per_station, strict=True):
                 rates[sid] = float(rate)
         rain_1h: dict[str, float | None] = {}
         if rain_ids:

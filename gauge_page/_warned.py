@@ -147,7 +147,9 @@ def warned_report(
         mine = [d for d in decisions if d.get("zone_id") == zone.id and d.get("kind") in KIND_NAMES
                 and d["ts_s"] >= from_s - window_s]
         warnings = [IssuedWarning(float(d["ts_s"]), int(d["level"]), KIND_NAMES[d["kind"]]) for d in mine]
-        levels_out, events_out, false_out = [], [], []
+        levels_out: list[dict[str, Any]] = []
+        events_out: list[dict[str, Any]] = []
+        false_out: list[dict[str, Any]] = []
         unscored = 0
         margins = {}
         for k in (1, 2, 3):

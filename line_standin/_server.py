@@ -92,7 +92,7 @@ class DeliveredMessage(NamedTuple):
     retry_key: str | None
     request_id: str
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         """``d[0]`` like a tuple, and ``d["user_id"]`` like the JSON the control endpoint serves."""
         if isinstance(key, str):
             if key not in self._fields:
@@ -164,9 +164,9 @@ class _Answer:
 
 def _error(status: int, message: str, details: Iterable[ErrorDetail] = ()) -> _Answer:
     body: dict[str, Any] = {"message": message}
-    details = [d.as_json() for d in details]
-    if details:
-        body["details"] = details
+    listed = [d.as_json() for d in details]
+    if listed:
+        body["details"] = listed
     return _Answer(status, body)
 
 

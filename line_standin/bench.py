@@ -67,7 +67,7 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
 
 def measure(
     base_url: str, requests: int, clients: int, recipients: int, pace_per_s: float | None = None
-) -> dict[str, float | int]:
+) -> dict[str, float | int | None]:
     """Send ``requests`` multicasts from ``clients`` threads; optionally start one every 1/pace_per_s s."""
     user_ids = [new_user_id() for _ in range(recipients)]
     counter = iter(range(requests))

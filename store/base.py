@@ -160,6 +160,10 @@ class QuarantineStore(Protocol):
     def stats(self) -> StoreStats: ...
 
 
+class FullStore(Store, QuarantineStore, Protocol):
+    """What :func:`floodwatch.store.open_store` returns: SQLite and InfluxDB are both."""
+
+
 # --- Added for exports, Grafana and integrations (issue 15): forecasts kept, streamed reads. ---
 
 

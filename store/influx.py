@@ -511,10 +511,10 @@ class InfluxStore:
             '  |> group(columns: ["reason", "station"])\n'
             '  |> count()\n'
         )
-        out = {}
+        out: dict[tuple[str, str], int] = {}
         for row in self._rows(flux):
             station = row.get("station")
-            out[(row["reason"], "" if station == "unknown" else station)] = int(row["_value"])
+            out[(row["reason"], "" if station is None or station == "unknown" else str(station))] = int(row["_value"])
         return out
 
     def stats(self) -> StoreStats:

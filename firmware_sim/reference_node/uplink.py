@@ -39,7 +39,7 @@ def quantize(reading, boot=None, age_s=0):
     raise ValueError naming the field.
     """
     boot = reading.get("boot", 0) if boot is None else boot
-    out = {"boot": int(boot) % (MAX_U16 + 1)}
+    out = {"boot": int(boot) % (MAX_U16 + 1)}  # type: dict[str, float]
     d = reading.get("distance_m")
     if d is not None:
         mm = _mm(d)

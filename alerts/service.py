@@ -500,7 +500,8 @@ class AlertService:
         if dropped:
             zones = ",".join(sorted({zone_id for zone_id, _ in supersede.values()}))
             log.info("event=alerts_superseded zones=%s chunks=%d", zones, dropped)
-        for a, (_row, groups, _) in zip(actions, decisions, strict=True):
+        # One decision per action, then the quota shortfall notices appended after them.
+        for a, (_row, groups, _) in zip(actions, decisions[:len(actions)], strict=True):
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)

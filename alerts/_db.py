@@ -14,12 +14,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, Iterable
+from typing import Any
 
 from floodwatch import migrations
 from floodwatch.errors import ConfigError
@@ -284,7 +283,7 @@ class AlertDb:
         states: dict[str, Any],
         decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
         now_s: float,
-        supersede: dict[int, tuple[str, int]] | None = None,
+        supersede: Mapping[int, tuple[str, int]] | None = None,
         also: Callable[[sqlite3.Cursor, list[int]], None] | None = None,
     ) -> tuple[list[int], int]:
         """:meth:`record`, and in the same transaction :meth:`supersede` for some decisions.
@@ -319,7 +318,8 @@ class AlertDb:
                         (row["ts_s"], row["kind"], row["audience"], row.get("zone_id"), row.get("station_id"),
                          int(row["level"]), row["text"], recipients),
                     )
-                    decision_id = int(cur.lastrowid)
+                    decision_id = cur.lastrowid
+                    assert decision_id is not None  # set by every INSERT
                     ids.append(decision_id)
                     n = 0
                     for user_ids, messages in groups:
@@ -484,7 +484,7 @@ class AlertDb:
         return [_decision_dict(row) for row in rows]
 
     def iter_decisions(self, start_s: float, end_s: float, zone_ids: Iterable[str] | None = None,
-                       chunk: int = 500) -> "Iterator[dict[str, Any]]":
+                       chunk: int = 500) -> Iterator[dict[str, Any]]:
         """Decisions with ``start_s <= ts_s < end_s`` (optionally of some zones), oldest first, streamed.
 
         The same dicts as :meth:`log`; each chunk is its own short query (keyset on id),
@@ -528,7 +528,7 @@ class AlertDb:
                 (since_s, *kinds),
             ).fetchall()
         keys = ("id", "ts_s", "kind", "zone_id", "station_id", "level", "recipients", "delivered", "failed", "sent_s")
-        return [dict(zip(keys, row)) for row in rows]
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def decisions_by_retry_key(self) -> dict[str, dict[str, Any]]:
         """Each outbox chunk's retry key -> its decision (``id, ts_s, kind, audience, zone_id, station_id, level``).

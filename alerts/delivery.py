@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from floodwatch import metrics
 from floodwatch.vocabulary import AlertLevel

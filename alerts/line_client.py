@@ -94,7 +94,7 @@ class LineClient:
             except Exception:  # pragma: no cover - closing a pool never matters enough to fail
                 pass
 
-    def __enter__(self) -> "LineClient":
+    def __enter__(self) -> LineClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -176,13 +176,15 @@ def officer_text(action: Action, station: StationConfig, lang: str = "th") -> st
     when_th, when_en = thai_datetime(action.ts_s), english_datetime(action.ts_s)
     if action.kind == "sensor_offline":
         th = f"📡 [เจ้าหน้าที่] สถานี {station.id} {station.name_th} ออฟไลน์ เมื่อ {when_th} ตรวจแบตเตอรี่และสัญญาณ"
-        en = f"📡 [Officers] Station {station.id} ({station.name_en}) went offline at {when_en}; check battery and signal."
+        en = (f"📡 [Officers] Station {station.id} ({station.name_en}) went offline at {when_en}; "
+              "check battery and signal.")
     elif action.kind == "sensor_online":
         th = f"📡 [เจ้าหน้าที่] สถานี {station.id} {station.name_th} กลับมาออนไลน์ เมื่อ {when_th}"
         en = f"📡 [Officers] Station {station.id} ({station.name_en}) is back online at {when_en}."
     else:
         th = f"🧪 [เจ้าหน้าที่] ค่าจากสถานี {station.id} {station.name_th} ไม่ผ่านการตรวจคุณภาพ ({action.detail}) เมื่อ {when_th}"
-        en = f"🧪 [Officers] Readings from {station.id} ({station.name_en}) failed quality control ({action.detail}) at {when_en}; check the sensor."
+        en = (f"🧪 [Officers] Readings from {station.id} ({station.name_en}) failed quality control "
+              f"({action.detail}) at {when_en}; check the sensor.")
     return bilingual([th], [en], lang)
 
 

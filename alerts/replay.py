@@ -104,29 +104,29 @@ def replay_station(
     level_m = np.asarray(level_m, dtype=float)
     keep = (t_s >= start_s) & np.isfinite(level_m)
     t_s, level_m = t_s[keep], level_m[keep]
-    use_fc = forecasts is not None and station_cfg.use_forecast
-    n_fc = len(forecasts) if use_fc else 0
-    first_fc = int(np.searchsorted(forecasts.issued_s, start_s, side="left")) if use_fc else 0
+    fc = forecasts if station_cfg.use_forecast else None
+    n_fc = len(fc) if fc is not None else 0
+    first_fc = int(np.searchsorted(fc.issued_s, start_s, side="left")) if fc is not None else 0
     station = StationState(thresholds.station_id)
     zone = ZoneState(thresholds.zone_id)
     actions: list[Action] = []
-    raises = (forecast_peaks(forecasts, station_cfg.lead_s) >= station_cfg.exceed_probability).any(axis=1) \
-        if use_fc else np.zeros(0, dtype=bool)
+    raises = np.asarray((forecast_peaks(fc, station_cfg.lead_s) >= station_cfg.exceed_probability).any(axis=1)) \
+        if fc is not None else np.zeros(0, dtype=bool)
     i, j = 0, first_fc
     total = t_s.size + n_fc - first_fc
     done = 0
     cfgs = [station_cfg]
     while i < t_s.size or j < n_fc:
         # A reading and a forecast at the same second: the reading was stored first.
-        if j >= n_fc or (i < t_s.size and t_s[i] <= forecasts.issued_s[j]):
+        if fc is None or j >= n_fc or (i < t_s.size and t_s[i] <= fc.issued_s[j]):
             now_s = float(t_s[i])
             station, _ = observe_station(station, thresholds, now_s, float(level_m[i]), station_cfg)
             i += 1
         else:
-            now_s = float(forecasts.issued_s[j])
+            now_s = float(fc.issued_s[j])
             if raises[j] or (station.forecast is not None and station.forecast.level > AlertLevel.NORMAL):
-                sf = station_forecast(thresholds, now_s, forecasts.t_s(j), forecasts.median_m[j],
-                                      forecasts.exceed_prob[j], float(forecasts.rise_rate_cm_per_h[j]), station_cfg)
+                sf = station_forecast(thresholds, now_s, fc.t_s(j), fc.median_m[j],
+                                      fc.exceed_prob[j], float(fc.rise_rate_cm_per_h[j]), station_cfg)
                 station = apply_forecast(station, sf)
             j += 1
         zone, acts = decide_zone(zone, [(station, thresholds)], now_s, cfg, cfgs)

@@ -107,8 +107,8 @@ def clean_photo(data: bytes, max_side_px: int = PHOTO_MAX_SIDE_PX) -> bytes:
             probe.verify()
         if kind not in ("JPEG", "PNG"):
             raise NotAPhoto(f"a {kind} file, not a JPEG or PNG photo")
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
             image.thumbnail((max_side_px, max_side_px))
             out = io.BytesIO()
             image.save(out, "JPEG", quality=82, optimize=True)  # a new file: no EXIF is copied

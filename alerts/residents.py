@@ -113,7 +113,7 @@ class ResidentDesk:
         """
         message = getattr(event, "message", None)
         user_id = getattr(getattr(event, "source", None), "user_id", None)
-        if (getattr(event, "type", None) != "message" or getattr(message, "type", None) != "image"
+        if (getattr(event, "type", None) != "message" or message is None or getattr(message, "type", None) != "image"
                 or user_id is None or not self.settings.reports.enabled or self.service.line is None
                 or not self.book.consented(user_id)):
             return

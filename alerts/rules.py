@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class RuleConfig:
     use_forecast: bool = True  # False: observed levels and fast rises only (verify's observed_only baseline)
 
     @classmethod
-    def from_settings(cls, settings, station=None) -> "RuleConfig":  # noqa: ANN001 - Settings, StationConfig
+    def from_settings(cls, settings, station=None) -> RuleConfig:  # noqa: ANN001 - Settings, StationConfig
         """The site's rules; with ``station``, as that station's ``warning_profile`` adjusts them."""
         a, f = settings.alerts, settings.forecast
         site = cls(
@@ -86,7 +87,7 @@ class RuleConfig:
         name = getattr(station, "warning_profile", None)
         return site if name is None else site.with_profile(settings.warning_profile(name))
 
-    def with_profile(self, profile) -> "RuleConfig":  # noqa: ANN001 - floodwatch.settings.WarningProfile
+    def with_profile(self, profile) -> RuleConfig:  # noqa: ANN001 - floodwatch.settings.WarningProfile
         """These rules with a warning profile's values where it sets them (lead time vs false alarms)."""
         return replace(
             self,
@@ -433,7 +434,8 @@ def decide_qc(
     if not math.isnan(last) and ts_s - last < cfg.officer_cooldown_s:
         return health, []
     return replace(health, last_qc_alert_s=ts_s), [
-        Action("qc", "officers", zone_id, health.station_id, AlertLevel.WATCH, ts_s, detail=f"{qc_name} {detail}".strip())
+        Action("qc", "officers", zone_id, health.station_id, AlertLevel.WATCH, ts_s,
+               detail=f"{qc_name} {detail}".strip())
     ]
 
 

@@ -21,14 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from floodwatch import metrics
-from floodwatch.clock import Clock
-from floodwatch.errors import LineApiError
-from floodwatch.settings import Settings
-from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
-from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
-
-from floodwatch.alerts import _codec, flex, messages as msg, quota as quota_mod
+from floodwatch.alerts import _codec, flex
+from floodwatch.alerts import messages as msg
+from floodwatch.alerts import quota as quota_mod
 from floodwatch.alerts._db import AlertDb
 from floodwatch.alerts.delivery import DeliveryWorkers
 from floodwatch.alerts.line_client import LineClient
@@ -52,6 +47,13 @@ from floodwatch.alerts.rules import (
     tide_extrema,
     trend_word,
 )
+
+from floodwatch import metrics
+from floodwatch.clock import Clock
+from floodwatch.errors import LineApiError
+from floodwatch.settings import Settings
+from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
+from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
 
 log = logging.getLogger("floodwatch.alerts")
 
@@ -198,7 +200,7 @@ class AlertService:
             self.db.close()
             self.residents.book.close()
 
-    def __enter__(self) -> "AlertService":
+    def __enter__(self) -> AlertService:
         self.start()
         return self
 
@@ -454,8 +456,14 @@ class AlertService:
         states: dict[str, Any] = {}
         for key in dirty:
             kind, _, ident = key.partition(":")
-            source = {"station": self.stations, "zone": self.zones, "health": self.health}[kind]
-            states[key] = _codec.dump(source[ident])
+            state: StationState | ZoneState | HealthState
+            if kind == "station":
+                state = self.stations[StationId(ident)]
+            elif kind == "zone":
+                state = self.zones[ZoneId(ident)]
+            else:
+                state = self.health[StationId(ident)]
+            states[key] = _codec.dump(state)
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
@@ -492,7 +500,8 @@ class AlertService:
         if dropped:
             zones = ",".join(sorted({zone_id for zone_id, _ in supersede.values()}))
             log.info("event=alerts_superseded zones=%s chunks=%d", zones, dropped)
-        for a, (row, groups, _) in zip(actions, decisions):
+        # One decision per action, then the quota shortfall notices appended after them.
+        for a, (_row, groups, _) in zip(actions, decisions[:len(actions)], strict=True):
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
@@ -617,7 +626,7 @@ class AlertService:
         known: dict[str, Any] | None = None
         queued = 0
         out = []
-        for a, (_, groups, _) in zip(actions, decisions):
+        for a, (_, groups, _) in zip(actions, decisions, strict=True):
             needed = sum(len(u) for u, _ in groups)
             dropped = 0
             if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
@@ -772,7 +781,7 @@ class AlertService:
     def zone_levels(self) -> dict[str, dict[str, Any]]:
         """``{zone_id: {level, level_name_th, level_name_en, since_s, name_th, name_en, subscribers}}``."""
         with self._lock:
-            out = {}
+            out: dict[str, dict[str, Any]] = {}
             for zone_id, z in self.zones.items():
                 cfg = self.settings.zone(zone_id)
                 out[zone_id] = dict(zone_id=zone_id, name_th=cfg.name_th, name_en=cfg.name_en, level=int(z.level),
@@ -792,7 +801,7 @@ class AlertService:
         """Per level station: the level it justifies now and why, the last level, trend and forecast."""
         now_s = self.clock.now_s()
         with self._lock:
-            out = {}
+            out: dict[str, dict[str, Any]] = {}
             for sid, st in self.stations.items():
                 level, reason = st.effective(now_s, self.station_cfg[sid])
                 fc = st.forecast

@@ -81,7 +81,7 @@ class LevelScore:
 
     @property
     def leads_h(self) -> list[float]:
-        return [(e - w) / 3600.0 for e, w in zip(self.events_s, self.warned_by_s) if w is not None]
+        return [(e - w) / 3600.0 for e, w in zip(self.events_s, self.warned_by_s, strict=True) if w is not None]
 
     @property
     def pod(self) -> float | None:

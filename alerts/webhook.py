@@ -71,7 +71,7 @@ LOW_WATER_WORDS = {"น้ำแล้ง", "น้ำต่ำ", "low water", "
 ID_WORDS = {"id", "my id", "myid", "ไอดี"}  # officers need their user id for FLOODWATCH_ALERTS__OFFICERS
 
 
-def build_router(service: "AlertService") -> APIRouter:
+def build_router(service: AlertService) -> APIRouter:
     router = APIRouter()
     conversation = Conversation(service)
 
@@ -154,7 +154,7 @@ def _json(status: int, message: str) -> Response:
 class Conversation:
     """What floodwatch says back to each webhook event (subscription changes are side effects)."""
 
-    def __init__(self, service: "AlertService") -> None:
+    def __init__(self, service: AlertService) -> None:
         self.service = service
         self.db = service.db
         self.settings = service.settings

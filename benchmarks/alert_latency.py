@@ -82,7 +82,8 @@ def bench_config(background: int, probes: int, background_interval_s: float = 10
             f'kind = "water_level"\nsensor = "pressure"\nzone = "bench-bg-{i // BACKGROUND_PER_ZONE:04d}"\n'
             'lat = 14.0\nlon = 100.1\n'
             f"publish_interval_s = {background_interval_s:g}\n"
-            f"[stations.levels]\nwatch_m = {PROBE_WATCH_M}\nwarning_m = {PROBE_WARNING_M}\nevacuate_m = {PROBE_EVACUATE_M}\n"
+            f"[stations.levels]\nwatch_m = {PROBE_WATCH_M}\nwarning_m = {PROBE_WARNING_M}\n"
+            f"evacuate_m = {PROBE_EVACUATE_M}\n"
         )
     for i in range(probes):
         parts.append(
@@ -90,7 +91,8 @@ def bench_config(background: int, probes: int, background_interval_s: float = 10
             f'\n[[stations]]\nid = "PROBE-{i:04d}"\nname_th = "สถานีทดสอบ {i}"\nname_en = "Probe {i}"\n'
             f'kind = "water_level"\nsensor = "pressure"\nzone = "probe-{i:04d}"\nlat = 14.0\nlon = 100.1\n'
             "publish_interval_s = 600\n"
-            f"[stations.levels]\nwatch_m = {PROBE_WATCH_M}\nwarning_m = {PROBE_WARNING_M}\nevacuate_m = {PROBE_EVACUATE_M}\n"
+            f"[stations.levels]\nwatch_m = {PROBE_WATCH_M}\nwarning_m = {PROBE_WARNING_M}\n"
+            f"evacuate_m = {PROBE_EVACUATE_M}\n"
         )
     return "".join(parts)
 
@@ -112,7 +114,7 @@ class Background:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Background":
+    def start(self) -> Background:
         self._thread.start()
         return self
 
@@ -197,7 +199,8 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
         [sys.executable, "-c",
          "import sys\nfrom floodwatch.clock import SystemClock\nfrom floodwatch.settings import load_settings\n"
          "from floodwatch.alerts import AlertService\ns = AlertService(load_settings(), SystemClock())\n"
-         f"s.subscribe_many([('{probe_user(0)[:1]}' + format(i, '032x'), 'probe-%04d' % i) for i in range({args.probes})])\n"
+         f"s.subscribe_many([('{probe_user(0)[:1]}' + format(i, '032x'), 'probe-%04d' % i)"
+         f" for i in range({args.probes})])\n"
          "s.db.close() if hasattr(s.db, 'close') else None\n"],
         env=env, cwd=work, capture_output=True, text=True,
     )
@@ -215,7 +218,8 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
                 [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(serve.pid), "--threads",
                  "--rate", "500", "--format", args.profile_format, "--output", str(args.profile)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        background = Background(broker.port, args.background, args.interval, lambda s: f"floodwatch/BG-{s:05d}/telemetry").start()
+        background = Background(broker.port, args.background, args.interval,
+                                lambda s: f"floodwatch/BG-{s:05d}/telemetry").start()
         time.sleep(args.warmup)
         probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
         probe.connect("127.0.0.1", broker.port)
@@ -232,7 +236,8 @@ def run_floodwatch(args, broker: LocalBroker, standin: LineStandIn, work: Path) 
             probe.publish(topic, json.dumps(history), qos=1).wait_for_publish(5)
             time.sleep(0.25 + random.uniform(0, 0.1))
             seen = len(standin.requests())
-            confirming = json.dumps({"ts": round(time.time(), 3), "seq": len(rise) + 1, "water_level_m": PROBE_WARNING_M + 0.06})
+            confirming = json.dumps({"ts": round(time.time(), 3), "seq": len(rise) + 1,
+                                     "water_level_m": PROBE_WARNING_M + 0.06})
             t0 = time.time()
             probe.publish(topic, confirming, qos=1)
             arrived = _wait_delivery(standin, probe_user(i), seen)

@@ -54,11 +54,12 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from floodwatch.ingest import IngestService  # noqa: E402
+from floodwatch.store import open_store  # noqa: E402
+
 from floodwatch import metrics  # noqa: E402
 from floodwatch.clock import SystemClock  # noqa: E402
 from floodwatch.settings import load_settings  # noqa: E402
-from floodwatch.ingest import IngestService  # noqa: E402
-from floodwatch.store import open_store  # noqa: E402
 
 STATIONS = ("LP-W01", "LP-W02", "LP-W03", "LP-W04", "LP-W05", "LP-W06", "LP-W07", "LP-R01", "LP-R02", "LP-R03")
 
@@ -386,11 +387,11 @@ def main() -> int:
         "duplicates": sum(x["duplicates"] for x in lives),
         "raw_received": sum(x[1] for x in live_raws),
         "rounds": args.rounds,
-        "ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(live_raws, lives)],
+        "ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(live_raws, lives, strict=True)],
         "drain_raw_rate_per_s": round(drain_raw, 1),
         "drain_ingest_rate_per_s": round(drain_ing, 1),
         "drain_ratio": round(drain_ing / drain_raw, 3),
-        "drain_ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(drain_raws, drains)],
+        "drain_ratio_per_round": [round(b["rate_per_s"] / a[0], 3) for a, b in zip(drain_raws, drains, strict=True)],
         "drain_published": sum(x["published"] for x in drains),
         "drain_stored": sum(x["stored"] for x in drains),
         "drain_duplicates": sum(x["duplicates"] for x in drains),

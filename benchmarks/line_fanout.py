@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

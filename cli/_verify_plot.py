@@ -11,7 +11,7 @@ matplotlib is an optional extra (``pip install 'floodwatch[plot]'``).
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _dates(ts_s: np.ndarray) -> list[datetime]:
-    return [datetime.fromtimestamp(float(t), tz=timezone.utc) for t in np.atleast_1d(ts_s)]
+def _dates(ts_s: np.ndarray | float) -> list[datetime]:
+    return [datetime.fromtimestamp(float(t), tz=UTC) for t in np.atleast_1d(ts_s)]
 
 
 def plot_record(path: Path, record: Any, levels_m: list[float], replay: Any, scores: list[Any],
@@ -53,7 +53,7 @@ def plot_record(path: Path, record: Any, levels_m: list[float], replay: Any, sco
     from matplotlib.lines import Line2D
 
     false_times = {t for s in scores for t in s.false_s}
-    events = [(s.level, e, w) for s in scores for e, w in zip(s.events_s, s.warned_by_s)]
+    events = [(s.level, e, w) for s in scores for e, w in zip(s.events_s, s.warned_by_s, strict=True)]
     # The events that matter most to an officer: the highest levels first, then the earliest.
     shown = sorted(events, key=lambda x: (-x[0], x[1]))[:MAX_PANELS]
     shown.sort(key=lambda x: x[1])
@@ -113,7 +113,7 @@ def plot_record(path: Path, record: Any, levels_m: list[float], replay: Any, sco
             verdict = f"warned {lead_h:+.1f} h ahead"
         else:
             verdict = "MISSED"
-        when = datetime.fromtimestamp(crossing, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        when = datetime.fromtimestamp(crossing, tz=UTC).strftime("%Y-%m-%d %H:%M")
         ax.set_title(f"{name} {levels_m[level - 1]:g} m, {when} UTC: {verdict}", fontsize=9, loc="left",
                      color="#7a0000" if warned is None else "black")
         ax.tick_params(labelsize=7)
@@ -131,5 +131,5 @@ def _series(ax: Any, t: np.ndarray, z: np.ndarray) -> None:
     if t.size == 0:
         return
     breaks = np.flatnonzero(np.diff(t) > 3600.0) + 1
-    for part_t, part_z in zip(np.split(t, breaks), np.split(z, breaks)):
+    for part_t, part_z in zip(np.split(t, breaks), np.split(z, breaks), strict=True):
         ax.plot(_dates(part_t), part_z, color="#1f4e79", lw=0.8)

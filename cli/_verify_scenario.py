@@ -31,14 +31,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from floodwatch.alerts.verification import LATE_S, lead_summary
 from pydantic import SecretStr
 
-from floodwatch.alerts.verification import LATE_S, lead_summary
 from floodwatch.clock import FixedClock
 from floodwatch.errors import FloodwatchError
 from floodwatch.settings import Settings
@@ -46,7 +46,7 @@ from floodwatch.settings import Settings
 LEVEL_NAMES = ("watch", "warning", "evacuate")
 WARNING_KINDS = ("escalate", "forecast", "rise")
 KIND_NAMES = {"escalate": "observed", "forecast": "forecast", "rise": "rise"}
-ORIGIN_S = datetime(2026, 10, 27, tzinfo=timezone.utc).timestamp()
+ORIGIN_S = datetime(2026, 10, 27, tzinfo=UTC).timestamp()
 """Scenario time 0 (a late-monsoon day); fixed so two runs give the same answer."""
 TICK_S = 60.0
 """The alert service's ticker, in simulated seconds."""
@@ -79,13 +79,15 @@ def run_scenario(settings: Settings, name: str, *, hours: float | None = None, w
     records every forecast issued in it, keyed by (simulated time, early), and later runs
     hand the recorded ones to the alert service instead of fitting them again.
     """
-    from floodwatch import firmware_sim, store as store_module
     from floodwatch.alerts import AlertService
     from floodwatch.cli.demo import demo_resident_ids
     from floodwatch.firmware_sim import FirmwareConfig, NodeCore
     from floodwatch.ingest import QcChecker, TipCounters, parse_message
     from floodwatch.line_standin import LineStandIn
     from floodwatch.scheduler import ForecastJob, departs_from_forecast
+
+    from floodwatch import firmware_sim
+    from floodwatch import store as store_module
 
     started = time.monotonic()
     scenario = firmware_sim.load_scenario(name)
@@ -279,7 +281,7 @@ def report(run: ScenarioRun, settings: Settings, *, window_s: float) -> dict[str
                         if d["level"] >= k and crossing - window_s <= d["delivered_s"] <= crossing + LATE_S]
             first = counting[0] if counting else None
             lead_h = None if first is None else (crossing - first["delivered_s"]) / 3600.0
-            if first is not None:
+            if lead_h is not None:
                 warned += 1
                 leads.append(lead_h)
             levels.append({"level": k, "name": LEVEL_NAMES[k - 1], "crossing_s": crossing, "crossing": _iso(crossing),
@@ -387,7 +389,7 @@ def _combinations(sweep: dict[str, list[float]]) -> list[dict[str, float]]:
     if not sweep:
         return [{}]
     keys = list(sweep)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(sweep[k] for k in keys))]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(sweep[k] for k in keys))]
 
 
 def _with_rules(settings: Settings, values: dict[str, float], profile: str | None) -> Settings:
@@ -409,7 +411,7 @@ def _with_rules(settings: Settings, values: dict[str, float], profile: str | Non
 
 
 def _iso(ts_s: float) -> str:
-    return datetime.fromtimestamp(float(ts_s), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(float(ts_s), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":  # pragma: no cover - use floodwatch verify --scenario

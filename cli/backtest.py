@@ -14,14 +14,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from floodwatch.models.backtest import MODELS, rolling_origin_backtest
 
 from floodwatch import logs
 from floodwatch.errors import FloodwatchError
-from floodwatch.models.backtest import MODELS, rolling_origin_backtest
 
 log = logging.getLogger("floodwatch.backtest")
 
@@ -97,7 +97,7 @@ def _parse_time(text: str, path: Path, line: int) -> float:
         raise CsvFormatError(
             f"{path}:{line}: time {text!r} has no UTC offset; add one (e.g. 'Z' or '+07:00') so it is unambiguous"
         )
-    return stamp.astimezone(timezone.utc).timestamp()
+    return stamp.astimezone(UTC).timestamp()
 
 
 def read_series_in_file_order(path: Path, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -220,7 +220,7 @@ def _table(result: dict) -> str:
     ]
     ours = result["rmse_m"]["floodwatch"]
     gains = [
-        f"{100 * (1 - o / b):>10.1f}%" if o is not None and b else f"{'-':>11}" for o, b in zip(ours, best)
+        f"{100 * (1 - o / b):>10.1f}%" if o is not None and b else f"{'-':>11}" for o, b in zip(ours, best, strict=True)
     ]
     lines.append(f"{'vs best baseline':<20}" + "".join(gains))
     if "band_coverage" in result:

@@ -54,7 +54,8 @@ def known_versions() -> dict[str, int]:
 
 def _row_counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
         return {t: db.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
@@ -100,7 +101,8 @@ def prune(folder: Path, keep_days: float, now_s: float | None = None, *, keep: P
 def restore(settings: Settings, backup_dir: Path) -> dict:
     manifest_path = backup_dir / "manifest.json"
     if not manifest_path.exists():
-        raise ConfigError(f"{backup_dir} is not a floodwatch backup (no manifest.json); give the folder `floodwatch backup` made")
+        raise ConfigError(f"{backup_dir} is not a floodwatch backup (no manifest.json); "
+                          "give the folder `floodwatch backup` made")
     manifest = json.loads(manifest_path.read_text())
     chosen = []
     # Check every file before replacing any: a restore is all or nothing.

@@ -107,7 +107,7 @@ class LocalBroker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         self.start()
         return self
 
@@ -155,8 +155,9 @@ class LocalBroker:
             loop = asyncio.new_event_loop()
             self._amqtt_loop = loop
             asyncio.set_event_loop(loop)
-            self._amqtt_broker = Broker(config, loop=loop)
-            loop.run_until_complete(self._amqtt_broker.start())
+            broker = Broker(config, loop=loop)
+            self._amqtt_broker = broker
+            loop.run_until_complete(broker.start())
             ready.set()
             loop.run_forever()
 

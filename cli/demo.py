@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "examples:\n"
         "  floodwatch demo\n"
         "  floodwatch demo --duration 60 --no-browser --summary-json var/demo-summary.json\n"
-        "  FLOODWATCH_LINE__API_BASE_URL=http://127.0.0.1:9000 FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN=tok floodwatch demo",
+        "  FLOODWATCH_LINE__API_BASE_URL=http://127.0.0.1:9000 FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN=tok"
+        " floodwatch demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
@@ -215,7 +216,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         feeds_note = _demo_feeds(settings, scenario, clock, now_s, cleanup)
         system = System(settings, clock)
         # History first, so the first forecast has days of tide to fit.
-        _seed_history(settings, firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0), now_s)
+        history = firmware_sim.history(scenario, settings, now_s - HISTORY_DAYS * 86_400.0, now_s, 600.0)
+        _seed_history(settings, history, now_s)
         system.start()
         cleanup.append(system.stop)
         residents = 0

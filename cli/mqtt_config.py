@@ -14,7 +14,8 @@ The state publisher (``floodwatch-state``) may write only the
 retained state and Home Assistant discovery; the default consumer
 (``floodwatch-consumer``) reads every floodwatch topic and discovery, named
 consumers (``--consumer home-assistant``: Home Assistant, Node-RED, village
-controllers) only the state and discovery; consumers write nothing; a LoRaWAN network server or its bridge (``floodwatch-lorawan``)
+controllers) only the state and discovery; consumers write nothing; a LoRaWAN
+network server or its bridge (``floodwatch-lorawan``)
 may write only the uplink topics. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;

@@ -1,4 +1,6 @@
-"""Render every command's ``--help`` as one Markdown page: ``python -m floodwatch.cli.reference > docs/cli-reference.md``.
+"""Render every command's ``--help`` as one Markdown page.
+
+Run ``python -m floodwatch.cli.reference > docs/cli-reference.md``.
 
 ``tests/cli/test_reference.py`` fails when the page drifts from the real
 help, so the reference is never out of date.
@@ -28,7 +30,8 @@ def render() -> str:
     try:
         parser = build_parser()
         parts = ["# Command-line reference", "",
-                 "Generated from the real `--help` by `python -m floodwatch.cli.reference > docs/cli-reference.md`.", "",
+                 "Generated from the real `--help` by "
+                 "`python -m floodwatch.cli.reference > docs/cli-reference.md`.", "",
                  "## floodwatch", "", "```", parser.format_help().rstrip(), "```", ""]
         for name, sub in _subparsers(parser).items():
             parts += [f"## floodwatch {name}", "", "```", sub.format_help().rstrip(), "```", ""]

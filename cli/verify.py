@@ -27,12 +27,12 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from floodwatch.alerts.replay import ReplayResult, issue_times, replay_station, store_grid, thresholds_for
 from floodwatch.alerts.rules import RuleConfig
 from floodwatch.alerts.verification import (
@@ -44,8 +44,9 @@ from floodwatch.alerts.verification import (
     verify_warnings,
 )
 from floodwatch.cli.backtest import read_series, read_series_in_file_order
-from floodwatch.errors import FloodwatchError
 from floodwatch.models import OriginForecasts, bin_like_store, forecast_origins
+
+from floodwatch.errors import FloodwatchError
 from floodwatch.settings import Settings, load_settings
 
 log = logging.getLogger("floodwatch.verify")
@@ -142,7 +143,7 @@ def parse_levels(text: str) -> list[float]:
         raise VerifyInputError(f"--levels {text!r} should be metres separated by commas, e.g. 5.0,6.0,7.0") from exc
     if not 1 <= len(levels) <= 3 or not all(math.isfinite(x) for x in levels):
         raise VerifyInputError(f"--levels {text!r} should be 1 to 3 levels in metres (watch, warning, evacuate)")
-    if any(b <= a for a, b in zip(levels, levels[1:])):
+    if any(b <= a for a, b in pairwise(levels)):
         raise VerifyInputError(f"--levels {text!r} must rise: watch < warning < evacuate")
     return levels
 
@@ -214,7 +215,7 @@ def level_coverage_notes(record: Record, levels_m: list[float], events: dict[flo
     """Say plainly for which levels there is nothing to detect, and why."""
     notes = []
     top, bottom = float(np.max(record.level_m)), float(np.min(record.level_m))
-    for name, level in zip(LEVEL_NAMES, levels_m):
+    for name, level in zip(LEVEL_NAMES, levels_m, strict=True):
         if top < level:
             notes.append(f"{name} {level:g} m: the record never reaches it (highest {top:g} m): no events, "
                          "so POD and lead are undefined; warnings for it are still scored")
@@ -339,7 +340,7 @@ def sweep_configs(base: RuleConfig, sweep: dict[str, list[float]]) -> list[RuleC
     keys = list(sweep)
     out = []
     for combo in itertools.product(*(sweep[k] for k in keys)):
-        values = dict(zip(keys, combo))
+        values = dict(zip(keys, combo, strict=True))
         out.append(replace(
             base,
             exceed_probability=values.get("exceed_probability", base.exceed_probability),
@@ -473,7 +474,7 @@ def sweep_row(cfg: RuleConfig, fw: list[LevelScore], obs: list[LevelScore]) -> d
     return {"exceed_probability": cfg.exceed_probability, "lead_h": cfg.lead_s / 3600.0,
             "confirm_readings": cfg.confirm_readings, "rise_rate_cm_per_h": _finite_or_none(cfg.rise_rate_cm_per_h),
             "levels": [{"level_m": f.level_m, "floodwatch": _brief(f), "observed_only": _brief(o)}
-                       for f, o in zip(fw, obs)]}
+                       for f, o in zip(fw, obs, strict=True)]}
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -570,7 +571,7 @@ def _counts(names: tuple[str, ...]) -> dict[str, int]:
 
 
 def _iso(ts_s: float) -> str:
-    return datetime.fromtimestamp(float(ts_s), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(float(ts_s), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def progress_bar(label: str, unit: str, width: int = 30):  # noqa: ANN201 - Callable[[int, int], None]

@@ -10,6 +10,7 @@ JSON was expected, yesterday's data). No I/O here.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 MAX_PROBLEMS = 20
@@ -93,7 +94,7 @@ def update_health(health: dict[str, Any], report: RunReport, now_s: float) -> di
 
 
 def classify(health: dict[str, Any] | None, now_s: float, *, stale_after_s: float, enabled: bool = True,
-             predicted: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+             predicted: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """The health as the page shows it: a state word, the lag, and per-station flags.
 
     ``state`` is one of ``disabled``, ``never`` (no successful run yet), ``failing``

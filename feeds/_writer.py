@@ -23,7 +23,7 @@ from floodwatch.errors import FeedError, PayloadError, StoreError, StoreUnavaila
 from floodwatch.ingest.checker import QcChecker
 from floodwatch.ingest.payload import QUARANTINE_PAYLOAD_BYTES, TipCounters, parse_message
 from floodwatch.store.base import Rejection
-from floodwatch.vocabulary import Reading
+from floodwatch.vocabulary import Reading, StationId
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -69,7 +69,7 @@ class FeedWriter:
     def seed(self, station_ids: Sequence[str], now_s: float) -> None:
         """Remember each observed station's recent stored readings, so QC judges new ones against them."""
         for sid in station_ids:
-            station = self._stations.get(sid)
+            station = self._stations.get(StationId(sid))
             if station is None or station.series == "predicted":
                 continue
             try:

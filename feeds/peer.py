@@ -156,7 +156,7 @@ class PeerFeed:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, self.clock.now_s()))
+        self._queue.put(_Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self.clock.now_s()))
 
     # ----------------------------------------------------------- the run
     def run_once(self) -> RunReport:

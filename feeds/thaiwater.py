@@ -181,8 +181,10 @@ def parse_waterlevel_load(doc: Any) -> list[WaterLevelRecord]:
         st = row["station"]
         if st.get("id") is None:
             continue
-        agency = row.get("agency") if isinstance(row.get("agency"), dict) else {}
-        short = agency.get("agency_shortname") if isinstance(agency.get("agency_shortname"), dict) else {}
+        agency = row.get("agency")
+        agency = agency if isinstance(agency, dict) else {}
+        short = agency.get("agency_shortname")
+        short = short if isinstance(short, dict) else {}
         situation = number(row.get("situation_level"))
         records.append(WaterLevelRecord(
             station_id=str(st["id"]),
@@ -320,8 +322,8 @@ class ThaiWaterFeed:
         report.stored = len(outcome.stored)
         report.duplicates = outcome.duplicates
         report.rejected = len(outcome.rejected)
-        for err in outcome.rejected:
-            report.problem(now_s, err.reason, err.detail, err.station_id)
+        for refused in outcome.rejected:
+            report.problem(now_s, refused.reason, refused.detail, refused.station_id)
         for r in outcome.qc_failed:
             report.problem(now_s, "qc_failed", f"{r.station_id} at {to_bangkok(r.ts_s):%Y-%m-%d %H:%M} failed QC "
                            f"({r.qc_tests}); stored flagged, not used by forecasts", r.station_id)
@@ -333,10 +335,10 @@ class ThaiWaterFeed:
                 now_s: float, report: RunReport) -> list[FeedValue]:
         records = parse_waterlevel_load(self._get(WATERLEVEL_PATH))
         index: dict[str, WaterLevelRecord] = {}
-        for rec in records:
-            index.setdefault(rec.station_id, rec)
-            if rec.oldcode:
-                index.setdefault(rec.oldcode, rec)
+        for parsed in records:
+            index.setdefault(parsed.station_id, parsed)
+            if parsed.oldcode:
+                index.setdefault(parsed.oldcode, parsed)
         values: list[FeedValue] = []
         for s in stations:
             key = s.feed_station or s.id
@@ -399,12 +401,15 @@ class ThaiWaterFeed:
               now_s: float, report: RunReport) -> list[FeedValue]:
         records = parse_dams(self._get(DAM_PATH))
         newest: dict[str, DamRecord] = {}
-        for rec in records:
-            if rec.ts_s is None or rec.released_m3_s is None:
+        newest_ts_s: dict[str, float] = {}
+        for parsed in records:
+            ts_s = parsed.ts_s
+            if ts_s is None or parsed.released_m3_s is None:
                 continue
-            for key in (rec.dam_id, rec.oldcode):
-                if key and (key not in newest or rec.ts_s > newest[key].ts_s):  # type: ignore[operator]
-                    newest[key] = rec
+            for key in (parsed.dam_id, parsed.oldcode):
+                if key and ts_s > newest_ts_s.get(key, -math.inf):
+                    newest[key] = parsed
+                    newest_ts_s[key] = ts_s
         values: list[FeedValue] = []
         for s in stations:
             key = s.feed_station or s.id

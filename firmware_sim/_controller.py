@@ -130,7 +130,8 @@ class LoudspeakerController:
         self._offline = True
         self._subscribed.clear()
         sock = self._client.socket()
-        if sock is not None:
+        # The link is TCP or TLS (paho types it as any socket-like; only real sockets shut down).
+        if isinstance(sock, socket.socket):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

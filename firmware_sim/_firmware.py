@@ -12,6 +12,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from floodwatch.firmware_sim._sensors import (
     tips_since,
 )
 from floodwatch.timefmt import BANGKOK
+
+if TYPE_CHECKING:
+    from floodwatch.settings import StationConfig
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class NodeCore:
     seed : int
     """
 
-    station: object
+    station: StationConfig
     origin_s: float
     faults: tuple[Fault, ...] = ()
     config: FirmwareConfig = field(default_factory=FirmwareConfig)
@@ -138,7 +142,7 @@ class NodeCore:
             self.last_sync_s = t_s
             self.sync_error_s = float(self.rng.normal(0.0, 0.05))  # NTP over a cellular modem
         offset = self.sync_error_s + self.clock_drift_ppm * 1e-6 * (t_s - self.last_sync_s)
-        for i, f in enumerate(self.faults):
+        for f in self.faults:
             if f.kind == "wrong_clock" and f.active(t_s):
                 offset += f.offset_s
         return self.origin_s + t_s + offset
@@ -216,6 +220,8 @@ class NodeCore:
             level_m = self._apply_level_faults(t_s, level_m, active)
             reading["water_level_m"] = level_m
             return level_m
+        # The site file refuses an ultrasonic or radar station without its mount height.
+        assert s.mount_height_m is not None
         sun = solar_fraction(epoch_s)
         heating_k = self.enclosure_bias_k + 6.0 * sun  # the box sits in the sun
         distance_m = measure_distance_m(s.mount_height_m - level_true_m, self.range_model,

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
-
 from floodwatch.firmware_sim._firmware import FirmwareConfig, NodeCore, WakeOutcome, contract_topic
 from floodwatch.firmware_sim._link import MqttLink
 from floodwatch.firmware_sim._lorawan import LORAWAN_USER, LorawanUplinker, device_for
@@ -116,7 +115,7 @@ class Node:
         self.pending: set | None = None  # the runner's set of nodes with a buffer to flush
 
     # ---------------------------------------------------------- standalone
-    def start(self, connect_timeout_s: float = 10.0) -> "Node":
+    def start(self, connect_timeout_s: float = 10.0) -> Node:
         """Connect and run this node alone on its own scheduler thread."""
         self._runner = _Runner([self], self.clock, self.start_s, self.scenario)
         if self.owns_link:
@@ -188,7 +187,7 @@ class Node:
             return
         if self._send(reading):
             again = self.lorawan.last_payload if self.lorawan is not None else _encode(reading)
-            if outcome.duplicate and self.link.publish(self.telemetry_topic, again):
+            if outcome.duplicate and again is not None and self.link.publish(self.telemetry_topic, again):
                 self.duplicates_sent += 1
                 self.messages_sent += 1
         else:
@@ -319,7 +318,7 @@ class _Runner:
         level_m = self.scenario.level_at(ids, t)
         rain_cum_mm = self.scenario.rain_cumulative_mm(ids, t)
         rain_rate = self.scenario.rain_rate_at(ids, t)
-        for k, ((t_s, i), node) in enumerate(zip(due, nodes)):
+        for k, ((t_s, i), node) in enumerate(zip(due, nodes, strict=True)):
             if not node.powered:
                 continue  # a power cut: the node never wakes again
             outcome = node.core.wake(float(t_s), float(level_m[k]), float(rain_cum_mm[k]), float(rain_rate[k]))
@@ -482,12 +481,12 @@ class Fleet:
             chosen.append(settings.station(s) if isinstance(s, str) else s)
         return chosen
 
-    def start(self, connect_timeout_s: float = 10.0) -> "Fleet":
+    def start(self, connect_timeout_s: float = 10.0) -> Fleet:
         """Connect every link (in parallel), then start waking nodes in the background."""
         for link in self.links:
             link.start()
         deadline = time.monotonic() + connect_timeout_s
-        down = [l for l in self.links if not l.wait_connected(max(0.0, deadline - time.monotonic()))]
+        down = [link for link in self.links if not link.wait_connected(max(0.0, deadline - time.monotonic()))]
         if down:
             log.warning("event=links_not_connected count=%d broker=%s:%s; nodes buffer until it answers",
                         len(down), down[0].host, down[0].port)
@@ -506,7 +505,7 @@ class Fleet:
         log.info("event=fleet_stopped %s", " ".join(f"{k}={v}" for k, v in self.stats().items()
                                                      if not isinstance(v, dict)))
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -518,16 +517,16 @@ class Fleet:
         return {
             "nodes": len(self.nodes),
             "connections": len(self.links),
-            "connected": sum(l.connected for l in self.links),
+            "connected": sum(link.connected for link in self.links),
             "readings_made": sum(n.core.readings_made for n in self.nodes),
             "published": sum(n.readings_sent for n in self.nodes),
             "messages_sent": sum(n.messages_sent for n in self.nodes),
-            "acknowledged": sum(l.published for l in self.links),
+            "acknowledged": sum(link.published for link in self.links),
             "batches_sent": sum(n.batches_sent for n in self.nodes),
             "duplicates_sent": sum(n.duplicates_sent for n in self.nodes),
             "buffered": sum(len(n.core.buffer) for n in self.nodes),
             "dropped": sum(n.core.dropped for n in self.nodes),
-            "window_full": sum(l.window_full for l in self.links),
+            "window_full": sum(link.window_full for link in self.links),
             "reboots": sum(n.core.boot - 1 for n in self.nodes),
             "scenario_s": self.clock.now_s() - self.start_s,
             "lag_s": self._runner.lag_s,

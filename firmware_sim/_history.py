@@ -8,8 +8,8 @@ stores), taken from the ground truth on a regular grid.
 from __future__ import annotations
 
 import numpy as np
-
 from floodwatch.firmware_sim._scenario import Scenario
+
 from floodwatch.vocabulary import Reading, StationId
 
 
@@ -70,16 +70,16 @@ def history(
         level = scenario.truth_level_m([s.id for s in level_stations], t_rel)
         if noise_m > 0:
             level = level + np.random.default_rng(seed).normal(0.0, noise_m, level.shape)
-        for row, station in zip(level, level_stations):
+        for row, station in zip(level, level_stations, strict=True):
             row = np.clip(row, station.min_level_m, station.max_level_m)
-            for ts_s, value in zip(ts, row):
+            for ts_s, value in zip(ts, row, strict=True):
                 rows.append((ts_s, station.id, {"water_level_m": round(float(value), 4)}))
     if rain_stations:
         ids = np.array([s.id for s in rain_stations], dtype=object)[:, None]
         cum = scenario.rain_cumulative_mm(ids, np.concatenate([[t_rel[0] - step_s], t_rel])[None, :])
         rain = np.diff(cum, axis=1)
-        for row, station in zip(rain, rain_stations):
-            for ts_s, value in zip(ts, row):
+        for row, station in zip(rain, rain_stations, strict=True):
+            for ts_s, value in zip(ts, row, strict=True):
                 rows.append((ts_s, station.id, {"rain_mm": round(float(value), 3)}))
     rows.sort(key=lambda r: (r[0], r[1]))
     return [Reading(station_id=StationId(sid), ts_s=float(ts_s), **fields) for ts_s, sid, fields in rows]

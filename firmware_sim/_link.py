@@ -163,10 +163,12 @@ class MqttLink:
         self._client.loop_stop()
         sock = self._client.socket()
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            # The link is TCP or TLS (paho types it as any socket-like; only real sockets shut down).
+            if isinstance(sock, socket.socket):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             sock.close()
         self._connected.clear()
         self._cut = True
@@ -183,7 +185,8 @@ class MqttLink:
         self._suspended = True
         self._connected.clear()
         sock = self._client.socket()
-        if sock is not None:
+        # The link is TCP or TLS (paho types it as any socket-like; only real sockets shut down).
+        if isinstance(sock, socket.socket):
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # the DISCONNECT below cannot go out
             except OSError:
@@ -209,7 +212,7 @@ class MqttLink:
     # ------------------------------------------------------------ publishing
     @property
     def in_flight(self) -> int:
-        return self.window - self._slots._value  # type: ignore[attr-defined]
+        return self.window - self._slots._value
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False,
                 timeout_s: float = 0.5) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import random
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from floodwatch.firmware_sim.reference_node import uplink as layout
 
@@ -57,7 +57,7 @@ def rfc3339_nanos(ts_s: float, suffix: str = "+00:00") -> str:
     nanos = int(round((ts_s - whole) * 1e9))
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
-    return datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}{suffix}"
+    return datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}{suffix}"
 
 
 class LorawanUplinker:

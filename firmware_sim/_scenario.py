@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -233,7 +234,7 @@ class Scenario:
         return np.maximum(level, column("floor_m"))
 
     # ------------------------------------------------------------- truth: rain
-    def rain_cumulative_mm(self, station_ids: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    def rain_cumulative_mm(self, station_ids: np.ndarray, t_s: np.ndarray | float) -> np.ndarray:
         """Rain fallen since the beginning of time (only the scenario's events), mm.
 
         Broadcastable arrays of station ids and scenario seconds in, the
@@ -314,8 +315,8 @@ class Scenario:
             return []
         level = self.truth_level_m([s.id for s in stations], t)
         found: list[Crossing] = []
-        for row, station in zip(level, stations):
-            for name, threshold in zip(LEVEL_NAMES, station.levels.as_tuple()):
+        for row, station in zip(level, stations, strict=True):
+            for name, threshold in zip(LEVEL_NAMES, station.levels.as_tuple(), strict=True):
                 above = np.flatnonzero(row >= threshold)
                 if above.size == 0:
                     continue

@@ -35,7 +35,7 @@ class RangeSensorModel:
     temperature_coefficient: float
 
     @classmethod
-    def for_sensor(cls, sensor: str) -> "RangeSensorModel":
+    def for_sensor(cls, sensor: str) -> RangeSensorModel:
         if sensor == "radar":
             # 80 GHz level radar (e.g. VEGAPULS C 21 class): mm noise, short blind zone.
             return cls(noise_m=0.003, blind_zone_m=0.05, max_range_m=15.0,

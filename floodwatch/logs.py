@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -176,7 +176,15 @@ class _ScrubbingFormatter(logging.Formatter):
         return scrub(f"{stamp} level={record.levelname.lower()} logger={record.name} {message}")
 
 
-def configure(level: int = logging.INFO, json_lines: bool = False, *, stream: TextIO | None = None,
+class TextStream(Protocol):
+    """Where terminal log lines go: stderr, or anything that writes and flushes text like it."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def configure(level: int = logging.INFO, json_lines: bool = False, *, stream: TextStream | None = None,
               file: Path | None = None, terminal_level: int | None = None) -> None:
     """Send every logger's records through the scrubbing formatter.
 

@@ -69,7 +69,7 @@ class WarningLevels(_Section):
     evacuate_m: float
 
     @model_validator(mode="after")
-    def _ordered(self) -> "WarningLevels":
+    def _ordered(self) -> WarningLevels:
         if not (self.watch_m < self.warning_m < self.evacuate_m):
             raise ValueError(
                 f"warning levels must rise: watch {self.watch_m} < warning {self.warning_m}"
@@ -158,7 +158,7 @@ class StationConfig(_Section):
     warning_profile: str | None = None
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "StationConfig":
+    def _kind_fields(self) -> StationConfig:
         if self.series == "predicted" and not self.external:
             raise ValueError(
                 f"station {self.id!r} is a predicted series; predictions come from a feed, so set external = true"
@@ -195,7 +195,8 @@ class MqttSettings(_Section):
     )
     session_expiry_s: int = 86_400
     keepalive_s: int = 30
-    ca_file: Path | None = Field(default=None, description="CA certificate (PEM) that signed the broker's TLS certificate")
+    ca_file: Path | None = Field(default=None,
+                                 description="CA certificate (PEM) that signed the broker's TLS certificate")
     single_site_topics: bool = Field(
         default=True,
         description="also accept floodwatch/{station_id}/... (the single-site form) besides "
@@ -324,7 +325,7 @@ class WorkerSettings(_Section):
     zones: list[ZoneId] | None = None
 
     @model_validator(mode="after")
-    def _index_below_count(self) -> "WorkerSettings":
+    def _index_below_count(self) -> WorkerSettings:
         k, n = (int(x) for x in self.partition.split("/"))
         if k >= n:
             raise ValueError(f"worker.partition {self.partition!r}: k must be below n (0/{n} .. {n - 1}/{n})")
@@ -423,7 +424,7 @@ class FeedConfig(_Section):
     enabled: bool = True
 
     @model_validator(mode="after")
-    def _kind_needs(self) -> "FeedConfig":
+    def _kind_needs(self) -> FeedConfig:
         need = {"thaiwater": ("url",), "csv_url": ("url",), "drop_folder": ("folder",),
                 "floodwatch_mqtt": ("url", "site")}[self.kind]
         missing = [name for name in need if getattr(self, name) in (None, "")]
@@ -504,7 +505,7 @@ class LorawanSettings(_Section):
                            description="The Things Stack v3's uplinks (its MQTT server, bridged into this broker)")
 
     @model_validator(mode="after")
-    def _normalised_keys(self) -> "LorawanSettings":
+    def _normalised_keys(self) -> LorawanSettings:
         self.devices = {device_key(k): v for k, v in self.devices.items()}
         return self
 
@@ -531,7 +532,7 @@ class HttpIngestSettings(_Section):
     burst: int = Field(default=20, ge=1, description="requests a node may make at once before the rate applies")
 
     @model_validator(mode="after")
-    def _hashes_not_tokens(self) -> "HttpIngestSettings":
+    def _hashes_not_tokens(self) -> HttpIngestSettings:
         for station, stored in self.tokens.items():
             if not stored.startswith("sha256$") or stored.count("$") != 2:
                 raise ValueError(
@@ -658,7 +659,7 @@ class Settings(BaseSettings):
         return problems
 
     @model_validator(mode="after")
-    def _loudspeakers_consistent(self) -> "Settings":
+    def _loudspeakers_consistent(self) -> Settings:
         zone_ids = {z.id for z in self.zones}
         taken = {s.id for s in self.stations}
         seen: set[str] = set()

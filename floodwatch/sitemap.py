@@ -107,7 +107,7 @@ def map_problems(geojson: Any, zone_ids: Sequence[str], anchors: Sequence[tuple[
                     problems.append(f"{name}: each polygon ring needs at least 4 positions and must end where it "
                                     "starts (repeat the first point last)")
                     break
-            if zone_id not in zone_ids:
+            if not isinstance(zone_id, str) or zone_id not in zone_ids:
                 problems.append(f"{name}: there is no zone {zone_id!r} in the site file; fix properties.id or add "
                                 "the zone under [[zones]]")
             elif zone_id in zones_drawn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from zoneinfo import ZoneInfo
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
@@ -15,7 +15,7 @@ _THAI_MONTHS_ABBR = (
 
 
 def to_bangkok(ts_s: float) -> datetime:
-    return datetime.fromtimestamp(ts_s, tz=timezone.utc).astimezone(BANGKOK)
+    return datetime.fromtimestamp(ts_s, tz=UTC).astimezone(BANGKOK)
 
 
 def thai_datetime(ts_s: float) -> str:

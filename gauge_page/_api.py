@@ -73,7 +73,8 @@ def api_router(ctx: PageContext) -> APIRouter:
         except ConfigError as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    @router.get("/stations", response_model=StationsOut, summary="Every station with its latest reading and level class, most dangerous first")
+    @router.get("/stations", response_model=StationsOut,
+                summary="Every station with its latest reading and level class, most dangerous first")
     def stations() -> dict[str, Any]:
         rows = ctx.station_rows()
         zone_levels, subscribers, source = ctx.zone_levels(rows)
@@ -96,21 +97,24 @@ def api_router(ctx: PageContext) -> APIRouter:
             "zone_level_source": source,
         }
 
-    @router.get("/stations/{station_id}", response_model=StationOut, summary="One station's overview row and registry entry")
+    @router.get("/stations/{station_id}", response_model=StationOut,
+                summary="One station's overview row and registry entry")
     def station(station_id: str) -> dict[str, Any]:
         known_station(station_id)
         row = next(r for r in ctx.station_rows() if r.id == station_id)
         return {"now_s": ctx.clock.now_s(), "station": _row_json(row),
                 "config": to_jsonable(ctx.settings.station(station_id).model_dump())}
 
-    @router.get("/stations/{station_id}/readings", response_model=ReadingsOut, summary="Raw stored readings of one station, oldest first")
+    @router.get("/stations/{station_id}/readings", response_model=ReadingsOut,
+                summary="Raw stored readings of one station, oldest first")
     def readings(station_id: str, hours: float = Query(24.0, gt=0, le=MAX_HISTORY_H)) -> dict[str, Any]:
         known_station(station_id)
         now_s = ctx.clock.now_s()
         rows = ctx.store.read_readings(StationId(station_id), now_s - hours * 3600.0, now_s + 1.0)
         return {"station_id": station_id, "now_s": now_s, "readings": to_jsonable(rows)}
 
-    @router.get("/stations/{station_id}/series", response_model=SeriesOut, summary="Chart data: history, QC-flagged points, rain, forecast band")
+    @router.get("/stations/{station_id}/series", response_model=SeriesOut,
+                summary="Chart data: history, QC-flagged points, rain, forecast band")
     def series(station_id: str, hours: float = Query(48.0, gt=0, le=MAX_HISTORY_H)) -> dict[str, Any]:
         known_station(station_id)
         return ctx.station_series(station_id, hours)
@@ -141,7 +145,8 @@ def api_router(ctx: PageContext) -> APIRouter:
             ),
         }
 
-    @router.get("/alerts", response_model=AlertsOut, response_model_exclude_none=True, summary="The alert log, newest first: what was sent, to which zone, to how many")
+    @router.get("/alerts", response_model=AlertsOut, response_model_exclude_none=True,
+                summary="The alert log, newest first: what was sent, to which zone, to how many")
     def alerts(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         if ctx.alerts is None:
             return {"running": False, "entries": []}
@@ -158,7 +163,8 @@ def api_router(ctx: PageContext) -> APIRouter:
             out.append(entry)
         return {"running": True, "entries": out}
 
-    @router.get("/health", response_model=HealthOut, summary="Is each stage running; station health (last seen, battery, signal)")
+    @router.get("/health", response_model=HealthOut,
+                summary="Is each stage running; station health (last seen, battery, signal)")
     def health() -> dict[str, Any]:
         now_s = ctx.clock.now_s()
         store_state: dict[str, Any] = {"ok": True}

@@ -11,16 +11,17 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from floodwatch.gauge_page import _overview
+from floodwatch.gauge_page._hub import EventHub, to_jsonable
+from floodwatch.gauge_page._state import PageState
 
 from floodwatch.clock import Clock
 from floodwatch.settings import Settings
 from floodwatch.vocabulary import QcFlag, StationId
-from floodwatch.gauge_page import _overview
-from floodwatch.gauge_page._hub import EventHub, to_jsonable
-from floodwatch.gauge_page._state import PageState
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class PageContext:
             log.exception("event=feed_health_failed")
             return {}
 
-    def _predicted_now(self, station_ids: list[str], now_s: float) -> dict[str, Any]:
+    def _predicted_now(self, station_ids: Sequence[str], now_s: float) -> dict[str, Any]:
         """Each predicted series' value at or before now (its newest reading lies in the future)."""
         out = {}
         for sid in station_ids:
@@ -112,12 +113,13 @@ class PageContext:
             window = self.store.read_window(
                 level_ids, "water_level_m", now_s - _overview.TREND_WINDOW_S, now_s + 1.0, 60.0
             )
-            for sid, rate in zip(window.station_ids, _overview.rise_rate_cm_per_h(window.t_s, window.values)):
+            per_station = _overview.rise_rate_cm_per_h(window.t_s, window.values)
+            for sid, rate in zip(window.station_ids, per_station, strict=True):
                 rates[sid] = float(rate)
         rain_1h: dict[str, float | None] = {}
         if rain_ids:
             window = self.store.read_window(rain_ids, "rain_mm", now_s - 3600.0, now_s + 1.0, 3601.0)
-            for sid, row in zip(window.station_ids, np.atleast_2d(window.values)):
+            for sid, row in zip(window.station_ids, np.atleast_2d(window.values), strict=True):
                 total_mm = float(np.nansum(row)) if np.isfinite(row).any() else None
                 rain_1h[sid] = total_mm
         issued = self.latest_forecast()

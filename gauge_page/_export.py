@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -97,7 +97,7 @@ def _num(v: float | None, digits: int) -> float | None:
     return None if v is None or not math.isfinite(v) else round(float(v), digits)
 
 
-def reading_rows(readings: Iterable[Any], names: dict[str, str], era: Era) -> Iterator[dict[str, Any]]:
+def reading_rows(readings: Iterable[Any], names: Mapping[StationId, str], era: Era) -> Iterator[dict[str, Any]]:
     for r in readings:
         yield {
             "station_id": r.station_id, "station_name_en": names.get(r.station_id, ""),
@@ -109,7 +109,7 @@ def reading_rows(readings: Iterable[Any], names: dict[str, str], era: Era) -> It
         }
 
 
-def forecast_rows(points: Iterable[Any], names: dict[str, str], era: Era) -> Iterator[dict[str, Any]]:
+def forecast_rows(points: Iterable[Any], names: Mapping[StationId, str], era: Era) -> Iterator[dict[str, Any]]:
     for p in points:
         yield {
             "station_id": p.station_id, "station_name_en": names.get(p.station_id, ""),
@@ -255,8 +255,8 @@ def export_router(ctx: PageContext) -> APIRouter:
             finally:
                 release()
 
-        what = "-".join(station or zone) or "all"
-        span = f"{bangkok_time(start_s)[:10]}_{bangkok_time(end_s)[:10]}".replace("-", "")
+        what = "-".join(station or zone or []) or "all"
+        span = f"{to_bangkok(start_s):%Y%m%d}_{to_bangkok(end_s):%Y%m%d}"
         filename = f"floodwatch-{kind}-{what}-{span}.{fmt}"
         log.info("event=export kind=%s fmt=%s stations=%d start_s=%.0f end_s=%.0f", kind, fmt, len(chosen),
                  start_s, end_s)

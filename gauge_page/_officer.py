@@ -119,7 +119,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, "send the login as application/json")
 
-    @router.post("/login", response_model=SessionOut, summary="Log in as an officer; sets the session cookie and returns the CSRF token")
+    @router.post("/login", response_model=SessionOut,
+                 summary="Log in as an officer; sets the session cookie and returns the CSRF token")
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         same_origin(request)
         now_wall_s = time.time()
@@ -146,7 +147,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
         return {"username": session.username, "display_name": session.display_name,
                 "csrf_token": session.csrf_token}
 
-    @router.get("/me", response_model=SessionOut, response_model_exclude_none=True, summary="Who is logged in (and their CSRF token), or logged_in false")
+    @router.get("/me", response_model=SessionOut, response_model_exclude_none=True,
+                summary="Who is logged in (and their CSRF token), or logged_in false")
     def me(request: Request) -> dict[str, Any]:
         session = current_session(request)
         if session is None:
@@ -164,7 +166,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
     @router.post("/alerts/{alert_id}/acknowledge", response_model=ActionOut, summary="Acknowledge an alert (officer)")
     def acknowledge(alert_id: str, session: Session = Depends(officer)) -> dict[str, Any]:
         if ctx.alerts is None:
-            raise HTTPException(503, "the alert service is not running in this process; there is nothing to acknowledge")
+            raise HTTPException(
+                503, "the alert service is not running in this process; there is nothing to acknowledge")
         known = {str(e.get("id")) for e in ctx.alerts.log(1000)}
         if alert_id not in known:
             raise HTTPException(404, f"there is no alert {alert_id!r} in the latest 1000 of the alert log")
@@ -205,7 +208,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
                                ensure_ascii=False)
         return hmac.new(confirm_key, canonical.encode(), hashlib.sha256).hexdigest()
 
-    @router.post("/messages/preview", response_model=PreviewOut, summary="Show a manual message as residents will see it, with recipients")
+    @router.post("/messages/preview", response_model=PreviewOut,
+                 summary="Show a manual message as residents will see it, with recipients")
     def preview(body: MessageBody, session: Session = Depends(officer)) -> dict[str, Any]:
         zones = check_zones(body.zones)
         recipients = [z["recipients"] for z in zones]
@@ -216,7 +220,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
             "confirm_token": confirm_token_for(body, session),
         }
 
-    @router.post("/messages/send", response_model=ActionOut, summary="Send a previewed manual message to the chosen zones (officer)")
+    @router.post("/messages/send", response_model=ActionOut,
+                 summary="Send a previewed manual message to the chosen zones (officer)")
     def send(body: SendBody, session: Session = Depends(officer)) -> dict[str, Any]:
         if not hmac.compare_digest(body.confirm_token, confirm_token_for(body, session)):
             raise HTTPException(409, "the message or zones changed since the preview; preview again and confirm")
@@ -227,7 +232,8 @@ def officer_router(ctx: PageContext) -> APIRouter:
               {"text_th": body.text_th, "text_en": body.text_en, "result": result})
         return {"ok": True, "zones": zones, "result": to_jsonable(result)}
 
-    @router.post("/test-alert", response_model=ActionOut, summary="Send a test alert to officers only, never to residents")
+    @router.post("/test-alert", response_model=ActionOut,
+                 summary="Send a test alert to officers only, never to residents")
     def test_alert(body: TestAlertBody, session: Session = Depends(officer)) -> dict[str, Any]:
         result = _actions.send_test(ctx.alerts, body.text, by=session.username)
         audit(session, "test_alert", "officers", {"text": body.text, "result": result})

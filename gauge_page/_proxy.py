@@ -44,7 +44,7 @@ class TrustedProxyHeaders:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         client = scope.get("client")
         if scope["type"] in ("http", "websocket") and client and self.trusts(client[0]):
-            headers = {}
+            headers: dict[bytes, str] = {}
             for key, value in scope["headers"]:
                 headers.setdefault(key.lower(), value.decode("latin-1"))
             proto = headers.get(b"x-forwarded-proto", "").split(",")[0].strip().lower()

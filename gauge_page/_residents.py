@@ -3,7 +3,8 @@
 Residents' reports are for logged-in officers only (residents were told
 their reports are not published: docs/privacy.md); the quota and the
 loudspeakers anyone on the page may read. Moderation needs the session and
-its CSRF token like every other officer action, and goes in the audit log. The alert service's "report", "quota" and "loudspeaker"
+its CSRF token like every other officer action, and goes in the audit log. The
+alert service's "report", "quota" and "loudspeaker"
 changes are forwarded to the page's live events.
 """
 

@@ -217,7 +217,7 @@ class HealthOut(BaseModel):
     forecasts: dict[str, Any]
     live_clients: int
     stations: list[HealthStationOut]
-    feeds: list["FeedOut"] = Field(default_factory=list, description="each configured feed's health")
+    feeds: list[FeedOut] = Field(default_factory=list, description="each configured feed's health")
 
 
 class SiteOut(BaseModel):

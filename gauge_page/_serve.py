@@ -41,7 +41,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "BackgroundServer":
+    def start(self) -> BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + self._start_timeout_s
         while not self._server.started:
@@ -55,7 +55,7 @@ class BackgroundServer:
         self._server.should_exit = True
         self._thread.join(10.0)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
-
 from floodwatch.alerts.verification import (
     BELOW_S,
     LATE_S,
@@ -29,6 +27,8 @@ from floodwatch.alerts.verification import (
     reached_within,
     score_level,
 )
+from pydantic import BaseModel, Field
+
 from floodwatch.vocabulary import StationId
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,9 @@ def warned_report(
         mine = [d for d in decisions if d.get("zone_id") == zone.id and d.get("kind") in KIND_NAMES
                 and d["ts_s"] >= from_s - window_s]
         warnings = [IssuedWarning(float(d["ts_s"]), int(d["level"]), KIND_NAMES[d["kind"]]) for d in mine]
-        levels_out, events_out, false_out = [], [], []
+        levels_out: list[dict[str, Any]] = []
+        events_out: list[dict[str, Any]] = []
+        false_out: list[dict[str, Any]] = []
         unscored = 0
         margins = {}
         for k in (1, 2, 3):
@@ -173,7 +175,7 @@ def warned_report(
             all_scores[k].append(score)
             levels_out.append(_level_json(score))
             unscored += score.unscored
-            for crossing, first in zip(score.events_s, score.warned_by_s):
+            for crossing, first in zip(score.events_s, score.warned_by_s, strict=True):
                 col = int(np.searchsorted(t_s, crossing))
                 over = level_m[rows, col] - np.array([stations[i].levels.as_tuple()[k - 1] for i in rows])
                 who = rows[int(np.nanargmax(over))]
@@ -187,7 +189,7 @@ def warned_report(
                     "lead_h": None if first is None else round((crossing - first) / 3600.0, 3),
                 })
             false_times = set(score.false_s)
-            for d, w in zip(mine, warnings):
+            for d, w in zip(mine, warnings, strict=True):
                 if w.level == k and w.ts_s in false_times:
                     false_out.append({"ts_s": w.ts_s, "level": k, "name": LEVEL_NAMES[k - 1], "kind": w.kind,
                                       "station_id": d.get("station_id"), "decision_id": d.get("id")})

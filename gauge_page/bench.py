@@ -117,7 +117,8 @@ def bench_fanout(clients: int = 100, events: int = 200) -> dict[str, Any]:
         app.state.page.state.close()
         db.close()
     return {"clients": clients, "events": events, "readings_per_event": len(batch),
-            "publish": {"mean_ms": round(statistics.mean(publish_s) * 1000, 3), "max_ms": round(max(publish_s) * 1000, 2)},
+            "publish": {"mean_ms": round(statistics.mean(publish_s) * 1000, 3),
+                        "max_ms": round(max(publish_s) * 1000, 2)},
             "all_delivered_s": round(all_delivered_s, 2)}
 
 

@@ -163,7 +163,8 @@ def take_screenshots(out_dir: Path, *, lang: str = "th") -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     epilog="example: python -m floodwatch.gauge_page.screenshots --out docs/screenshots")
+                                     epilog="example: python -m floodwatch.gauge_page.screenshots"
+                                            " --out docs/screenshots")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "screenshots",
                         help="folder for overview.png and station.png (default: docs/screenshots)")
     parser.add_argument("--lang", choices=("th", "en"), default="th", help="page language (default: th)")

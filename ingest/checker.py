@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from floodwatch.vocabulary import QcFlag, Reading
 from floodwatch.ingest import qc
+
+from floodwatch.vocabulary import QcFlag, Reading, StationId
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
@@ -26,7 +26,7 @@ _EMPTY = np.empty(0)
 class QcChecker:
     """Flags readings with QARTOD flags, remembering each station's recent values."""
 
-    def __init__(self, settings: "Settings", history: int = HISTORY) -> None:
+    def __init__(self, settings: Settings, history: int = HISTORY) -> None:
         self._limits = {s.id: qc.limits_for(s) for s in settings.stations}
         self._interval_s = {s.id: s.publish_interval_s for s in settings.stations}
         self._history = history
@@ -35,7 +35,7 @@ class QcChecker:
 
     def seed(self, readings: Sequence[Reading]) -> None:
         """Remember stored readings (any order) as history; does not flag them."""
-        by_station: dict[str, list[Reading]] = {}
+        by_station: dict[StationId, list[Reading]] = {}
         for r in readings:
             by_station.setdefault(r.station_id, []).append(r)
         for sid, rs in by_station.items():
@@ -60,10 +60,10 @@ class QcChecker:
                 out_all.extend(self.check(readings[start:start + CHUNK], now_s))
             return out_all
         out: list[Reading | None] = [None] * len(readings)
-        by_station: dict[str, list[int]] = {}
+        by_station: dict[StationId, list[int]] = {}
         for i, r in enumerate(readings):
             by_station.setdefault(r.station_id, []).append(i)
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[StationId]] = {}
         for sid in by_station:
             limits = self._limits.get(sid)
             if limits is None:  # parse_payload refuses unknown stations; keep the reading unjudged
@@ -75,7 +75,7 @@ class QcChecker:
             self._check_group(field, sids, by_station, readings, now_s, out)
         return out  # type: ignore[return-value]
 
-    def _check_group(self, field: str, sids: list[str], by_station: dict[str, list[int]],
+    def _check_group(self, field: str, sids: list[StationId], by_station: dict[StationId, list[int]],
                      readings: Sequence[Reading], now_s: float, out: list) -> None:
         rows_t, rows_v, new_pos = [], [], []
         for sid in sids:
@@ -101,12 +101,12 @@ class QcChecker:
         # Right-align every station's series; NaN on the left is "no earlier reading".
         t_mat = np.full((len(sids), width), np.nan)
         v_mat = np.full((len(sids), width), np.nan)
-        for row, (t, v) in enumerate(zip(rows_t, rows_v)):
+        for row, (t, v) in enumerate(zip(rows_t, rows_v, strict=True)):
             t_mat[row, width - t.size:] = t
             v_mat[row, width - v.size:] = v
         limits = qc.stack_limits([self._limits[sid] for sid in sids])
         interval = np.array([self._interval_s[sid] for sid in sids])
-        first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t))
+        first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t, strict=True))
         flags, tests = qc.run_tests(v_mat, t_mat, now_s, limits, interval, last=width - first_new)
         for row, sid in enumerate(sids):
             shift = width - rows_t[row].size

@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +81,7 @@ class ImportResult:
     encoding: str = "utf-8"
 
 
-def _columns(header: list[str]) -> dict[str, str]:
+def _columns(header: Sequence[str]) -> dict[str, str]:
     lower = {h.strip().lower(): h for h in header}
     found = {}
     for key, names in ALIASES.items():
@@ -108,6 +108,7 @@ def parse_time(text: str, tz: ZoneInfo) -> float:
     year = s[:4]
     if year.isdigit() and int(year) > _BUDDHIST_ERA_FROM_YEAR:
         s = f"{int(year) - BUDDHIST_ERA_OFFSET_YEARS:04d}{s[4:]}"
+    when: datetime | None
     try:
         when = datetime.fromisoformat(s)
     except ValueError:
@@ -155,7 +156,7 @@ def _number(row: dict, col: str | None, name: str) -> float | None:
 def rows_to_readings(
     rows: Iterator[dict],
     columns: dict[str, str],
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     *,
     station: str | None,
@@ -173,9 +174,10 @@ def rows_to_readings(
         try:
             sid = station or (row.get(columns.get("station", ""), "") or "").strip()
             sid = aliases.get(sid, sid)
-            cfg = stations.get(sid)
+            cfg = stations.get(StationId(sid))
             if cfg is None:
-                raise RowError("unknown_station", f"station {sid!r} is not in {settings.config_file}; pass --station or add it")
+                raise RowError("unknown_station",
+                               f"station {sid!r} is not in {settings.config_file}; pass --station or add it")
             ts_s = parse_time(row.get(columns["ts"], "") or "", tz)
             ahead_s = PREDICTED_AHEAD_S if cfg.series == "predicted" else FUTURE_REJECT_S
             if ts_s > now_s + ahead_s:
@@ -223,7 +225,7 @@ def rows_to_readings(
 
 def import_csv(
     path: Path,
-    settings: "Settings",
+    settings: Settings,
     store: object,
     now_s: float,
     *,
@@ -265,7 +267,7 @@ def import_csv(
     return result
 
 
-def _read_rows(path: Path, settings: "Settings", now_s: float, *, station: str | None, tz: ZoneInfo,
+def _read_rows(path: Path, settings: Settings, now_s: float, *, station: str | None, tz: ZoneInfo,
                result: ImportResult, aliases: dict[str, str] | None) -> list[Reading]:
     try:
         return _read_rows_encoded(path, "utf-8-sig", settings, now_s, station=station, tz=tz, result=result,
@@ -280,7 +282,7 @@ def _read_rows(path: Path, settings: "Settings", now_s: float, *, station: str |
         return rows
 
 
-def _read_rows_encoded(path: Path, encoding: str, settings: "Settings", now_s: float, *, station: str | None,
+def _read_rows_encoded(path: Path, encoding: str, settings: Settings, now_s: float, *, station: str | None,
                        tz: ZoneInfo, result: ImportResult, aliases: dict[str, str] | None) -> list[Reading]:
     with open(path, newline="", encoding=encoding) as fh:
         reader = csv.DictReader(fh)

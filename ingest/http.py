@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse
 
 from floodwatch import metrics
 from floodwatch.ingest.payload import MAX_PAYLOAD_BYTES
+from floodwatch.vocabulary import StationId
 
 if TYPE_CHECKING:
     from floodwatch.ingest.service import IngestOutcome, IngestService
@@ -146,7 +147,7 @@ def _refuse(station_id: str, refusal: _Refusal, headers: dict[str, str] | None =
     return _answer(station_id, refusal.status, body, headers)
 
 
-def _outcome_body(outcome: "IngestOutcome") -> dict[str, Any]:
+def _outcome_body(outcome: IngestOutcome) -> dict[str, Any]:
     return {
         "station_id": outcome.station_id,
         "stored": outcome.stored,
@@ -156,7 +157,7 @@ def _outcome_body(outcome: "IngestOutcome") -> dict[str, Any]:
     }
 
 
-def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
+def http_router(settings: Settings, service: IngestService) -> APIRouter:
     """``POST /api/v1/ingest/{station_id}`` for ``service`` (a started :class:`IngestService`)."""
     cfg = settings.http_ingest
     known = {s.id for s in settings.stations}
@@ -165,14 +166,15 @@ def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
     def authenticate(station_id: str, header: str) -> _Refusal | None:
-        stored = cfg.tokens.get(station_id)
+        stored = cfg.tokens.get(StationId(station_id))
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _Refusal(401, "missing_token", "send the node's token as 'Authorization: Bearer fwi.…'")
         token = token.strip()
         if stored is not None and token_matches(token, stored):
             return None
-        named = token_station(token)
+        named_in_token = token_station(token)
+        named = StationId(named_in_token) if named_in_token is not None else None
         if (named is not None and named != station_id and named in cfg.tokens
                 and token_matches(token, cfg.tokens[named])):
             return _Refusal(403, "wrong_station_token",
@@ -221,15 +223,15 @@ def http_router(settings: "Settings", service: "IngestService") -> APIRouter:
         if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
             return _refuse(station_id, _Refusal(413, "oversized", f"body is {declared} bytes, over the "
                                                 f"{MAX_PAYLOAD_BYTES}-byte limit; send smaller batches"))
-        body = bytearray()
+        received = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_PAYLOAD_BYTES:
+            received += chunk
+            if len(received) > MAX_PAYLOAD_BYTES:
                 break  # the rest is not read; parsing what we have says 'oversized' and quarantines its head
         try:
-            outcome = await asyncio.wait_for(asyncio.wrap_future(service.submit(station_id, bytes(body))),
+            outcome = await asyncio.wait_for(asyncio.wrap_future(service.submit(station_id, bytes(received))),
                                              WRITE_TIMEOUT_S)
-        except (asyncio.TimeoutError, FutureTimeout):
+        except (TimeoutError, FutureTimeout):
             return _refuse(station_id, _Refusal(503, "store_timeout", "the write did not finish in time; send again"))
         except Exception as exc:  # the store's error: nothing durable, the logger must resend
             log.warning("event=http_ingest_not_stored station=%s error=%s", station_id, exc)

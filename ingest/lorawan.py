@@ -74,7 +74,7 @@ class Uplink:
     rssi_dbm: float | None  # the best gateway's
 
 
-def server_of(topic: str, settings: "Settings") -> str | None:
+def server_of(topic: str, settings: Settings) -> str | None:
     """``"chirpstack"`` or ``"tts"`` when ``topic`` is one of the configured uplink topics, else None."""
     if not settings.lorawan.devices:
         return None
@@ -279,7 +279,7 @@ class _Device:
     session: str | None
     boot: int | None
     f_cnt: int
-    recent: "OrderedDict[int, int]"  # f_cnt -> reading time in ms, the last RECENT_FRAMES frames
+    recent: OrderedDict[int, int]  # f_cnt -> reading time in ms, the last RECENT_FRAMES frames
     old_sessions: list[str]
 
 
@@ -372,7 +372,7 @@ def parse_uplink(
     server: str,
     topic: str,
     payload: bytes,
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     counters: FrameCounters | None = None,
     tips: TipCounters | None = None,

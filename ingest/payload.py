@@ -112,10 +112,11 @@ class TipCounters:
             # otherwise the tips since boot may include rain already counted.
             return 0.0 if tips == 0 else None
         prev_boot, prev_ts_s, prev_tips = prev
-        both_booted = boot is not None and prev_boot is not None
-        if both_booted and boot < prev_boot:
-            return None  # a re-send from before the node's last reboot
-        new_boot = both_booted and boot > prev_boot
+        new_boot = False
+        if boot is not None and prev_boot is not None:
+            if boot < prev_boot:
+                return None  # a re-send from before the node's last reboot
+            new_boot = boot > prev_boot
         if not new_boot and ts_s <= prev_ts_s:
             return None  # older than the baseline: a re-send; the store drops it as a duplicate
         self.last[station_id] = (boot, ts_s, tips)
@@ -138,7 +139,7 @@ class ParsedMessage:
 class _Registry:
     """Station look-up by id, built once per settings object (the hot path runs per message)."""
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stations = {s.id: s for s in settings.stations}
         self.prefix = settings.mqtt.topic_prefix
@@ -150,7 +151,7 @@ class _Registry:
 _registries: dict[int, _Registry] = {}
 
 
-def _registry(settings: "Settings") -> _Registry:
+def _registry(settings: Settings) -> _Registry:
     reg = _registries.get(id(settings))
     if reg is None or reg.settings is not settings:
         reg = _Registry(settings)
@@ -184,7 +185,7 @@ def station_from_topic(
 def parse_message(
     topic: str,
     payload: bytes,
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     tips: TipCounters | None = None,
     *,
@@ -209,7 +210,7 @@ def parse_message(
 def parse_station_payload(
     station_id: str,
     payload: bytes,
-    settings: "Settings",
+    settings: Settings,
     now_s: float,
     tips: TipCounters | None = None,
     *,
@@ -221,7 +222,7 @@ def parse_station_payload(
     """
     reg = _registry(settings)
     try:
-        station = reg.stations.get(station_id)
+        station = reg.stations.get(StationId(station_id))
         if station is None:
             raise PayloadError(
                 "unknown_station",
@@ -258,25 +259,26 @@ def parse_station_payload(
     except PayloadError as err:
         return ParsedMessage(station_id, [], [err])
 
+    items: list[_ReadingIn]
     if msg.readings is None:
         items = [msg]
     else:
         if msg.ts is not None or any(getattr(msg, f) is not None for f in _MEASUREMENTS):
-            err = PayloadError(
+            misplaced = PayloadError(
                 "invalid_field",
                 "a buffered message carries readings only under 'readings'; move top-level fields into it",
                 station_id,
             )
-            return ParsedMessage(station_id, [], [err])
+            return ParsedMessage(station_id, [], [misplaced])
         if not msg.readings:
             return ParsedMessage(station_id, [], [PayloadError("no_measurement", "'readings' is empty", station_id)])
         if len(msg.readings) > MAX_READINGS_PER_MESSAGE:
-            err = PayloadError(
+            oversized = PayloadError(
                 "oversized",
                 f"{len(msg.readings)} readings in one message; send at most {MAX_READINGS_PER_MESSAGE}",
                 station_id,
             )
-            return ParsedMessage(station_id, [], [err])
+            return ParsedMessage(station_id, [], [oversized])
         items = msg.readings
         if len(items) > 1:
             # Tip deltas need the buffer in time order; nodes usually send it so.
@@ -295,7 +297,7 @@ def parse_station_payload(
 
 
 def _parse_buffer_items(
-    payload: bytes, station: "StationConfig", station_id: str, reg: _Registry, now_s: float, tips: TipCounters | None
+    payload: bytes, station: StationConfig, station_id: str, reg: _Registry, now_s: float, tips: TipCounters | None
 ) -> ParsedMessage:
     items = json.loads(payload)["readings"]
     good: list[tuple[int, _ReadingIn]] = []
@@ -316,7 +318,7 @@ def _parse_buffer_items(
     return ParsedMessage(station_id, readings, errors)
 
 
-def parse_payload(topic: str, payload: bytes, settings: "Settings", now_s: float,
+def parse_payload(topic: str, payload: bytes, settings: Settings, now_s: float,
                   tips: TipCounters | None = None) -> list[Reading]:
     """Validate and convert one telemetry message; raise :class:`PayloadError` on the first fault.
 
@@ -338,7 +340,8 @@ def _sort_key(item: _ReadingIn) -> float:
 
 def _parse_ts(ts: float | str | None, station_id: str | None = None) -> float:
     if ts is None:
-        raise PayloadError("missing_ts", "the reading has no 'ts'; send ISO-8601 with offset or epoch seconds", station_id)
+        raise PayloadError("missing_ts", "the reading has no 'ts'; send ISO-8601 with offset or epoch seconds",
+                           station_id)
     if isinstance(ts, str):
         try:
             when = datetime.fromisoformat(ts)
@@ -358,7 +361,7 @@ def _parse_ts(ts: float | str | None, station_id: str | None = None) -> float:
 
 def _convert(
     item: _ReadingIn,
-    station: "StationConfig",
+    station: StationConfig,
     station_id: str,
     reg: _Registry,
     now_s: float,
@@ -446,7 +449,7 @@ def _convert(
 
 
 def convert_fields(
-    fields: dict[str, Any], station_id: str, settings: "Settings", now_s: float, tips: TipCounters | None = None
+    fields: dict[str, Any], station_id: str, settings: Settings, now_s: float, tips: TipCounters | None = None
 ) -> Reading:
     """One reading given as plain fields (a LoRaWAN codec's output), through the contract's checks.
 
@@ -454,7 +457,7 @@ def convert_fields(
     raises :class:`PayloadError` with the same reasons as an MQTT payload would get.
     """
     reg = _registry(settings)
-    station = reg.stations.get(station_id)
+    station = reg.stations.get(StationId(station_id))
     if station is None:
         raise PayloadError("unknown_station", f"station {station_id!r} is not in {settings.config_file}", station_id)
     try:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING = 1, 2, 3, 4, 9
 
 
+# One station's threshold, or (S,) thresholds of stacked stations.
+Limit = float | np.ndarray
+
+
 @dataclass(frozen=True)
 class QcLimits:
     """Thresholds for one station, in the units of its main field (m or mm).
@@ -40,27 +44,29 @@ class QcLimits:
     ``fail_min/fail_max``: what the sensor at this site can physically report
     (the registry's min_level_m/max_level_m); outside is FAIL.
     ``suspect_min/suspect_max``: the climatological range; outside is SUSPECT.
+    Each threshold is a float for one station, or an (S,) array when :func:`stack_limits`
+    judges S stations with the same field at once.
     """
 
     field: str
-    fail_min: float
-    fail_max: float
-    suspect_min: float
-    suspect_max: float
-    spike_suspect: float
-    spike_fail: float
-    rate_suspect_per_s: float
-    flat_tolerance: float
-    flat_suspect_s: float
-    flat_fail_s: float
-    future_suspect_s: float = 120.0
+    fail_min: Limit
+    fail_max: Limit
+    suspect_min: Limit
+    suspect_max: Limit
+    spike_suspect: Limit
+    spike_fail: Limit
+    rate_suspect_per_s: Limit
+    flat_tolerance: Limit
+    flat_suspect_s: Limit
+    flat_fail_s: Limit
+    future_suspect_s: Limit = 120.0
     # A street gauge over dry ground reads the ground: flat at or below this is not a stuck sensor.
-    flat_exempt_at_or_below: float = -np.inf
+    flat_exempt_at_or_below: Limit = -np.inf
     # Level changes at most this large are sensor noise to the rate-of-change test.
-    rate_min_change: float = 0.0
+    rate_min_change: Limit = 0.0
 
 
-def limits_for(station: "StationConfig") -> QcLimits:
+def limits_for(station: StationConfig) -> QcLimits:
     """Derive QC limits from the station registry.
 
     The registry has no climatology yet; for levels the suspect band is from
@@ -133,7 +139,7 @@ def limits_for(station: "StationConfig") -> QcLimits:
     )
 
 
-def _col(x: float | np.ndarray, ndim: int) -> np.ndarray | float:
+def _col(x: float | np.ndarray, ndim: int) -> np.ndarray:
     """A per-station threshold (S,) as (S, 1) so it broadcasts along time; scalars unchanged."""
     a = np.asarray(x, dtype=float)
     return a.reshape(a.shape + (1,)) if a.ndim and ndim > 1 else a

@@ -118,7 +118,7 @@ class _Msg(NamedTuple):
     reply: _Reply | None = None
 
 
-def spool_path(settings: "Settings") -> str:
+def spool_path(settings: Settings) -> str:
     """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db in the data dir."""
     if settings.store.spool_path:
         return settings.store.spool_path
@@ -127,7 +127,7 @@ def spool_path(settings: "Settings") -> str:
     return str(settings.data_dir / "var" / "ingest-spool.db")
 
 
-def _device_topics(lorawan: Any, stations: set[str]) -> list[str]:
+def _device_topics(lorawan: Any, stations: set[StationId]) -> list[str]:
     """Uplink topics naming only the devices of ``stations`` (a worker that owns some zones).
 
     The device sits at the pattern's last ``+``: ChirpStack names it by DevEUI, The Things
@@ -173,9 +173,9 @@ class IngestService:
 
     def __init__(
         self,
-        settings: "Settings",
-        store: "Store",
-        clock: "Clock",
+        settings: Settings,
+        store: Store,
+        clock: Clock,
         on_stored: OnStored | None = None,
         on_status: OnStatus | None = None,
     ) -> None:
@@ -239,7 +239,7 @@ class IngestService:
         """Block until the broker acknowledged the subscriptions (SUBACK); False on timeout."""
         return self._connected.wait(timeout_s)
 
-    def submit(self, station_id: str, payload: bytes, *, topic: str | None = None) -> "Future[IngestOutcome]":
+    def submit(self, station_id: str, payload: bytes, *, topic: str | None = None) -> Future[IngestOutcome]:
         """Hand one contract payload for a known station to the writer (the HTTP ingest path).
 
         It goes the way every MQTT message goes (validation, QC, dedup, one store
@@ -251,8 +251,8 @@ class IngestService:
             raise RuntimeError("ingest is not running; start IngestService before submitting")
         reply = _Reply(Future())
         label = topic or f"http:/api/v1/ingest/{station_id}"
-        self._queue.put(_Msg(label, payload, 0, 0, -1, self.clock.now_s(),
-                             station_id=station_id, reply=reply))
+        # By keyword: positionally the station landed in ``dup`` and the reply was lost.
+        self._queue.put(_Msg(label, payload, 0, 0, -1, self.clock.now_s(), station_id=station_id, reply=reply))
         return reply.future
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -382,7 +382,7 @@ class IngestService:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Runs in paho's network thread for every message: keep it to one tuple and one put.
-        self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, self.clock.now_s(),
+        self._queue.put(_Msg(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self.clock.now_s(),
                              bool(msg.dup)))
 
     # -- writer --------------------------------------------------------------
@@ -430,10 +430,11 @@ class IngestService:
         if self._spool_pending():
             self._replay_spool()
         now_s = self.clock.now_s()
+        # Only the quarantining stores (SQLite, InfluxDB) keep a retention window.
         if now_s - self._last_retention_s > RETENTION_EVERY_S and hasattr(self.store, "apply_retention"):
             self._last_retention_s = now_s
             try:
-                self.store.apply_retention(now_s)  # type: ignore[attr-defined]
+                self.store.apply_retention(now_s)
             except StoreUnavailable as exc:
                 log.warning("event=retention_skipped error=%s", exc)
 
@@ -490,10 +491,10 @@ class IngestService:
             self._spool.save_frame_counters({d: self._frames.dump(d) for d in self._frames.changed})
             self._frames.changed.clear()
         counts["batches"] += 1
-        for station_id, status in statuses:
+        for station_id, state in statuses:
             counts["status"] += 1
             if self.on_status is not None:
-                self._call(self.on_status, StationId(station_id), status, now_s)
+                self._call(self.on_status, StationId(station_id), state, now_s)
         if replies:
             stored_ids = {id(r) for r in stored} if stored is not None else set()
             for m, start, n, errors in replies:
@@ -649,12 +650,13 @@ class IngestService:
             except (ValueError, AttributeError):
                 text = ""
         if station_id not in self._known:
-            err = PayloadError("unknown_station", f"status for station {station_id!r}, which is not in the registry")
-            rejections.append(self._rejection(m, err))
+            unknown = PayloadError("unknown_station",
+                                   f"status for station {station_id!r}, which is not in the registry")
+            rejections.append(self._rejection(m, unknown))
             return None
         if text not in ("online", "offline"):
-            err = PayloadError("bad_status", f"status payload {text!r:.40} is not 'online' or 'offline'", station_id)
-            rejections.append(self._rejection(m, err))
+            bad = PayloadError("bad_status", f"status payload {text!r:.40} is not 'online' or 'offline'", station_id)
+            rejections.append(self._rejection(m, bad))
             return None
         return station_id, text
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 LEVEL_OPTIONS = [level.name_en for level in AlertLevel]  # normal, watch, warning, evacuate
 
 
-def node_id(settings: "Settings") -> str:
+def node_id(settings: Settings) -> str:
     return "floodwatch_" + _slug(settings.site.id)
 
 
@@ -38,11 +38,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", text).lower()
 
 
-def _availability(settings: "Settings") -> list[dict[str, str]]:
+def _availability(settings: Settings) -> list[dict[str, str]]:
     return [{"topic": status_topic(settings), "payload_available": "online", "payload_not_available": "offline"}]
 
 
-def _device(settings: "Settings", ident: str, name: str, model: str, area: str | None) -> dict[str, Any]:
+def _device(settings: Settings, ident: str, name: str, model: str, area: str | None) -> dict[str, Any]:
     device: dict[str, Any] = {
         "identifiers": [f"{node_id(settings)}_{_slug(ident)}"],
         "name": name,
@@ -54,7 +54,7 @@ def _device(settings: "Settings", ident: str, name: str, model: str, area: str |
     return device
 
 
-def _entity(settings: "Settings", component: str, ident: str, key: str, state_topic: str, device: dict[str, Any],
+def _entity(settings: Settings, component: str, ident: str, key: str, state_topic: str, device: dict[str, Any],
             **options: Any) -> tuple[str, str]:
     object_id = f"{_slug(ident)}_{key}"
     config = {
@@ -70,7 +70,7 @@ def _entity(settings: "Settings", component: str, ident: str, key: str, state_to
     return topic, json.dumps(config, ensure_ascii=False, sort_keys=True)
 
 
-def station_discovery(settings: "Settings", station: "StationConfig") -> list[tuple[str, str]]:
+def station_discovery(settings: Settings, station: StationConfig) -> list[tuple[str, str]]:
     """The discovery messages of one gauge (a Home Assistant device with a few sensors)."""
     zone = next((z for z in settings.zones if z.id == station.zone), None)
     kind = "water-level gauge" if station.kind == "water_level" else "rain gauge"
@@ -108,7 +108,7 @@ def station_discovery(settings: "Settings", station: "StationConfig") -> list[tu
     return out
 
 
-def zone_discovery(settings: "Settings", zone: "ZoneConfig") -> tuple[str, str]:
+def zone_discovery(settings: Settings, zone: ZoneConfig) -> tuple[str, str]:
     """One zone's alert level (a sensor on a per-site "zones" device)."""
     device = _device(settings, "zones", f"{settings.site.name_en}: flood alert zones", "alert zones", None)
     return _entity(settings, "sensor", f"zone_{zone.id}", "alert", zone_topic(settings, zone.id), device,
@@ -116,7 +116,7 @@ def zone_discovery(settings: "Settings", zone: "ZoneConfig") -> tuple[str, str]:
                    device_class="enum", options=LEVEL_OPTIONS, icon="mdi:alarm-light")
 
 
-def discovery_messages(settings: "Settings") -> list[tuple[str, str]]:
+def discovery_messages(settings: Settings) -> list[tuple[str, str]]:
     """Every discovery message of the site: (topic, JSON), to publish retained."""
     out: list[tuple[str, str]] = []
     for station in settings.stations:

@@ -38,7 +38,7 @@ class StoreKeeper:
         self.forecasts_written = 0
         self.decisions_written = 0
 
-    def start(self) -> "StoreKeeper":
+    def start(self) -> StoreKeeper:
         self._thread.start()
         return self
 

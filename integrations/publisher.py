@@ -80,7 +80,7 @@ class StatePublisher:
         Read once at start for each station's newest reading.
     """
 
-    def __init__(self, settings: "Settings", clock: "Clock", *, alerts: Any = None, forecasts: Any = None,
+    def __init__(self, settings: Settings, clock: Clock, *, alerts: Any = None, forecasts: Any = None,
                  store: Any = None) -> None:
         self.settings = settings
         self.cfg = settings.mqtt_state
@@ -104,7 +104,7 @@ class StatePublisher:
         self.published = 0
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "StatePublisher":
+    def start(self) -> StatePublisher:
         host, port, tls = _broker(self.cfg.url or self.settings.mqtt.url)
         client_id = f"{self.cfg.client_id}-{self.settings.site.id}"
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)

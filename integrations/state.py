@@ -31,20 +31,20 @@ if TYPE_CHECKING:
 STEADY_CM_PER_H = 2.0
 
 
-def state_root(settings: "Settings") -> str:
+def state_root(settings: Settings) -> str:
     """``floodwatch/lamphaya/state``."""
     return f"{settings.mqtt.topic_prefix}/{settings.site.id}/state"
 
 
-def station_topic(settings: "Settings", station_id: str) -> str:
+def station_topic(settings: Settings, station_id: str) -> str:
     return f"{state_root(settings)}/station/{station_id}"
 
 
-def zone_topic(settings: "Settings", zone_id: str) -> str:
+def zone_topic(settings: Settings, zone_id: str) -> str:
     return f"{state_root(settings)}/zone/{zone_id}"
 
 
-def status_topic(settings: "Settings") -> str:
+def status_topic(settings: Settings) -> str:
     """``floodwatch/lamphaya/state/availability``: four levels, so it matches none of ingest's subscriptions."""
     return f"{state_root(settings)}/availability"
 
@@ -94,7 +94,7 @@ def _round(v: float | None, digits: int) -> float | None:
 
 
 def station_state(
-    station: "StationConfig",
+    station: StationConfig,
     latest: Latest | None,
     level_info: dict[str, Any] | None,
     issued: Any,
@@ -171,7 +171,7 @@ def _moved(old: Any, new: Any, step: float) -> bool:
     return abs(float(new) - float(old)) >= step - 1e-9
 
 
-def worth_publishing(old: dict[str, Any] | None, new: dict[str, Any], cfg: "MqttStateSettings",
+def worth_publishing(old: dict[str, Any] | None, new: dict[str, Any], cfg: MqttStateSettings,
                      last_published_s: float | None, now_s: float) -> bool:
     """Whether ``new`` differs from the retained ``old`` enough to publish.
 

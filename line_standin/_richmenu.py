@@ -104,7 +104,7 @@ def menu_errors(body: Any) -> list[ErrorDetail]:
             if not isinstance(area.get("action"), dict):
                 details.append(ErrorDetail("must be specified", f"areas[{index}].action"))
             x, y, w, h = (bounds.get(k) for k in ("x", "y", "width", "height"))
-            if not all(isinstance(v, int) for v in (x, y, w, h)):
+            if not (isinstance(x, int) and isinstance(y, int) and isinstance(w, int) and isinstance(h, int)):
                 continue  # the spec check reports the types
             if isinstance(width, int) and isinstance(height, int) and (x + w > width or y + h > height):
                 details.append(ErrorDetail("The area is out of the rich menu's size", f"areas[{index}].bounds"))

@@ -66,7 +66,8 @@ _ID_METHODS = {
     "/v2/bot/user/all/richmenu/{richMenuId}": ("POST",),
     "/v2/bot/message/{messageId}/content": ("GET",),
 }
-VALIDATE_PATHS = tuple(f"/v2/bot/message/validate/{kind}" for kind in ("reply", "push", "multicast", "narrowcast", "broadcast"))
+VALIDATE_PATHS = tuple(f"/v2/bot/message/validate/{kind}"
+                       for kind in ("reply", "push", "multicast", "narrowcast", "broadcast"))
 SEND_PATHS = (PUSH, MULTICAST, REPLY, BROADCAST, NARROWCAST)
 RETRY_KEY_PATHS = frozenset({PUSH, MULTICAST, NARROWCAST, BROADCAST})
 
@@ -91,7 +92,7 @@ class DeliveredMessage(NamedTuple):
     retry_key: str | None
     request_id: str
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         """``d[0]`` like a tuple, and ``d["user_id"]`` like the JSON the control endpoint serves."""
         if isinstance(key, str):
             if key not in self._fields:
@@ -163,9 +164,9 @@ class _Answer:
 
 def _error(status: int, message: str, details: Iterable[ErrorDetail] = ()) -> _Answer:
     body: dict[str, Any] = {"message": message}
-    details = [d.as_json() for d in details]
-    if details:
-        body["details"] = details
+    listed = [d.as_json() for d in details]
+    if listed:
+        body["details"] = listed
     return _Answer(status, body)
 
 
@@ -267,7 +268,7 @@ class LineStandIn:
         self._followers: dict[str, None] = {}
         self._menus = RichMenuState()
 
-    def start(self) -> "LineStandIn":
+    def start(self) -> LineStandIn:
         if self._server is not None:
             raise RuntimeError("this LineStandIn is already running at " + self.base_url)
         self._stopping.clear()
@@ -291,7 +292,7 @@ class LineStandIn:
         self._server, self._thread = None, None
         log.info("event=line_standin_stopped")
 
-    def __enter__(self) -> "LineStandIn":
+    def __enter__(self) -> LineStandIn:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -85,6 +85,12 @@ def _split_discriminated_parents(schemas: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _DiscriminatorError(ValidationError):
+    """A discriminator that names no known type, with the words LINE's API answers it with."""
+
+    line_message: str = ""
+
+
 def _discriminator_keyword(
     validator: Any, discriminator: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
@@ -97,7 +103,7 @@ def _discriminator_keyword(
     value = instance[prop]
     target = mapping.get(value) if isinstance(value, str) else None
     if target is None:
-        error = ValidationError(
+        error = _DiscriminatorError(
             f"Invalid {prop} {value!r}: must be one of {', '.join(sorted(mapping))}",
             path=[prop],
         )

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from linebot.v3.messaging import ApiClient, Configuration, MessagingApi, MulticastRequest, TextMessage
 from linebot.v3.messaging.exceptions import ApiException
@@ -48,7 +48,8 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
             yield standin.base_url
         return
     process = subprocess.Popen(
-        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN, "--multicast-rate", str(rate_per_s)],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", TOKEN,
+         "--multicast-rate", str(rate_per_s)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -66,7 +67,7 @@ def _standin(mode: str, rate_per_s: float) -> Iterator[str]:
 
 def measure(
     base_url: str, requests: int, clients: int, recipients: int, pace_per_s: float | None = None
-) -> dict[str, float | int]:
+) -> dict[str, float | int | None]:
     """Send ``requests`` multicasts from ``clients`` threads; optionally start one every 1/pace_per_s s."""
     user_ids = [new_user_id() for _ in range(recipients)]
     counter = iter(range(requests))
@@ -117,7 +118,8 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m floodwatch.line_standin.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m floodwatch.line_standin.bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=600, help="multicasts to send (default: %(default)s)")
     parser.add_argument("--clients", type=int, default=4, help="client threads (default: %(default)s)")
     parser.add_argument("--recipients", type=int, default=500, help="user ids per multicast (default: %(default)s)")

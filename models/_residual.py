@@ -183,7 +183,7 @@ class _ByPhase:
         padded[:, : self.width] = arr
         self.data = np.ascontiguousarray(padded.reshape(n_stations, n_cols, stride).transpose(0, 2, 1))
 
-    def shifted_sum(self, period: int, count: int) -> "_ByPhase":
+    def shifted_sum(self, period: int, count: int) -> _ByPhase:
         """``sum_k arr[:, j - k * period]`` over ``k < count`` with ``j - k * period >= 0``, regrouped
         the same way; built from the slices of each phase, without undoing the regrouping."""
         out = _ByPhase.__new__(_ByPhase)

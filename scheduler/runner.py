@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -32,7 +32,7 @@ class PeriodicWork:
 
         kwargs = {}
         if run_now:
-            kwargs["next_run_time"] = datetime.now(timezone.utc)
+            kwargs["next_run_time"] = datetime.now(UTC)
         self._scheduler.add_job(
             guarded,
             "interval",

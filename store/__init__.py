@@ -19,11 +19,12 @@ from floodwatch.store.base import Field, Rejection, Store, StoreStats, Window, W
 
 if TYPE_CHECKING:
     from floodwatch.settings import Settings
+    from floodwatch.store.base import FullStore
 
 __all__ = ["Field", "Rejection", "Store", "StoreStats", "Window", "WriteResult", "open_store"]
 
 
-def open_store(settings: "Settings") -> Store:
+def open_store(settings: Settings) -> FullStore:
     """Open the store ``settings.store.url`` names; the caller closes it."""
     cfg = settings.store
     url = cfg.url

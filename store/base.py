@@ -160,6 +160,10 @@ class QuarantineStore(Protocol):
     def stats(self) -> StoreStats: ...
 
 
+class FullStore(Store, QuarantineStore, Protocol):
+    """What :func:`floodwatch.store.open_store` returns: SQLite and InfluxDB are both."""
+
+
 # --- Added for exports, Grafana and integrations (issue 15): forecasts kept, streamed reads. ---
 
 
@@ -195,11 +199,11 @@ class StreamingStore(Protocol):
         ...
 
     def iter_readings(self, station_ids: Sequence[StationId], start_s: float, end_s: float
-                      ) -> "Iterator[Reading]":
+                      ) -> Iterator[Reading]:
         """Readings in [start_s, end_s), station by station (in the order given), oldest first."""
         ...
 
     def iter_forecasts(self, station_ids: Sequence[StationId], start_s: float, end_s: float
-                       ) -> "Iterator[ForecastPoint]":
+                       ) -> Iterator[ForecastPoint]:
         """Kept forecast points for times in [start_s, end_s), station by station, oldest first."""
         ...

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -127,7 +127,7 @@ def reading_line(r: Reading, kind: str) -> str:
 
 
 def _rfc3339(ts_s: float) -> str:
-    return datetime.fromtimestamp(ts_s, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _duration(seconds: float) -> str:
@@ -164,7 +164,7 @@ class InfluxStore:
         self._query = self._client.query_api()
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "InfluxStore":
+    def from_settings(cls, settings: Settings) -> InfluxStore:
         cfg = settings.store
         token = cfg.influx_token.get_secret_value() if cfg.influx_token else ""
         return cls(cfg.url, token, cfg.influx_org, cfg.influx_bucket,
@@ -259,7 +259,7 @@ class InfluxStore:
                 "it; pass only that station's readings in the range"
             )
         self._call("a delete", self._client.delete_api().delete,
-                   datetime.fromtimestamp(start_s, tz=timezone.utc), datetime.fromtimestamp(end_s, tz=timezone.utc),
+                   datetime.fromtimestamp(start_s, tz=UTC), datetime.fromtimestamp(end_s, tz=UTC),
                    f'_measurement="{MEASUREMENT}" AND station={_flux_str(station_id)}',
                    bucket=self.bucket, org=self.org)
         if readings:
@@ -351,8 +351,8 @@ class InfluxStore:
 
         InfluxDB does not say how many points went; returns 0.
         """
-        cutoff = datetime.fromtimestamp(now_s - self.retention_days * 86_400.0, tz=timezone.utc)
-        self._call("a delete", self._client.delete_api().delete, datetime(1970, 1, 1, tzinfo=timezone.utc), cutoff,
+        cutoff = datetime.fromtimestamp(now_s - self.retention_days * 86_400.0, tz=UTC)
+        self._call("a delete", self._client.delete_api().delete, datetime(1970, 1, 1, tzinfo=UTC), cutoff,
                    f'_measurement="{MEASUREMENT}"', bucket=self.bucket, org=self.org)
         return 0
 
@@ -455,7 +455,7 @@ class InfluxStore:
         ids = list(station_ids) if station_ids is not None else list(self._kinds)
         if not ids:
             return {}
-        now_s = datetime.now(tz=timezone.utc).timestamp()
+        now_s = datetime.now(tz=UTC).timestamp()
         found: dict[StationId, Reading] = {}
         # Look back a week first (the page asks often, and stations report every
         # 10 minutes); only silent stations cost a scan of the whole retention.
@@ -475,11 +475,12 @@ class InfluxStore:
         return found
 
     def quarantine(self, limit: int = 100, station_id: str | None = None) -> list[Rejection]:
-        now_s = datetime.now(tz=timezone.utc).timestamp()
+        now_s = datetime.now(tz=UTC).timestamp()
         station_filter = f'  |> filter(fn: (r) => r.station == {_flux_str(station_id)})\n' if station_id else ""
         flux = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{QUARANTINE}")\n'
             + station_filter
             + '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
@@ -501,25 +502,27 @@ class InfluxStore:
         return out
 
     def quarantine_counts(self) -> dict[tuple[str, str], int]:
-        now_s = datetime.now(tz=timezone.utc).timestamp()
+        now_s = datetime.now(tz=UTC).timestamp()
         flux = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{QUARANTINE}" and r._field == "topic")\n'
             '  |> group(columns: ["reason", "station"])\n'
             '  |> count()\n'
         )
-        out = {}
+        out: dict[tuple[str, str], int] = {}
         for row in self._rows(flux):
             station = row.get("station")
-            out[(row["reason"], "" if station == "unknown" else station)] = int(row["_value"])
+            out[(row["reason"], "" if station is None or station == "unknown" else str(station))] = int(row["_value"])
         return out
 
     def stats(self) -> StoreStats:
-        now_s = datetime.now(tz=timezone.utc).timestamp()
+        now_s = datetime.now(tz=UTC).timestamp()
         base = (
             f'from(bucket: {_flux_str(self.bucket)})\n'
-            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)}, stop: {_rfc3339(now_s + 86_400.0)})\n'
+            f'  |> range(start: {_rfc3339(now_s - self.retention_days * 86_400.0)},'
+            f' stop: {_rfc3339(now_s + 86_400.0)})\n'
             f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}" and r._field == "qc_flag")\n'
         )
         per_station = self._rows(base + "  |> count()\n")
@@ -537,7 +540,7 @@ class InfluxStore:
         self._write.close()
         self._client.close()
 
-    def __enter__(self) -> "InfluxStore":
+    def __enter__(self) -> InfluxStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

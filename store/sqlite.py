@@ -28,11 +28,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from floodwatch.logs import redact_url
-from floodwatch import migrations
-from floodwatch.errors import StoreError, StoreUnavailable
-from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import (
     Field,
     ForecastPoint,
@@ -42,6 +37,11 @@ from floodwatch.store.base import (
     WriteResult,
     empty_window,
 )
+
+from floodwatch import migrations
+from floodwatch.errors import StoreError, StoreUnavailable
+from floodwatch.logs import redact_url
+from floodwatch.vocabulary import QcFlag, Reading, StationId
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class SqliteStore:
                         # Some were duplicates: redo row by row to learn which were new.
                         conn.execute("ROLLBACK")
                         conn.execute("BEGIN IMMEDIATE")
-                        for r, row in zip(readings, rows):
+                        for r, row in zip(readings, rows, strict=True):
                             cur.execute(_INSERT, row)
                             if cur.rowcount == 1:
                                 stored.append(r)
@@ -449,7 +449,7 @@ class SqliteStore:
         except sqlite3.OperationalError as exc:
             raise _as_store_error(exc, self.path) from exc
         if rows:
-            st, b, v = zip(*rows)
+            st, b, v = zip(*rows, strict=True)
             rows_idx = np.fromiter((row_of[s] for s in st), dtype=np.int64, count=len(st))
             bins = np.asarray(b, dtype=np.int64)
             ok = (bins >= 0) & (bins < n_bins)
@@ -517,7 +517,7 @@ class SqliteStore:
             except sqlite3.ProgrammingError:
                 pass  # closed from another thread already
 
-    def __enter__(self) -> "SqliteStore":
+    def __enter__(self) -> SqliteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

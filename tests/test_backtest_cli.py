@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +26,21 @@ def _backtest(*args: str) -> subprocess.CompletedProcess:
 def _write_gauge(path: Path, *, iso: bool, days: float = 9.0, seed: int = 0) -> None:
     """A tidal gauge logged roughly every 15 min with jitter, dropped readings and a blank value."""
     rng = np.random.default_rng(seed)
-    start = datetime(2026, 9, 1, tzinfo=timezone.utc).timestamp()
+    start = datetime(2026, 9, 1, tzinfo=UTC).timestamp()
     t_s = start + 900.0 * np.arange(int(days * 96)) + rng.integers(-20, 20, int(days * 96))
     t_s = t_s[rng.random(t_s.size) > 0.04]
     t_h = (t_s - start) / 3600.0
     level = 1.2 + 0.6 * np.cos(2 * np.pi * t_h / 12.4206) + 0.2 * np.cos(2 * np.pi * t_h / 23.9345 + 1.0)
     level += np.cumsum(rng.normal(0, 0.004, t_s.size)) + rng.normal(0, 0.01, t_s.size)
     lines = ["time,water_level_m,battery_v"]
-    for i, (t, v) in enumerate(zip(t_s, level)):
+    for i, (t, v) in enumerate(zip(t_s, level, strict=True)):
         stamp = datetime.fromtimestamp(t, BANGKOK).isoformat() if iso else f"{t:.0f}"
         lines.append(f"{stamp},{'' if i == 50 else f'{v:.3f}'},3.9")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _write_rain(path: Path, days: float = 9.0) -> None:
-    start = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 9, 1, tzinfo=UTC)
     rng = np.random.default_rng(1)
     lines = ["time,rain_mm"]
     for h in range(1, int(days * 24)):

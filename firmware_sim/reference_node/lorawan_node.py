@@ -122,7 +122,7 @@ def send(reading, age_s):
 def main():
     boot = next_boot_count()
     joined = join()
-    buffer = []  # (ticks_ms when taken, reading)
+    buffer = []  # type: list[tuple[int, dict]]  # (ticks_ms when taken, reading)
     last_distance_m = None
     interval_s = PUBLISH_INTERVAL_S
     while True:

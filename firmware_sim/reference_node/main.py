@@ -121,11 +121,11 @@ def connect_mqtt():
 def main():
     boot = next_boot_count()
     seq = 0
-    buffer = []
+    buffer = []  # type: list[dict]
     dropped = 0
     last_distance_m = None
     interval_s = PUBLISH_INTERVAL_S
-    last_sync_s = -SYNC_INTERVAL_S
+    last_sync_s = -SYNC_INTERVAL_S  # type: float
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
     client = None

@@ -39,23 +39,23 @@ def quantize(reading, boot=None, age_s=0):
     raise ValueError naming the field.
     """
     boot = reading.get("boot", 0) if boot is None else boot
-    out = {"boot": int(boot) % (MAX_U16 + 1)}
+    out = {"boot": int(boot) % (MAX_U16 + 1)}  # type: dict[str, float]
     d = reading.get("distance_m")
     if d is not None:
         mm = _mm(d)
         if not 0 <= mm <= MAX_U16:
-            raise ValueError("distance_m {!r} does not fit the uplink (0..65.535 m)".format(d))
+            raise ValueError(f"distance_m {d!r} does not fit the uplink (0..65.535 m)")
         out["distance_m"] = mm / 1000.0
     w = reading.get("water_level_m")
     if w is not None:
         mm = _mm(w)
         if not -32768 <= mm <= 32767:
-            raise ValueError("water_level_m {!r} does not fit the uplink (-32.768..32.767 m)".format(w))
+            raise ValueError(f"water_level_m {w!r} does not fit the uplink (-32.768..32.767 m)")
         out["water_level_m"] = mm / 1000.0
     t = reading.get("rain_tips")
     if t is not None:
         if not 0 <= int(t) <= MAX_U24:
-            raise ValueError("rain_tips {!r} does not fit the uplink (0..16777215)".format(t))
+            raise ValueError(f"rain_tips {t!r} does not fit the uplink (0..16777215)")
         out["rain_tips"] = int(t)
     b = reading.get("battery_v")
     if b is not None:
@@ -64,7 +64,7 @@ def quantize(reading, boot=None, age_s=0):
     age = int(round(age_s or 0))
     if age:
         if not 0 < age <= MAX_U16:
-            raise ValueError("age_s {!r} does not fit the uplink (0..65535 s); drop readings that old".format(age_s))
+            raise ValueError(f"age_s {age_s!r} does not fit the uplink (0..65535 s); drop readings that old")
         out["age_s"] = age
     return out
 

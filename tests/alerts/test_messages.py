@@ -40,7 +40,7 @@ def _messages():
 
 def test_every_message_passes_lines_validation(standin):
     with LineClient(standin.base_url, TOKEN) as client:
-        for kind, level, lang, messages in _messages():
+        for kind, _level, lang, messages in _messages():
             outcome = client.multicast(["U" + "4e" * 16], messages, str(uuid.uuid4()))
             assert outcome.result == "delivered", (kind, lang, outcome)
 

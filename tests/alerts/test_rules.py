@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
-from hypothesis import given, settings as hsettings, strategies as st
-
 from floodwatch.alerts.rules import (
     HealthState,
     RuleConfig,
@@ -23,6 +22,10 @@ from floodwatch.alerts.rules import (
     station_forecast,
     tide_extrema,
 )
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
 
 TH = Thresholds(StationId("S1"), ZoneId("Z1"), watch_m=1.60, warning_m=1.90, evacuate_m=2.20, low_water_m=-0.40)
@@ -86,7 +89,7 @@ def test_flapping_across_the_hysteresis_band_costs_at_most_two_messages_per_cool
     times = [a.ts_s for a in actions if a.audience == "residents"]
     ups = [a.ts_s for a in actions if a.audience == "residents" and a.kind == "escalate"
            and a.level == AlertLevel.WARNING]
-    for t1, t2 in zip(ups, ups[1:]):
+    for t1, t2 in pairwise(ups):
         assert t2 - t1 >= cfg.cooldown_s
     assert len(times) == len(set(times))
 
@@ -206,7 +209,7 @@ def test_tide_extrema_finds_highs_and_lows_of_a_tide():
     turns = tide_extrema(t_s, z, 0.0, 24 * 3600)
     kinds = [k for k, _, _ in turns]
     assert kinds.count("high") >= 1 and kinds.count("low") >= 1
-    assert all(a != b for a, b in zip(kinds, kinds[1:])), "highs and lows alternate"
+    assert all(a != b for a, b in pairwise(kinds)), "highs and lows alternate"
     for kind, t, level in turns:
         i = int(t // 600)
         assert level == z[i] and (level >= z[i - 1] if kind == "high" else level <= z[i - 1])
@@ -218,11 +221,11 @@ def test_never_a_repeat_within_cooldown_and_never_on_a_single_reading(levels):
     _, _, actions = run(levels)
     sent = [(a.ts_s, a.level) for a in actions if a.audience == "residents" and a.kind in
             ("escalate", "rise", "forecast")]
-    for (t1, l1), (t2, l2) in zip(sent, sent[1:]):
+    for (t1, l1), (t2, l2) in pairwise(sent):
         assert not (l1 == l2 and t2 - t1 < CFG.cooldown_s)
     # single readings never escalate: every escalation's level was seen in two readings running
     confirmed = {AlertLevel.NORMAL}
-    for a, b in zip(levels, levels[1:]):
+    for a, b in pairwise(levels):
         confirmed.add(min(TH.level_for(a), TH.level_for(b)))
     for a in actions:
         if a.kind == "escalate":

@@ -69,7 +69,8 @@ def test_follow_pick_zones_status_english_leave_and_unfollow(service, standin, w
 
     # pick two villages with the buttons
     for zone in ("moo-1", "moo-5"):
-        assert standin.send_webhook(webhook_url, SECRET, [postback_event(user, f"action=add&zone={zone}")]).status == 200
+        response = standin.send_webhook(webhook_url, SECRET, [postback_event(user, f"action=add&zone={zone}")])
+        assert response.status == 200
     assert service.subscribers("moo-1") == [user] and service.subscribers("moo-5") == [user]
     confirm = _last_reply(standin, user)
     assert "หมู่ 5" in confirm["text"] and "หมู่ 1" in confirm["text"]

@@ -177,7 +177,8 @@ def test_the_consumer_reads_everything_and_cannot_publish_at_all(locked_broker):
     node, _ = _client(port, cert, "LP-W03", creds["LP-W03"], "node-LP-W03")
     node.publish("floodwatch/LP-W03/telemetry", b'{"ts": 1, "seq": 1, "water_level_m": 1.0}', qos=1).wait_for_publish(5)
     attempts = [consumer.publish(topic, b'{"ts": 1, "seq": 9, "water_level_m": 9.0}', qos=1)
-                for topic in ("floodwatch/LP-W03/telemetry", "floodwatch/LP-W03/status", "floodwatch/lamphaya/LP-W03/telemetry",
+                for topic in ("floodwatch/LP-W03/telemetry", "floodwatch/LP-W03/status",
+                              "floodwatch/lamphaya/LP-W03/telemetry",
                               "floodwatch/consumer/anything", "elsewhere/entirely")]
     for info in attempts:
         info.wait_for_publish(5)

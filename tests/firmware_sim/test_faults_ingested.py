@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from floodwatch.firmware_sim import Fleet, load_scenario
+
 from floodwatch.clock import AcceleratedClock
 from floodwatch.vocabulary import QcFlag
 
@@ -91,10 +91,10 @@ def test_faults_reach_the_store_as_the_truth_says(ingested, settings):
     # A spike is flagged; the readings around it are not.
     w01 = _readings(store, "LP-W01", start_s)
     truth = scenario.truth_level_m(["LP-W01"], [r.ts_s - start_s for r in w01])[0]
-    spiked = [r for r, t in zip(w01, truth) if r.water_level_m - t > 0.8]
+    spiked = [r for r, t in zip(w01, truth, strict=True) if r.water_level_m - t > 0.8]
     assert len(spiked) == 1
     assert spiked[0].qc_flag in (QcFlag.SUSPECT, QcFlag.FAIL) and "spike" in spiked[0].qc_tests
-    clean = [r for r, t in zip(w01, truth) if abs(r.water_level_m - t) < 0.1]
+    clean = [r for r, t in zip(w01, truth, strict=True) if abs(r.water_level_m - t) < 0.1]
     assert sum(r.qc_flag == QcFlag.PASS for r in clean) >= 0.8 * len(clean)
 
     # A sensor stuck for six hours is flagged as a flat line before it recovers.

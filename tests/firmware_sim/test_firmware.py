@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 
 import numpy as np
 import pytest
+from floodwatch.firmware_sim import FirmwareConfig, NodeCore, load_scenario
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-
-from floodwatch.firmware_sim import FirmwareConfig, NodeCore, load_scenario
 
 HOUR_S = 3600.0
 ORIGIN_S = 1_795_000_000.0
@@ -80,14 +80,14 @@ def test_converted_mode_publishes_level_and_rain(settings):
 def test_publishes_faster_while_the_level_rises_fast(settings):
     scenario = load_scenario("monsoon_flood")
     wakes = run_core(make_core(settings, "LP-W05", scenario), scenario, 8 * HOUR_S)
-    gaps = {round(b[0] - a[0]) for a, b in zip(wakes, wakes[1:])}
+    gaps = {round(b[0] - a[0]) for a, b in pairwise(wakes)}
     assert gaps == {120, 600}
-    fast = [a[0] for a, b in zip(wakes, wakes[1:]) if round(b[0] - a[0]) == 120]
+    fast = [a[0] for a, b in pairwise(wakes) if round(b[0] - a[0]) == 120]
     assert min(fast) < 3 * HOUR_S  # during the storm's rise
     # The tide alone, spring tides included, never triggers the fast interval.
     calm = run_core(make_core(settings, "LP-W01", load_scenario("tidal_normal")), load_scenario("tidal_normal"),
                     15 * 86400.0)
-    assert {round(b[0] - a[0]) for a, b in zip(calm, calm[1:])} == {600}
+    assert {round(b[0] - a[0]) for a, b in pairwise(calm)} == {600}
 
 
 def test_seq_increments_and_clock_stays_within_drift(settings):
@@ -114,7 +114,7 @@ def test_reboot_resets_counters_and_converted_rain_equals_truth(settings):
         assert readings[i]["rain_tips"] < readings[i - 1]["rain_tips"]
     # Convert like ingestion: tips since the previous reading of the same boot, all tips of a new boot.
     rain_mm = 0.0
-    for prev, cur in zip(readings, readings[1:]):
+    for prev, cur in pairwise(readings):
         delta = cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]
         rain_mm += delta * station.mm_per_tip
     truth_mm = scenario.truth_rain_mm(["LP-R02"], wakes[0][0], wakes[-1][0])[0]
@@ -241,6 +241,7 @@ def test_any_storm_and_any_reboots_convert_to_the_true_rain(total_mm, duration_h
     import dataclasses
 
     from floodwatch.firmware_sim import Fault, RainEvent
+
     from floodwatch.settings import load_settings
 
     station = load_settings().station("LP-R03")
@@ -253,7 +254,7 @@ def test_any_storm_and_any_reboots_convert_to_the_true_rain(total_mm, duration_h
     wakes = run_core(core, scenario, 12 * HOUR_S)
     readings = [o.reading for _, o in wakes]
     rain_mm = 0.0
-    for prev, cur in zip(readings, readings[1:]):
+    for prev, cur in pairwise(readings):
         rain_mm += (cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]) \
             * station.mm_per_tip
     truth_mm = scenario.truth_rain_mm(["LP-R03"], wakes[0][0], wakes[-1][0])[0]

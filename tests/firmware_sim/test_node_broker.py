@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
-
 from floodwatch.firmware_sim import Node, load_scenario
+
 from floodwatch.clock import AcceleratedClock
 
 from .conftest import Recorder
@@ -76,7 +77,8 @@ def test_offline_fault_flushes_the_hour_in_batches_oldest_first(broker, settings
     hours = [(datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 for r in flushed]
     # The flush holds the offline hour (and whatever was made while reconnecting), in order.
     assert min(hours) >= 1.99 and hours == sorted(hours)
-    offline_seqs = {r["seq"] for r in readings if 2.0 <= (datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 < 2.99}
+    offline_seqs = {r["seq"] for r in readings
+                    if 2.0 <= (datetime.fromisoformat(r["ts"]).timestamp() - start_epoch) / 3600 < 2.99}
     assert len(offline_seqs) >= 5 and offline_seqs <= {r["seq"] for r in flushed}
     # The node really dropped its connection: the broker published its will, then it came back.
     assert recorder.statuses("LP-W01") == ["online", "offline", "online", "offline"]
@@ -100,7 +102,7 @@ def test_reboot_in_the_rain_neither_creates_nor_loses_rain(broker, settings):
     assert {r["boot"] for r in readings} == {1, 2}
     # Ingestion's conversion: tips since the previous reading of the same boot; a new boot counts from 0.
     rain_mm = 0.0
-    for prev, cur in zip(readings, readings[1:]):
+    for prev, cur in pairwise(readings):
         tips = cur["rain_tips"] if cur["boot"] != prev["boot"] else cur["rain_tips"] - prev["rain_tips"]
         assert tips >= 0
         rain_mm += tips * station.mm_per_tip

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from floodwatch import firmware_sim
 from floodwatch.firmware_sim import load_scenario
 from floodwatch.firmware_sim._scenario import CONSTITUENT_SPEED_DEG_PER_H, LEVEL_NAMES
+
+from floodwatch import firmware_sim
 from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import Reading
 
@@ -81,7 +81,7 @@ def test_monsoon_flood_crossings_match_a_dense_search_and_the_scenario_promises(
     crossings = scenario.crossings(settings)
     by_key = {(c.station_id, c.level_name): c.ts_s for c in crossings}
     for station in own_levels(settings):
-        for name, threshold in zip(LEVEL_NAMES, station.levels.as_tuple()):
+        for name, threshold in zip(LEVEL_NAMES, station.levels.as_tuple(), strict=True):
             dense = _dense_first_crossing_s(scenario, station.id, threshold, scenario.duration_s)
             assert dense is not None, f"{station.id} never reaches {name}"
             assert by_key[(station.id, name)] == pytest.approx(dense, abs=10.0)

@@ -14,16 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
-
-from floodwatch import alerts
-from floodwatch import gauge_page
-from floodwatch import scheduler
-from floodwatch import metrics
-from floodwatch.clock import SystemClock
 from floodwatch.gauge_page import EventHub, create_app
 from floodwatch.gauge_page._serve import BackgroundServer
 from floodwatch.line_standin import LineStandIn
+from pydantic import SecretStr
+
+from floodwatch import alerts, gauge_page, metrics, scheduler
+from floodwatch.clock import SystemClock
 from tests.gauge_page.conftest import seed_history, write_levels
 
 TOKEN = "api-test-token"
@@ -113,11 +110,13 @@ def test_forecast_series_and_band_from_the_real_forecaster(page_settings, page_s
         series = c.get("/api/stations/LP-W03/series?hours=24").json()
         band = series["forecast"]
         assert len(band["t_s"]) == len(band["median_m"]) == len(band["lower_m"]) == len(band["upper_m"])
-        assert all(lo <= med <= hi for lo, med, hi in zip(band["lower_m"], band["median_m"], band["upper_m"]))
+        assert all(lo <= med <= hi
+                   for lo, med, hi in zip(band["lower_m"], band["median_m"], band["upper_m"], strict=True))
         assert series["levels"] == [1.40, 1.65, 1.90]
         assert len(series["observed"]["t_s"]) >= 140
         # The newest bin may still be empty (null) depending on where "now" falls.
-        assert series["rain"]["station_id"] == "LP-R03" and sum(v for v in series["rain"]["rain_mm"] if v is not None) > 0
+        assert series["rain"]["station_id"] == "LP-R03"
+        assert sum(v for v in series["rain"]["rain_mm"] if v is not None) > 0
         row = c.get("/api/stations/LP-W03").json()["station"]
         assert row["forecast"]["peak_m"] is not None
     app.state.page.state.close()

@@ -54,7 +54,7 @@ class Broker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -62,9 +62,9 @@ class Broker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
-            except OSError:
+            except OSError as err:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited with {self.proc.returncode}")
+                    raise RuntimeError(f"mosquitto exited with {self.proc.returncode}") from err
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on {self.port}")
 

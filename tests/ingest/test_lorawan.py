@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ TTS_TOPIC = "v3/lamphaya-floodwatch@ttn/devices/lp-r04-health-centre/up"
 
 
 def rfc3339(ts_s: float, nanos: str = "") -> str:
-    return datetime.fromtimestamp(ts_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + nanos + "+00:00"
+    return datetime.fromtimestamp(ts_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + nanos + "+00:00"
 
 
 def fixture(name: str) -> dict:

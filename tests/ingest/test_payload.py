@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -32,7 +32,7 @@ def test_distance_is_converted_with_the_mount_height(settings):
 
 
 def test_iso_time_with_bangkok_offset(settings):
-    now_s = datetime(2026, 11, 18, 1, 0, tzinfo=timezone.utc).timestamp()
+    now_s = datetime(2026, 11, 18, 1, 0, tzinfo=UTC).timestamp()
     [r] = parse_payload("floodwatch/LP-W01/telemetry",
                         payload(ts="2026-11-18T07:00:00+07:00", seq=1, water_level_m=1.2), settings, now_s)
     assert r.ts_s == now_s - 3600  # 07:00 Bangkok is 00:00 UTC

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from floodwatch.ingest import QcChecker, qc
 
 from floodwatch.settings import load_settings
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from floodwatch.ingest import QcChecker, qc
 
 T0 = 1_795_000_000.0
 
@@ -65,7 +65,8 @@ def test_checker_uses_history_across_batches_and_names_the_tests():
     checker = QcChecker(load_settings())
     t, v = tidal(12)
     sid = StationId("LP-W01")
-    first = checker.check([Reading(sid, float(a), water_level_m=float(b)) for a, b in zip(t[:6], v[:6])], T0 + 1e5)
+    first = checker.check([Reading(sid, float(a), water_level_m=float(b))
+                           for a, b in zip(t[:6], v[:6], strict=True)], T0 + 1e5)
     assert [r.qc_flag for r in first[1:]] == [QcFlag.PASS] * 5
     spike_at = float(t[6])
     second = checker.check([Reading(sid, spike_at, water_level_m=float(v[6]) + 1.0)], T0 + 1e5)
@@ -96,7 +97,7 @@ def test_many_stations_in_one_call_give_the_same_flags_as_one_by_one():
         v_mat[row, width - v.size:] = v
     limits = [qc.limits_for(s) for s in stations]
     flags, _ = qc.run_tests(v_mat, t_mat, T0 + 1e6, qc.stack_limits(limits))
-    for row, ((t, v), lim) in enumerate(zip(series, limits)):
+    for row, ((t, v), lim) in enumerate(zip(series, limits, strict=True)):
         alone, _ = qc.run_tests(v, t, T0 + 1e6, lim)
         np.testing.assert_array_equal(flags[row, width - t.size:], alone)
         assert {1, 4, 9} <= set(alone.tolist())

@@ -125,7 +125,7 @@ def test_two_stand_ins_run_side_by_side_and_stop_cleanly():
         assert first.base_url != second.base_url
         port = first.port
     with pytest.raises(RuntimeError, match="not running"):
-        first.base_url
+        _ = first.base_url
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/bot/info", timeout=2)
 

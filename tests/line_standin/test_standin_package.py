@@ -84,7 +84,8 @@ def _env() -> dict[str, str]:
 
 def test_cli_serves_until_interrupted():
     process = subprocess.Popen(
-        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", "cli-token", "--multicast-rate", "50"],
+        [sys.executable, "-m", "floodwatch.cli.line_standin", "--port", "0", "--token", "cli-token",
+         "--multicast-rate", "50"],
         cwd=PROJECT_ROOT,
         env=_env(),
         stdout=subprocess.PIPE,

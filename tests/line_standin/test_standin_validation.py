@@ -63,7 +63,8 @@ def test_501_recipients_is_400_and_500_is_fine(standin, api):
 
 
 def test_recipient_that_is_not_a_string_is_400(standin, raw):
-    status, _, body = raw(standin, "POST", "/v2/bot/message/multicast", {"to": ["U1", 7], "messages": [{"type": "text", "text": "x"}]})
+    status, _, body = raw(standin, "POST", "/v2/bot/message/multicast",
+                          {"to": ["U1", 7], "messages": [{"type": "text", "text": "x"}]})
     assert status == 400
     assert body["details"] == [{"message": "must be of type string", "property": "to[1]"}]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from floodwatch.errors import ForecastError
 from floodwatch.models import OriginForecasts, bin_like_store, forecast_origins
 from floodwatch.scheduler.forecast_job import forecast_from_store
 from floodwatch.store import open_store
+
+from floodwatch.errors import ForecastError
 from floodwatch.vocabulary import Reading, StationId
 
 T0_S = 1_780_000_000.0
@@ -38,8 +38,8 @@ def stored(make_settings):
     settings = make_settings(forecast={"history_days": 4.0})
     t, level, rain_t, rain = _record(days=6.0)
     store = open_store(settings)
-    readings = [Reading(STATION, float(a), water_level_m=float(b)) for a, b in zip(t, level)]
-    readings += [Reading(RAIN, float(a), rain_mm=float(b)) for a, b in zip(rain_t, rain)]
+    readings = [Reading(STATION, float(a), water_level_m=float(b)) for a, b in zip(t, level, strict=True)]
+    readings += [Reading(RAIN, float(a), rain_mm=float(b)) for a, b in zip(rain_t, rain, strict=True)]
     store.write_batch(readings)
     yield settings, store, (t, level, rain_t, rain)
     store.close()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from floodwatch.models import fit_tide, predict_tide
 from floodwatch.models._tide import (
     CONSTITUENTS,
@@ -15,6 +12,9 @@ from floodwatch.models._tide import (
     leave_block_out_residual,
     select_constituents,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.models.synthetic import T0_S, grid, tide
 
 MAIN = ("M2", "S2", "K1", "O1", "N2")
@@ -33,7 +33,7 @@ def _index(name: str) -> int:
 def test_recovers_amplitudes_and_phases_from_noisy_series(amps, phases, seed):
     t_s = grid(30, dt_s=1800.0)
     ref_s = float(t_s[-1])
-    truth = dict(zip(MAIN, zip(amps, phases)))
+    truth = dict(zip(MAIN, zip(amps, phases, strict=True), strict=True))
     rng = np.random.default_rng(seed)
     level = tide(t_s, truth, ref_s, mean_m=1.2) + rng.normal(0.0, 0.02, t_s.size)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from floodwatch.scheduler import ForecastJob, departs_from_forecast
 
 from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from floodwatch.scheduler import ForecastJob, departs_from_forecast
 
 
 def _seed(settings, now_s: float) -> None:
@@ -18,7 +18,7 @@ def _seed(settings, now_s: float) -> None:
     readings = []
     for station in settings.level_stations:
         level = station.levels.watch_m - 1.0 + 0.3 * np.sin(2 * np.pi * t_s / (12.42 * 3600))
-        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level))]
+        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
     db.write_batch(readings)
     db.close()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from floodwatch.scheduler import ForecastJob
 
 from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import Reading, StationId
-from floodwatch.scheduler import ForecastJob
 
 
 def test_early_forecast_includes_the_departing_reading(make_settings):
@@ -22,7 +22,7 @@ def test_early_forecast_includes_the_departing_reading(make_settings):
     readings = []
     for station in settings.level_stations:
         level = station.levels.watch_m - 1.0 + 0.3 * np.sin(2 * np.pi * t_s / (12.42 * 3600))
-        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level))]
+        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
     db.write_batch(readings)
     job = ForecastJob(settings, db, FixedClock(now_s))
     try:

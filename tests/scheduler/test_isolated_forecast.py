@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from floodwatch.scheduler import ForecastJob
 
 from floodwatch import store
 from floodwatch.clock import FixedClock
 from floodwatch.vocabulary import Reading
-from floodwatch.scheduler import ForecastJob
 
 M2_PERIOD_S = 12.4206012 * 3600.0
 
@@ -22,7 +22,7 @@ def test_isolated_forecast_matches_the_in_thread_one(make_settings):
     for k, station in enumerate(settings.level_stations):
         levels = station.levels.watch_m - 1.0 + 0.4 * np.cos(2 * np.pi * t_s / M2_PERIOD_S + k)
         readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v))
-                     for i, (t, v) in enumerate(zip(t_s, levels))]
+                     for i, (t, v) in enumerate(zip(t_s, levels, strict=True))]
     db.write_batch(readings)
     if hasattr(db, "sync"):
         db.sync()

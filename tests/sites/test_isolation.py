@@ -105,7 +105,8 @@ def test_two_sites_share_a_broker_and_nothing_crosses(mosquitto, tmp_path):
             node.disconnect()
 
             lp_got = {d.user_id for d in lp_line.delivered_messages()}
-            nc_requests = [r for r in nc_line.requests() if r.method == "POST" and r.path.startswith("/v2/bot/message/")]
+            nc_requests = [r for r in nc_line.requests()
+                           if r.method == "POST" and r.path.startswith("/v2/bot/message/")]
             nc_db = store.open_store(nc)
             nc_readings = nc_db.read_readings("LP-W07", 0, 2e9)
             nc_quarantine = [q for q in nc_db.quarantine(100) if "LP-W07" in (q.topic or "")]

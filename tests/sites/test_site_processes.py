@@ -57,8 +57,10 @@ def test_each_site_process_alerts_only_its_own_zone(mosquitto, tmp_path):
         for site, (_, zone) in SITES.items():
             _subscribe(env, str(PROJECT_ROOT / f"config/{site}.toml"), zone, users[site], tmp_path)
         procs = [
-            subprocess.Popen([sys.executable, "-m", "floodwatch.cli.main", "serve", "--site", str(PROJECT_ROOT / f"config/{site}.toml")],
-                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{site}.log", "w"))
+            subprocess.Popen([sys.executable, "-m", "floodwatch.cli.main", "serve",
+                              "--site", str(PROJECT_ROOT / f"config/{site}.toml")],
+                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=open(tmp_path / f"{site}.log", "w"))
             for site in SITES
         ]
         try:

@@ -12,14 +12,14 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from pydantic import SecretStr
-
 from floodwatch.cli.broker import free_port
 from floodwatch.cli.demo import demo_resident_ids
 from floodwatch.cli.system import System
+from floodwatch.line_standin import LineStandIn
+from pydantic import SecretStr
+
 from floodwatch.clock import AcceleratedClock
 from floodwatch.settings import load_settings
-from floodwatch.line_standin import LineStandIn
 
 FLOODS = {"LP-W05": "moo-2", "LP-W03": "moo-4"}  # one zone in each half (crc32 partition)
 
@@ -53,7 +53,7 @@ def test_two_zone_workers_never_alert_the_same_zone(mosquitto, tmp_path, monkeyp
             for zone in ("moo-1", "moo-2", "moo-3", "moo-4", "moo-5", "moo-6"):
                 residents[zone] = demo_resident_ids(f"partition:{zone}", 2)
                 # Provisioned to the worker that owns the zone.
-                owner = next(sys for sys, zones in zip(systems, owned) if zone in zones)
+                owner = next(sys for sys, zones in zip(systems, owned, strict=True) if zone in zones)
                 for u in residents[zone]:
                     owner.alerts.subscribe(u, zone)
             node = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="node-partition")

@@ -31,7 +31,7 @@ import math
 import re
 import threading
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -145,21 +145,21 @@ def parse_line(line: str, precision: str) -> tuple[str, tuple[tuple[str, str], .
             raise LineProtocolError(f"invalid timestamp {sections[2]!r}")
         ts_ns = int(sections[2]) * _PRECISION_NS[precision]
     else:
-        ts_ns = int(datetime.now(tz=timezone.utc).timestamp() * 1e9)
+        ts_ns = int(datetime.now(tz=UTC).timestamp() * 1e9)
     return measurement, tuple(sorted(tags)), fields, ts_ns
 
 
 # ------------------------------------------------------------------------- Flux
 def _rfc3339(ts_ns: int) -> str:
     sec, frac = divmod(ts_ns, 1_000_000_000)
-    base = datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(sec, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if frac:
         base += "." + f"{frac:09d}".rstrip("0")
     return base + "Z"
 
 
 def _now_ns() -> int:
-    return int(datetime.now(tz=timezone.utc).timestamp() * 1e9)
+    return int(datetime.now(tz=UTC).timestamp() * 1e9)
 
 
 def _parse_time(text: str) -> int:
@@ -244,7 +244,7 @@ def _tag_values(body: str, points: dict, bucket_names: set[str]) -> list[Table]:
     m = re.search(r"predicate:\s*(\(r\)\s*=>.*?)(?:,\s*start:|\)\s*$)", body, flags=re.S)
     pred = _predicate("fn: " + m.group(1)) if m else (lambda row: True)
     values = set()
-    for (b, measurement, tags, field, ts_ns), value in points.items():
+    for b, measurement, tags, field, ts_ns in points:
         row = {"_measurement": measurement, "_field": field, "_time": ts_ns, **dict(tags)}
         if b == bucket and ts_ns >= start and tag in row and pred(row):
             values.add(row[tag])
@@ -351,7 +351,7 @@ def _run_stages(tables: list[Table], stages: list[str], points: dict | None = No
             tables = [(k, rows[:n]) for k, rows in tables]
         elif name in ("keep", "drop"):
             cols = set(_arg(body, "columns", []))
-            wanted = (lambda c: c in cols) if name == "keep" else (lambda c: c not in cols)
+            wanted = (lambda c, cols=cols: c in cols) if name == "keep" else (lambda c, cols=cols: c not in cols)
             tables = [(tuple((c, v) for c, v in k if wanted(c)), [{c: v for c, v in r.items() if wanted(c)}
                                                                   for r in rows]) for k, rows in tables]
         elif name == "distinct":
@@ -422,7 +422,8 @@ def annotated_csv(tables: list[Table]) -> str:
             ",result,table," + ",".join(ordered),
         ]
         for r in rows:
-            lines.append(",," + str(index) + "," + ",".join(_cell(r.get(c), t) for c, t in zip(ordered, types)))
+            cells = ",".join(_cell(r.get(c), t) for c, t in zip(ordered, types, strict=True))
+            lines.append(",," + str(index) + "," + cells)
         blocks.append("\r\n".join(lines) + "\r\n")
     return "\r\n".join(blocks) + "\r\n"
 
@@ -471,7 +472,7 @@ class InfluxStandIn:
         """Answer every API request with ``status`` (e.g. 503) until called with None."""
         self._fail_status = status
 
-    def __enter__(self) -> "InfluxStandIn":
+    def __enter__(self) -> InfluxStandIn:
         openapi()
         standin = self
 
@@ -602,7 +603,7 @@ class InfluxStandIn:
         text = body.decode("utf-8")
         self.write_bodies.append(text)
         parsed = []
-        for n, line in enumerate(text.split("\n"), start=1):
+        for line in text.split("\n"):
             if not line.strip() or line.startswith("#"):
                 continue
             try:

@@ -153,7 +153,8 @@ def test_stand_in_answers_annotated_csv_in_influxdb_layout():
     ]
 
 
-@pytest.mark.skipif(not (os.environ.get("FLOODWATCH_TEST_INFLUX_URL") and os.environ.get("FLOODWATCH_TEST_INFLUX_TOKEN")),
+@pytest.mark.skipif(not (os.environ.get("FLOODWATCH_TEST_INFLUX_URL")
+                         and os.environ.get("FLOODWATCH_TEST_INFLUX_TOKEN")),
                     reason="live InfluxDB 2.x test: set FLOODWATCH_TEST_INFLUX_URL and FLOODWATCH_TEST_INFLUX_TOKEN "
                            "(and FLOODWATCH_TEST_INFLUX_ORG / _BUCKET, default floodwatch) to run it")
 def test_live_influxdb_round_trip():

@@ -34,7 +34,7 @@ stations' systems are then solved in one batched call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -560,3 +560,22 @@ def leave_block_out_residual(
         shift[:, ~predict_cols] = 0.0
         out[sel, lo:hi] = residual_m[sel, lo:hi] + shift @ x_k.T
     return out
+
+
+def retime_tide(tide: TideFit, shift_s: np.ndarray) -> TideFit:
+    """The same tides on time axes moved by ``shift_s`` per station: the result at ``t`` is the
+    original at ``t + shift_s`` (each harmonic's phase turned by its frequency times the shift).
+
+    Parameters
+    ----------
+    tide : TideFit
+    shift_s : ndarray, (S,)
+        Seconds.
+    """
+    angle = 2.0 * np.pi * (np.asarray(shift_s, dtype=float)[:, None] / 3600.0) * tide.freq_cph[None, :]
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    return replace(
+        tide,
+        cos_m=tide.cos_m * cos_a + tide.sin_m * sin_a,
+        sin_m=tide.sin_m * cos_a - tide.cos_m * sin_a,
+    )

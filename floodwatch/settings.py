@@ -195,6 +195,22 @@ class ForecastSettings(_Section):
         default=0.8, description="forecast chance of reaching a level that raises an alert"
     )
     lead_h: float = Field(default=3.0, description="how far ahead a forecast may raise an alert")
+    refit_every_h: float = Field(
+        default=24.0, gt=0,
+        description="hours between full fits of every station's model; each forecast in between moves the "
+        "fitted model to the newest readings (a reading outside the band refits its own station at once)",
+    )
+    model_path: str | None = Field(
+        default=None,
+        description="file the fitted model is kept in, so a restart forecasts at once instead of fitting first; "
+        "default beside the SQLite store (<db>.forecast-model.npz), else var/forecast-model.npz; '' keeps it in "
+        "memory only",
+    )
+    network_history_days: float = Field(
+        default=60.0, gt=0,
+        description="history a station that reads upstream gauges or predicted series is fitted on (its model "
+        "weighs several inputs: a month holds too few flood waves to tell them apart)",
+    )
 
 
 class AlertSettings(_Section):

@@ -49,6 +49,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from floodwatch.models._arrays import nan_quantiles
 from floodwatch.models._network import (
@@ -95,6 +96,7 @@ _TARGETS_PER_COEFFICIENT = 4
 """Independent training targets per ARX coefficient below which the damped model is offered."""
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
+_Z95 = 1.6448536269514722  # standard normal 95 % quantile
 
 
 CHOICE_PERSISTENCE, CHOICE_DAMPED, CHOICE_ARX, CHOICE_ARX_RAIN, CHOICE_NETWORK, CHOICE_NETWORK_RAIN = range(6)
@@ -330,11 +332,11 @@ class _ByPhase:
     that pulls the whole array through the cache each time.
     """
 
-    def __init__(self, arr: np.ndarray, stride: int):
+    def __init__(self, arr: np.ndarray, stride: int, dtype=None):
         n_stations, self.width = arr.shape
         self.stride = stride
         n_cols = -(-self.width // stride)
-        padded = np.full((n_stations, n_cols * stride), np.nan, dtype=arr.dtype)
+        padded = np.full((n_stations, n_cols * stride), np.nan, dtype=dtype or arr.dtype)
         padded[:, : self.width] = arr
         self.data = np.ascontiguousarray(padded.reshape(n_stations, n_cols, stride).transpose(0, 2, 1))
 
@@ -412,6 +414,8 @@ class _Series:
         self.tide = _shift_right(tide_m, shift, width + max_lead + 1)
         self.first = first + shift
         self.split_index = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int) + shift
+        # Cross-fitting: the model fitted on the last two thirds also forecasts the first third.
+        self.first_third_end = first + ((last - first) * _HOLDOUT_FRACTION).astype(int) + shift
         observed = np.isfinite(self.residual)
 
         # Forward fill (causal): the last observed value at or before each grid time.
@@ -448,8 +452,10 @@ class _Series:
             self.residual_by_phase = self.residual
         else:
             # Read at the rows at many offsets (one per lead and cycle): regrouped by phase once.
-            self.tide = _ByPhase(self.tide, self.stride)
-            self.residual_by_phase = _ByPhase(self.residual, self.stride)
+            # Single precision: the training rows are single precision anyway, and three copies of
+            # a month of 10-minute data for 512 stations are a third of a block's memory.
+            self.tide = _ByPhase(self.tide, self.stride, np.float32)
+            self.residual_by_phase = _ByPhase(self.residual, self.stride, np.float32)
         self._tide_now = self.at_rows(self.tide, 0)
 
     def at_rows(self, arr: np.ndarray | _ByPhase, offset: int) -> np.ndarray:
@@ -529,7 +535,7 @@ class _Series:
         else:
             if period not in self._cycle_sums:
                 if self._filled_by_phase is None:
-                    self._filled_by_phase = _ByPhase(self.filled0, self.stride)
+                    self._filled_by_phase = _ByPhase(self.filled0, self.stride, np.float32)
                 self._cycle_sums[period] = self._filled_by_phase.shifted_sum(period, _ANALOG_CYCLES)
             total = self.at_rows(self._cycle_sums[period], offset)
         idx = self.row_index + offset
@@ -552,7 +558,8 @@ class _Series:
             total[:, :lim] /= points(self.first, idx[:lim])
             if late.size:
                 total[late] = late_total / points(self.first[late], idx)
-        self._cycle_at[key] = total
+        if offset % period == 0:  # only the whole-cycle offsets are shared by several leads
+            self._cycle_at[key] = total
         return total
 
     def extra(self, h: int, tidal: np.ndarray) -> list[np.ndarray]:
@@ -578,14 +585,19 @@ class NetworkData:
     inputs : Inputs
         Series and this block's links.
     filled : ndarray, (U, T_in)
-        Input series (observed tidal ones minus their tide), carried forward over short gaps.
+        Input series (observed tidal ones minus their tide), carried forward over short gaps
+        and averaged over the last hour (what the routed changes read).
     window_start : int
         Column in ``filled`` of the stations' window's first sample.
+    unsmoothed : ndarray, (U, T_in)
+        The same before the hourly mean (what the lag search reads: an hour's trailing mean
+        lags the gauge by half an hour, and the travel time reported is the gauge's).
     """
 
     inputs: Inputs
     filled: np.ndarray
     window_start: int
+    unsmoothed: np.ndarray | None = None
 
 
 def _own_features(series: _Series, tidal: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, int]:
@@ -617,7 +629,9 @@ def history_needed_steps(leads: np.ndarray, dt_s: float) -> int:
         period = steps(period_h)
         first_k = max(int(np.ceil(int(leads[-1]) / period)), 1)
         back = max(back, (first_k + _ANALOG_CYCLES) * period)
-    return back + steps(24.0)
+    # Whole hours, so a window of this length needs no padding to whole blocks.
+    hour = steps(1.0)
+    return -(-(back + steps(24.0)) // hour) * hour
 
 
 def max_lag_steps(dt_s: float, n_times: int) -> int:
@@ -701,7 +715,8 @@ def fit_residual(
         usable = pre & (row_fine[None, :] - w >= series.first[:, None])
         row_pos = network.window_start + row_fine[None, :] - series.shift[:, None]
         lags = search_lags(
-            np.where(usable, change, np.nan), row_pos, series.stride, network.inputs, network.filled, dt_s, w,
+            np.where(usable, change, np.nan), row_pos, series.stride, network.inputs,
+            network.filled if network.unsmoothed is None else network.unsmoothed, dt_s, w,
             max_lag_steps(dt_s, n_times),
         )
     net = _network_for(series, network, lags)
@@ -861,11 +876,40 @@ def fit_residual(
         chosen = [pick[:, None] == c + 1 for c in range(own_sets.shape[0])]
         coef[:, a] = np.select(chosen, list(betas[1][..., :n_own]), 0.0) / scales[:, a, :n_own]
         choice[:, a] = pick
-        # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
+        # The band from out-of-sample errors over two thirds of the window, not one: the holdout
+        # (the last third, forecast by the model fitted before it) and the first third, forecast
+        # by the same candidate fitted on the last two thirds. A calm last third then cannot
+        # promise a calm month, and twice the errors make steadier quantiles (cross-fitting).
         squared = np.square(x[:, n_feat], dtype=np.float64)  # zero off the usable rows
         n_ok_lead = ok.sum(axis=1)
+        first_end = series.first_third_end
+        rev_hold = ok & ((row_fine + h)[None, :] < first_end[:, None])
+        first_rows = ok & (row_fine[None, :] < first_end[:, None])
+        kr = int(np.searchsorted(row_fine, int(first_end.max(initial=0))))
+        xf = x[..., :kr] * first_rows[:, None, :kr]
+        g_first = _gram(xf[:, :n_feat], xf)
+        del xf
+        rev_gram, rev_rhs = gram_all - g_first[..., :n_feat], rhs_all - g_first[..., n_feat]
+        rev_n = n_ok_lead - first_rows.sum(axis=1)
+        rev_trained = np.where(ok & ~first_rows, x[:, n_feat], 0.0)
+        rev_low = (_EXTRAPOLATION * rev_trained.min(axis=1))[:, None]
+        rev_high = (_EXTRAPOLATION * rev_trained.max(axis=1))[:, None]
+        del rev_trained
+        x_r, d_r, hold_r = x[:, :n_feat, :kr], x[:, n_feat, :kr], rev_hold[:, :kr]
+        rev_fit = (rev_n >= 3 * n_own) & (rev_hold.sum(axis=1) >= n_own)
+
+        def rev_errors(beta: np.ndarray, rows: np.ndarray | slice, use: np.ndarray, x_r=x_r, d_r=d_r,
+                       hold_r=hold_r, rev_low=rev_low, rev_high=rev_high) -> np.ndarray:
+            """Errors over the first third of the candidates ``beta`` (fitted on the rest), NaN elsewhere."""
+            fitted = np.clip(np.matmul(beta.astype(np.float32)[:, None, :], x_r[rows])[:, 0, :],
+                             rev_low[rows], rev_high[rows])
+            return np.where(hold_r[rows] & use[:, None], d_r[rows] - fitted, np.nan)
+
+        rev_betas = _ridge_solve(rev_gram[None], rev_rhs[None], rev_n[None], own_sets)[0]  # (3, S, P)
+        rev = rev_errors(np.select(chosen, list(rev_betas), 0.0), slice(None), (pick > 0) & rev_fit)
         error_q[:, a, :] = _winner_errors(
-            pick, fitted_by_candidate, x[:, n_feat], d_h, ok, hold, hold_h, lo, squared, n_ok_lead, n_hold
+            pick, fitted_by_candidate, x[:, n_feat], d_h, ok, hold, hold_h, lo, squared, n_ok_lead, n_hold, rev,
+            h, series.stride,
         )
 
         if net_sub.size:
@@ -878,6 +922,8 @@ def fit_residual(
             can_net = can_fit[sub] & (n_train[sub] >= 3 * n_feat) & (n_hold[sub] >= n_feat)
             x_hs, d_hs = x_h[sub], d_h[sub]
             own_fitted = [f[sub] for f in fitted_by_candidate]
+            rev_nbetas = _ridge_solve(rev_gram[None, sub], rev_rhs[None, sub], rev_n[None, sub], net_sets,
+                                      column_ridge)[0]
             for v in range(n_var):
                 pair = nbetas[:, 2 * v : 2 * v + 2]  # (2 fits, without / with rain, N, P)
                 beta_train = np.where(rain_better[:, None], pair[0, 1], pair[0, 0])
@@ -891,9 +937,15 @@ def fit_residual(
                 beta = np.where(use_net[:, None], beta_all, own_coef)
                 net_coef[in_linked, a, v] = beta / scales[sub, a]
                 net_choice[in_linked, a, v] = np.where(use_net, np.where(rain_better, 5, 4), pick_v)
+                rev_beta = np.select(
+                    [pick_v[:, None] == c + 1 for c in range(3)] + [use_net[:, None]],
+                    list(rev_betas[:, sub]) + [np.where(rain_better[:, None], rev_nbetas[2 * v + 1],
+                                                        rev_nbetas[2 * v])], 0.0,
+                )
                 net_errq[in_linked, a, v] = _winner_errors(
                     pick_v, own_fitted + [fitted], x[sub, n_feat], d_hs, ok[sub], hold[sub], hold_h[sub], lo,
-                    squared[sub], n_ok_lead[sub], n_hold[sub],
+                    squared[sub], n_ok_lead[sub], n_hold[sub], rev_errors(rev_beta, sub, (pick_v > 0) & rev_fit[sub]),
+                    h, series.stride,
                 )
         # Linked stations whose inputs are all unusable keep their own model as every variant.
         plain = np.setdiff1d(linked, net_sub)
@@ -939,25 +991,52 @@ def _winner_errors(
     squared: np.ndarray,
     n_ok_lead: np.ndarray,
     n_hold: np.ndarray,
+    rev: np.ndarray | None = None,
+    lead_steps: int = 1,
+    stride: int = 1,
 ) -> np.ndarray:
     """Error quantiles (S, 3) of each station's chosen candidate at one lead.
 
-    A fitted model's errors come from the holdout rows; carrying forward has no parameters,
-    so all its rows count. If the holdout third was calmer than the whole window (where
-    carrying forward's spread is known without a holdout), the next days need not be as
-    calm: the band is widened by the ratio of the spreads, never narrowed. (Spreads as
-    root mean squares: two sums, where quantiles would cost two sorts.)
+    A fitted model's errors come from the holdout rows and, cross-fitted, from the first
+    third (``rev``: errors there, NaN elsewhere, (S, R') for the first R' rows); carrying
+    forward has no parameters, so all its rows count. If those stretches were calmer than
+    the whole window (where carrying forward's spread is known without a holdout), the next
+    days need not be as calm: the band is widened by the ratio of the spreads, never
+    narrowed. (Spreads as root mean squares: two sums, where quantiles would cost two sorts.)
     """
     fitted = np.choose(pick[:, None], fitted_by_candidate)
     errors = np.where(ok, target, np.float32(np.nan))
     errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
-    errors[(pick > 0)[:, None] & ~hold] = np.nan
+    scored = hold.copy()
+    if rev is not None and rev.shape[1]:
+        width = rev.shape[1]
+        crossed = np.isfinite(rev)
+        errors[:, :width] = np.where(crossed, rev, errors[:, :width])
+        scored[:, :width] |= crossed
+    errors[(pick > 0)[:, None] & ~scored] = np.nan
     q, count = nan_quantiles(errors, QUANTILES)
+    n_scored = scored.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.sqrt((squared.sum(axis=1) / n_ok_lead) / (np.where(hold, squared, 0.0).sum(axis=1) / n_hold))
-    ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0), ratio, 1.0)[:, None]
-    q = q[:, 1:2] + (q - q[:, 1:2]) * ratio
+        ratio = np.sqrt((squared.sum(axis=1) / n_ok_lead) / (np.where(scored, squared, 0.0).sum(axis=1) / n_scored))
+    ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0), ratio, 1.0)
+    # Few independent errors make quantiles that promise too much: rows closer than a lead share
+    # most of their target, so a month of hourly rows holds a few hundred independent errors an
+    # hour ahead and about ten two days ahead, and the 5-95 % of ten errors holds a new one
+    # 74 % of the time, not 90 %. The band is widened like a prediction interval from an
+    # estimated spread: by sqrt(1 + 1/n) t(0.95, n - 1) / z(0.95), n the independent errors.
+    n_errors = np.where(pick > 0, n_scored, count) * stride / max(lead_steps, stride)
+    ratio = ratio * finite_sample_factor(n_errors)
+    q = q[:, 1:2] + (q - q[:, 1:2]) * ratio[:, None]
     return np.where(count[:, None] >= 2, q, np.nan)
+
+
+def finite_sample_factor(n_independent: np.ndarray) -> np.ndarray:
+    """How much wider a 5-95 % band from ``n`` independent errors must be to hold 90 % of new
+    ones: ``sqrt(1 + 1/n) t(0.95, n - 1) / z(0.95)`` (1.17 for 10, 1.04 for 40, 1.01 for 100);
+    at most 2 (for fewer than about 4 errors the band is a guess either way)."""
+    n = np.maximum(np.asarray(n_independent, dtype=float), 2.0)
+    factor = np.sqrt(1.0 + 1.0 / n) * student_t.ppf(0.95, n - 1.0) / _Z95
+    return np.minimum(np.where(np.isfinite(factor), factor, 2.0), 2.0)
 
 
 def apply_at_origin(fit: ResidualFit, x_raw: np.ndarray, origin_ok: np.ndarray) -> ResidualState:

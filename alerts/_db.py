@@ -14,15 +14,19 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterable
 
+from floodwatch import migrations
 from floodwatch.errors import ConfigError
 
 MULTICAST_MAX_RECIPIENTS = 500
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS rule_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_events (event_id TEXT PRIMARY KEY, seen_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
@@ -77,6 +81,94 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, priority DESC, id);
 """
 
 
+def _add_delivery_columns(conn: sqlite3.Connection) -> None:
+    """Columns state files from before release 0.1.0 lack (step 1 adopts their tables as they are)."""
+    wanted = {
+        "decisions": {"delivered": "INTEGER NOT NULL DEFAULT 0", "failed": "INTEGER NOT NULL DEFAULT 0"},
+        "outbox": {"recipients": "INTEGER NOT NULL DEFAULT 0", "created_wall_s": "REAL NOT NULL DEFAULT 0"},
+    }
+    for table, columns in wanted.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+
+# The alert state file's schema versions, oldest first (floodwatch/migrations.py). To change the
+# schema, append a step; never edit one that has shipped.
+# Residents' flood reports, their drafts, consent and rate-limit steps (alerts/reports.py).
+REPORTS_TABLES = """
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,                 -- 'R' + 8 hex digits: what officers and residents quote
+    user_id TEXT,                        -- the reporting resident; NULL once anonymised (retention)
+    ts_s REAL NOT NULL,                  -- clock time of the report
+    wall_s REAL NOT NULL,                -- real time of the report (retention follows it)
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    address TEXT,                        -- what LINE's location picker named the place
+    depth TEXT NOT NULL,                 -- ankle | knee | waist | road_closed
+    zone_id TEXT,                        -- the nearest zone centre
+    station_id TEXT,                     -- the nearest level gauge
+    station_distance_m REAL,
+    photo TEXT,                          -- file name in reports.photo_dir; NULL: none, or deleted
+    photo_bytes INTEGER,
+    status TEXT NOT NULL DEFAULT 'new',  -- new | verified | hidden
+    moderated_by TEXT,
+    moderated_s REAL
+);
+CREATE INDEX IF NOT EXISTS reports_time ON reports (ts_s);
+CREATE INDEX IF NOT EXISTS reports_user ON reports (user_id);
+CREATE TABLE IF NOT EXISTS report_drafts (
+    user_id TEXT PRIMARY KEY,            -- one unfinished report per resident
+    lat REAL, lon REAL, address TEXT,
+    photo TEXT, photo_bytes INTEGER,
+    started_wall_s REAL NOT NULL,
+    updated_wall_s REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS report_consent (
+    user_id TEXT PRIMARY KEY,            -- residents who agreed to the privacy notice (declines are not kept)
+    version TEXT NOT NULL,
+    agreed_wall_s REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS report_steps (
+    user_id TEXT NOT NULL,               -- report steps of the last hour, for the rate limit
+    wall_s REAL NOT NULL,
+    kind TEXT NOT NULL                   -- start | location | photo | report
+);
+CREATE INDEX IF NOT EXISTS report_steps_user ON report_steps (user_id, wall_s);
+"""
+
+# Village loudspeaker commands and their acknowledgements (alerts/loudspeaker.py).
+LOUDSPEAKER_TABLES = """
+CREATE TABLE IF NOT EXISTS loudspeaker_commands (
+    message_id TEXT PRIMARY KEY,          -- the command's id; controllers play each id once
+    controller_id TEXT NOT NULL,
+    decision_id INTEGER,                  -- the alert decision that caused it
+    zone_id TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,                -- the command JSON (without "attempt")
+    status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | undelivered | acknowledged | failed | superseded
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_s REAL NOT NULL,              -- clock time of the decision
+    created_wall_s REAL NOT NULL,
+    last_sent_wall_s REAL,
+    undelivered_wall_s REAL,              -- when officers were first shown it as undelivered
+    acked_wall_s REAL,
+    reply_status TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS loudspeaker_open ON loudspeaker_commands (status, controller_id);
+"""
+
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables
+    _add_delivery_columns,  # 2: delivery counts and wall-clock creation time in files older than 0.1.0
+    REPORTS_TABLES,  # 3: residents' flood reports
+    LOUDSPEAKER_TABLES,  # 4: village loudspeaker commands
+]
+
+
 def sqlite_path(url: str) -> Path:
     """``sqlite:///var/alerts.db`` -> var/alerts.db (relative to the working directory);
     ``sqlite:////abs/alerts.db`` -> /abs/alerts.db."""
@@ -99,6 +191,7 @@ class OutboxChunk:
     messages: list[dict[str, Any]]
     priority: int
     attempts: int
+    created_wall_s: float = 0.0  # real time it was queued (0 in files from before 0.1.0)
 
 
 class AlertDb:
@@ -118,24 +211,37 @@ class AlertDb:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._sync_full = True
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.executescript(_SCHEMA)
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Add columns a newer floodwatch needs to a state file an older one created."""
-        wanted = {
-            "decisions": {"delivered": "INTEGER NOT NULL DEFAULT 0", "failed": "INTEGER NOT NULL DEFAULT 0"},
-            "outbox": {"recipients": "INTEGER NOT NULL DEFAULT 0", "created_wall_s": "REAL NOT NULL DEFAULT 0"},
-        }
-        for table, columns in wanted.items():
-            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns.items():
-                if name not in have:
-                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        migrations.migrate(self._conn, MIGRATIONS, name=str(path))
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def shared_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """The state file's connection and its lock, for a module whose tables live in this file and
+        whose writes must join :meth:`transaction` (the residents' report book)."""
+        return self._conn, self._lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable step: every statement of this thread inside the block commits together, fsynced.
+
+        Used by the webhook so that an event's effects and its seen-mark are
+        one commit: a crash before the commit leaves neither (LINE redelivers
+        and the event is handled then), after it both. The lock is held for
+        the whole block, so keep network calls out of it. Methods that open
+        their own transaction (:meth:`record`, :meth:`mark_done`,
+        :meth:`subscribe_many`) must not be called inside.
+        """
+        with self._lock:
+            self._set_sync(True)
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def _set_sync(self, full: bool) -> None:
         """Choose whether the next commit fsyncs (FULL) or not (NORMAL); call holding the lock.
@@ -179,12 +285,15 @@ class AlertDb:
         decisions: Iterable[tuple[dict[str, Any], list[tuple[list[str], list[dict[str, Any]]]], int]],
         now_s: float,
         supersede: dict[int, tuple[str, int]] | None = None,
+        also: Callable[[sqlite3.Cursor, list[int]], None] | None = None,
     ) -> tuple[list[int], int]:
         """:meth:`record`, and in the same transaction :meth:`supersede` for some decisions.
 
         ``supersede``: {index in ``decisions``: (zone id, highest level to drop)}: never-attempted
         resident chunks of that zone's older decisions up to that level are dropped by the same
         commit that creates the new decision (one fsync, and no moment where both are pending).
+        ``also(cursor, decision_ids)`` writes more rows in the same transaction (the loudspeaker
+        commands a decision causes), so they are kept or lost together with it.
         Returns (decision ids, chunks superseded).
         """
         decisions = list(decisions)
@@ -226,6 +335,8 @@ class AlertDb:
                             n += 1
                 for index, (zone_id, max_level) in (supersede or {}).items():
                     dropped += self._supersede(cur, zone_id, max_level, ids[index])
+                if also is not None:
+                    also(cur, ids)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -271,9 +382,9 @@ class AlertDb:
     def chunk(self, chunk_id: int) -> OutboxChunk:
         with self._lock:
             r = self._conn.execute(
-                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts FROM outbox"
-                " WHERE id = ?", (chunk_id,)).fetchone()
-        return OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7])
+                "SELECT id, decision_id, chunk, retry_key, user_ids, messages, priority, attempts, created_wall_s"
+                " FROM outbox WHERE id = ?", (chunk_id,)).fetchone()
+        return OutboxChunk(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], r[7], r[8])
 
     def pending_counts(self) -> tuple[int, int]:
         """(chunks pending, recipients pending)."""
@@ -282,6 +393,22 @@ class AlertDb:
                 "SELECT COUNT(*), COALESCE(SUM(recipients), 0) FROM outbox WHERE status = 'pending'"
             ).fetchone()
         return int(row[0]), int(row[1])
+
+    def supersedable_recipients(self, zone_id: str, max_level: int) -> int:
+        """Recipients of the never-attempted resident chunks :meth:`supersede` would drop for this zone."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(o.recipients), 0) FROM outbox o JOIN decisions d ON d.id = o.decision_id"
+                " WHERE o.status = 'pending' AND o.attempts = 0 AND d.zone_id = ? AND d.audience = 'residents'"
+                " AND d.level <= ?", (zone_id, max_level)).fetchone()
+        return int(row[0])
+
+    def delivered_since(self, wall_s: float) -> int:
+        """Recipients of chunks LINE accepted since ``wall_s`` (real time): what the quota counts meanwhile."""
+        with self._lock:
+            row = self._conn.execute("SELECT COALESCE(SUM(recipients), 0) FROM outbox WHERE status = 'delivered'"
+                                     " AND done_s >= ?", (wall_s,)).fetchone()
+        return int(row[0])
 
     def pending_chunks(self) -> int:
         with self._lock:

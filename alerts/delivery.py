@@ -31,6 +31,9 @@ metrics.describe("floodwatch_line_deliveries_total", "counter",
                  "LINE multicast chunks by outcome (delivered, duplicate_409, retry, failed, quota)")
 metrics.describe("floodwatch_line_api_errors_total", "counter", "LINE API error answers by HTTP status")
 metrics.describe("floodwatch_line_recipients_delivered_total", "counter", "LINE recipients delivered")
+metrics.describe("floodwatch_line_request_seconds", "histogram", "seconds one LINE multicast request took, by outcome")
+metrics.describe("floodwatch_line_delivery_seconds", "histogram",
+                 "seconds from an alert chunk queued in the outbox to LINE accepting it (waits and retries included)")
 
 
 class DeliveryWorkers:
@@ -130,7 +133,9 @@ class DeliveryWorkers:
 
     def _deliver(self, chunk: OutboxChunk) -> None:
         self.pacer.wait()
+        started = time.monotonic()
         outcome = self.client.multicast(chunk.user_ids, chunk.messages, chunk.retry_key)
+        metrics.observe("floodwatch_line_request_seconds", time.monotonic() - started, outcome=outcome.result)
         if outcome.status is not None and outcome.status >= 400:
             metrics.inc("floodwatch_line_api_errors_total", status=str(outcome.status))
         if outcome.result == "delivered":
@@ -139,6 +144,8 @@ class DeliveryWorkers:
             self._not_before.pop(chunk.id, None)
             metrics.inc("floodwatch_line_deliveries_total", outcome=label)
             metrics.inc("floodwatch_line_recipients_delivered_total", amount=len(chunk.user_ids))
+            if chunk.created_wall_s:
+                metrics.observe("floodwatch_line_delivery_seconds", max(0.0, time.time() - chunk.created_wall_s))
             log.info("event=line_delivered chunk=%s decision=%s recipients=%d status=%s retry_key=%s",
                      chunk.id, chunk.decision_id, len(chunk.user_ids), outcome.status, chunk.retry_key)
             return

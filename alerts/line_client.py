@@ -26,9 +26,11 @@ from linebot.v3.messaging import (
     ApiException,
     Configuration,
     MessagingApi,
+    MessagingApiBlob,
     MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
+    RichMenuRequest,
 )
 
 from floodwatch.errors import ConfigError, LineApiError
@@ -65,7 +67,7 @@ class LineClient:
     """line-bot-sdk's MessagingApi with floodwatch's error handling; thread-safe."""
 
     def __init__(self, api_base_url: str, channel_access_token: str | None, timeout_s: float = 10.0,
-                 pool_size: int = 8) -> None:
+                 pool_size: int = 8, data_api_base_url: str | None = None) -> None:
         if not channel_access_token:
             raise ConfigError(
                 "LINE channel access token is not set; set FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN "
@@ -77,12 +79,20 @@ class LineClient:
         self._client = ApiClient(config)
         self._api = MessagingApi(self._client)
         self.timeout_s = timeout_s
+        # LINE's data API (content, rich menu images) has its own host; the SDK's blob client
+        # uses Configuration.host, so it gets its own client (api-data.line.me, or a stand-in).
+        data_config = Configuration(host=(data_api_base_url or api_base_url).rstrip("/"),
+                                    access_token=channel_access_token)
+        data_config.retries = urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0)
+        self._data_client = ApiClient(data_config)
+        self._blob = MessagingApiBlob(self._data_client)
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # pragma: no cover - closing a pool never matters enough to fail
-            pass
+        for client in (self._client, self._data_client):
+            try:
+                client.close()
+            except Exception:  # pragma: no cover - closing a pool never matters enough to fail
+                pass
 
     def __enter__(self) -> "LineClient":
         return self
@@ -119,6 +129,69 @@ class LineClient:
             raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise LineApiError(0, f"LINE API unreachable: {exc}") from exc
+
+    # ------------------------------------------------------ content, menus
+    def message_content(self, message_id: str) -> tuple[bytes, str]:
+        """What a user sent (image, video, audio): (bytes, Content-Type), from the data API."""
+        try:
+            response = self._blob.get_message_content_with_http_info(message_id, _request_timeout=self.timeout_s)
+        except ApiException as exc:
+            raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LineApiError(0, f"LINE data API unreachable: {exc}; check FLOODWATCH_LINE__DATA_API_BASE_URL"
+                               ) from exc
+        content_type = ""
+        for name, value in dict(response.headers or {}).items():
+            if name.lower() == "content-type":
+                content_type = value.split(";")[0].strip().lower()
+        return bytes(response.data or b""), content_type
+
+    def rich_menus(self) -> list[dict[str, Any]]:
+        """Every rich menu of the channel (``GET /v2/bot/richmenu/list``), as LINE's JSON."""
+        return self._read(self._api.get_rich_menu_list).get("richmenus", [])
+
+    def create_rich_menu(self, menu: dict[str, Any]) -> str:
+        request = RichMenuRequest.from_dict(menu)
+        return self._call(lambda: self._api.create_rich_menu(request, _request_timeout=self.timeout_s)).rich_menu_id
+
+    def upload_rich_menu_image(self, rich_menu_id: str, image: bytes, content_type: str) -> None:
+        self._call(lambda: self._blob.set_rich_menu_image(rich_menu_id, image, _headers={"Content-Type": content_type},
+                                                          _request_timeout=self.timeout_s))
+
+    def rich_menu_has_image(self, rich_menu_id: str) -> bool:
+        try:
+            self._blob.get_rich_menu_image(rich_menu_id, _request_timeout=self.timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LineApiError(0, f"LINE data API unreachable: {exc}") from exc
+        return True
+
+    def set_default_rich_menu(self, rich_menu_id: str) -> None:
+        self._call(lambda: self._api.set_default_rich_menu(rich_menu_id, _request_timeout=self.timeout_s))
+
+    def default_rich_menu(self) -> str | None:
+        try:
+            return self._api.get_default_rich_menu_id(_request_timeout=self.timeout_s).rich_menu_id
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LineApiError(0, f"LINE API unreachable: {exc}") from exc
+
+    def delete_rich_menu(self, rich_menu_id: str) -> None:
+        self._call(lambda: self._api.delete_rich_menu(rich_menu_id, _request_timeout=self.timeout_s))
+
+    def _call(self, call) -> Any:  # noqa: ANN001
+        try:
+            return call()
+        except ApiException as exc:
+            raise LineApiError(exc.status or 0, _error_message(exc.body)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise LineApiError(0, f"LINE API unreachable: {exc}; check FLOODWATCH_LINE__API_BASE_URL") from exc
 
     # ---------------------------------------------------------------- reads
     def bot_info(self) -> dict[str, Any]:

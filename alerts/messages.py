@@ -222,3 +222,19 @@ def flex_gauge(action: Action, station: StationConfig, zone: ZoneConfig, alt_tex
                  "size": "xxs", "color": "#757575", "wrap": True}]},
         },
     }
+
+
+def feed_text(kind: str, name_th: str, name_en: str, detail: str, ts_s: float, lang: str = "th") -> str:
+    """Officers: an external feed (upstream gauges, a dam, a tide table) stopped or came back."""
+    when_th, when_en = thai_datetime(ts_s), english_datetime(ts_s)
+    if kind == "feed_down":
+        th = [f"🛰️ [เจ้าหน้าที่] ข้อมูลจาก {name_th} ขาดหายหรือล่าช้า เมื่อ {when_th}",
+              f"สาเหตุ: {detail}" if detail else "",
+              "การพยากรณ์จะไม่ใช้ข้อมูลต้นน้ำนี้จนกว่าจะกลับมา ดูสถานะในหน้าเว็บ"]
+        en = [f"🛰️ [Officers] The {name_en} feed stopped or fell behind at {when_en}.",
+              f"Cause: {detail}" if detail else "",
+              "Forecasts go without these upstream inputs until it is back; see the page's feed health."]
+    else:
+        th = [f"🛰️ [เจ้าหน้าที่] ข้อมูลจาก {name_th} กลับมาแล้ว เมื่อ {when_th}"]
+        en = [f"🛰️ [Officers] The {name_en} feed is back at {when_en}."]
+    return bilingual([x for x in th if x], [x for x in en if x], lang)

@@ -464,3 +464,32 @@ def tide_extrema(
         if after_s <= t_s[i] <= until_s:
             out.append((kind, float(t_s[i]), float(z[i])))
     return out
+
+
+# --- external feeds (issue 13): officers hear when a source of upstream data goes bad and comes back.
+# A feed is "bad" when stale, or failing FEED_FAILURES_BEFORE_ALERT runs in a row (one hiccup is not news).
+FEED_FAILURES_BEFORE_ALERT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FeedAlertState:
+    feed_id: str
+    bad: bool = False
+    last_alert_s: float = math.nan
+
+
+def feed_is_bad(state: str | None, consecutive_failures: int) -> bool:
+    """Whether a feed's health (``feeds.describe_feed``) is worth an officer's attention."""
+    return state == "stale" or (state == "failing" and consecutive_failures >= FEED_FAILURES_BEFORE_ALERT)
+
+
+def decide_feed(prev: FeedAlertState, bad: bool, ts_s: float, cfg: RuleConfig
+                ) -> tuple[FeedAlertState, Literal["feed_down", "feed_up"] | None]:
+    """A feed turning bad -> one officer message (at most once per ``officer_cooldown_s``); recovering -> one."""
+    if bad == prev.bad:
+        return prev, None
+    if bad:
+        if not math.isnan(prev.last_alert_s) and ts_s - prev.last_alert_s < cfg.officer_cooldown_s:
+            return replace(prev, bad=True), None
+        return replace(prev, bad=True, last_alert_s=ts_s), "feed_down"
+    return replace(prev, bad=False), "feed_up"

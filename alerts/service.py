@@ -15,7 +15,10 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from floodwatch import metrics
@@ -25,10 +28,14 @@ from floodwatch.settings import Settings
 from floodwatch.timefmt import english_datetime, english_time, thai_datetime, thai_time, to_bangkok
 from floodwatch.vocabulary import AlertLevel, QcFlag, Reading, StationId, ZoneId
 
-from floodwatch.alerts import _codec, messages as msg
+from floodwatch.alerts import _codec, flex, messages as msg, quota as quota_mod
 from floodwatch.alerts._db import AlertDb
 from floodwatch.alerts.delivery import DeliveryWorkers
 from floodwatch.alerts.line_client import LineClient
+from floodwatch.alerts.loudspeaker import Loudspeakers
+from floodwatch.alerts.quota import QuotaUse
+from floodwatch.alerts.reports import report_json
+from floodwatch.alerts.residents import ResidentDesk
 from floodwatch.alerts.rules import (
     Action,
     HealthState,
@@ -43,16 +50,22 @@ from floodwatch.alerts.rules import (
     observe_station,
     station_forecast,
     tide_extrema,
+    trend_word,
 )
 
 log = logging.getLogger("floodwatch.alerts")
 
 metrics.describe("floodwatch_alerts_raised_total", "counter", "resident alerts decided, by zone and level")
+metrics.describe("floodwatch_line_quota_remaining", "gauge", "LINE messages left this month (from LINE's quota API)")
+metrics.describe("floodwatch_alert_latency_seconds", "histogram",
+                 "seconds from the reading (or forecast) behind a resident alert to the alert queued for LINE")
 
 USABLE_QC = (QcFlag.PASS, QcFlag.NOT_EVALUATED)
 BAD_QC = (QcFlag.SUSPECT, QcFlag.FAIL)
 
 PRIORITY = {"officers": 2, "low_water": 1}
+# above EVACUATE (3): officers hear that an alert will not reach everyone before it goes out
+QUOTA_PRIORITY = 4
 # LINE honours a retry key for 24 h (real time): give up on a chunk before a resend could duplicate it
 RETRY_KEY_LIFETIME_S = 23 * 3600.0
 # settled outbox chunks (with their user ids) are kept this long for inquiries; decisions forever
@@ -84,7 +97,11 @@ class AlertService:
         self._own_line = line_client is None
         self._lock = threading.RLock()
         self.thresholds: dict[StationId, Thresholds] = {}
+        # External stations (another agency's gauge, a peer's, a prediction) inform forecasts and the
+        # page; residents are warned by this site's own gauges only.
         for st in settings.level_stations:
+            if st.external:
+                continue
             assert st.levels is not None
             self.thresholds[st.id] = Thresholds(st.id, st.zone, st.levels.watch_m, st.levels.warning_m,
                                                 st.levels.evacuate_m, st.low_water_m)
@@ -96,6 +113,7 @@ class AlertService:
         for officer in settings.alerts.officers:
             self.db.add_officer(officer, clock.now_s())
         self.latest_forecast: Any = None
+        self._feed_bad: dict[str, bool] = {}
         self.workers: DeliveryWorkers | None = None
         self._tick_interval_s = tick_interval_s
         self._stop = threading.Event()
@@ -104,13 +122,20 @@ class AlertService:
         self._last_housekeeping = -math.inf
         self.quota: dict[str, Any] | None = None
         self._closed = False
+        self._listeners: list[Callable[[str, Any], None]] = []
+        # the rich menu's answers and residents' flood reports (alerts/residents.py)
+        self.residents = ResidentDesk(self)
+        # village loudspeakers: commands decided with the alert, sent over MQTT (alerts/loudspeaker.py)
+        self.loudspeakers = Loudspeakers(settings, on_change=lambda row: self._publish("loudspeaker", row))
+        self._quota_checked_wall_s: float | None = None
 
     # ------------------------------------------------------------ lifecycle
     def _load_state(self) -> None:
         """Rule states as last persisted (fresh ones where nothing was persisted yet)."""
         self.stations: dict[StationId, StationState] = {sid: StationState(sid) for sid in self.thresholds}
         self.zones: dict[ZoneId, ZoneState] = {z.id: ZoneState(z.id) for z in self.settings.zones}
-        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in self.settings.stations}
+        # Officers hear about their own nodes; an external station's source is watched by its feed's health.
+        self.health: dict[StationId, HealthState] = {s.id: HealthState(s.id) for s in self.settings.own_stations}
         self.maintenance: set[StationId] = set()
         for key, value in self.db.load_states().items():
             kind, _, ident = key.partition(":")
@@ -132,7 +157,8 @@ class AlertService:
         token = self.settings.line.channel_access_token
         if self._line is None and token is not None:
             self._line = LineClient(self.settings.line.api_base_url, token.get_secret_value(),
-                                    self.settings.line.timeout_s, pool_size=self.settings.line.delivery_threads + 2)
+                                    self.settings.line.timeout_s, pool_size=self.settings.line.delivery_threads + 2,
+                                    data_api_base_url=self.settings.line.data_base_url())
         if self._line is None:
             log.error("event=line_not_configured fix=%s", "set FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN; alerts are "
                       "decided and queued in the outbox but not sent until then")
@@ -146,6 +172,7 @@ class AlertService:
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick_loop, name="alerts-ticker", daemon=True)
         self._ticker.start()
+        self.loudspeakers.start()
 
     def close(self) -> None:
         """Stop the threads and close the state file; undelivered chunks stay in the outbox."""
@@ -158,12 +185,14 @@ class AlertService:
         if self.workers is not None:
             self.workers.stop()
             self.workers = None
+        self.loudspeakers.stop()
         if self._line is not None and self._own_line:
             self._line.close()
             self._line = None
         with self._lock:
             self._closed = True
             self.db.close()
+            self.residents.book.close()
 
     def __enter__(self) -> "AlertService":
         self.start()
@@ -260,6 +289,51 @@ class AlertService:
                 self.health[StationId(station_id)], zone_id, status, ts_s, self.cfg)
             self._commit(actions, {f"health:{station_id}"})
 
+    def on_feed_health(self, feed_id: str, health: dict[str, Any]) -> None:
+        """A feed's health after a run (``feeds.describe_feed``): officers hear once when it goes bad
+        (stale, or failing several runs in a row) and once when it is back. Residents never do."""
+        from floodwatch.alerts.rules import FeedAlertState, decide_feed, feed_is_bad
+
+        # "Down" means it worked and stopped: a feed that never worked (a fresh install offline, a wrong
+        # password) shows as failing on the page and in `floodwatch feeds status`, not on officers' phones.
+        bad = (feed_is_bad(health.get("state"), int(health.get("consecutive_failures") or 0))
+               and health.get("last_success_s") is not None)
+        now_s = self.clock.now_s()
+        if self._feed_bad.get(feed_id) == bad:
+            return  # nothing changed: no need to read the stored state after every run
+        self._feed_bad[feed_id] = bad
+        key = f"feed:{feed_id}"
+        with self._lock:
+            if self._closed:
+                return
+            stored = self.db.load_states().get(key) or {}
+            prev = FeedAlertState(feed_id, bool(stored.get("bad", False)),
+                                  float(stored["last_alert_s"]) if stored.get("last_alert_s") is not None else math.nan)
+            new, kind = decide_feed(prev, bad, now_s, self.cfg)
+            if new == prev:
+                return
+            state = {"bad": new.bad, "last_alert_s": None if math.isnan(new.last_alert_s) else new.last_alert_s}
+            decisions = []
+            if kind is not None:
+                error = health.get("last_error") or {}
+                detail = error.get("detail", "") if kind == "feed_down" and health.get("state") == "failing" else (
+                    "the source's newest data are older than expected" if kind == "feed_down" else "")
+                name_th, name_en = health.get("name_th") or feed_id, health.get("name_en") or feed_id
+                officers = self.db.officers()
+                english = self.db.english_readers() if officers else set()
+                groups = [(ids, [msg.text_message(msg.feed_text(kind, name_th, name_en, detail, now_s, lang))])
+                          for ids, lang in (([u for u in officers if u not in english], "th"),
+                                            ([u for u in officers if u in english], "en")) if ids]
+                row = dict(ts_s=now_s, kind=kind, audience="officers", zone_id=None, station_id=None,
+                           level=int(AlertLevel.WATCH if kind == "feed_down" else AlertLevel.NORMAL),
+                           text=msg.feed_text(kind, name_th, name_en, detail, now_s, "th"))
+                decisions.append((row, groups, PRIORITY["officers"]))
+                log.info("event=alert_decided kind=%s audience=officers feed=%s recipients=%d", kind, feed_id,
+                         len(officers))
+            self.db.record({key: state}, decisions, now_s)
+        if decisions and self.workers is not None:
+            self.workers.wake()
+
     def tick(self) -> None:
         """Re-decide every zone at the clock's "now" (hysteresis timers, reminders, expired forecasts)."""
         with self._lock:
@@ -304,6 +378,7 @@ class AlertService:
             return
         self._last_housekeeping = now
         self.housekeeping()
+        self.residents.book.housekeeping()  # reports past retention, stale drafts (docs/privacy.md)
 
     def housekeeping(self) -> dict[str, int]:
         """Expire chunks older than a retry key lives; forget settled chunks after 30 days."""
@@ -350,18 +425,29 @@ class AlertService:
         decisions = [self._plan(a) for a in actions]
         if not states and not decisions:
             return
+        # Officers hear of a quota shortfall in the same commit, queued ahead of the alert itself.
+        shortfalls: list[dict[str, Any]] = []
+        decisions += self._quota_preflight(actions, decisions, states, shortfalls)
+        planned = self.loudspeakers.plan(actions, self.clock.now_s()) if actions else []
         # A resident escalation drops the zone's lower never-sent chunks in the same commit.
         supersede = {i: (a.zone_id, int(a.level) - 1) for i, a in enumerate(actions)
                      if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise")}
         try:
-            ids, dropped = self.db.record_superseding(states, decisions, self.clock.now_s(), supersede)
+            ids, dropped = self.db.record_superseding(
+                states, decisions, self.clock.now_s(), supersede,
+                also=self.loudspeakers.writer(planned, self.clock.now_s()) if planned else None)
         except sqlite3.Error as exc:
             # Nothing was written: forget what was decided in memory too, so the next input
             # decides again instead of believing residents were told.
             log.error("event=alert_state_write_failed error=%r actions=%d fix=%s", exc, len(actions),
                       f"check free space and permissions of {self.db.path}")
             self._load_state()
+            if planned:
+                self.loudspeakers.forget_plan()
             return
+        self.loudspeakers.committed(planned)
+        for shortfall in shortfalls:
+            self._publish("quota", shortfall)
         # Wake the senders before logging: the decision is on disk, nothing else needs to wait.
         if decisions and self.workers is not None:
             self.workers.wake()
@@ -372,6 +458,7 @@ class AlertService:
             recipients = sum(len(u) for u, _ in groups)
             if a.audience == "residents":
                 metrics.inc("floodwatch_alerts_raised_total", zone=a.zone_id, level=a.level.name)
+                metrics.observe("floodwatch_alert_latency_seconds", max(0.0, self.clock.now_s() - a.ts_s))
             log.info("event=alert_decided kind=%s audience=%s zone=%s station=%s level=%s recipients=%d "
                      "ts_s=%.0f level_m=%.3f", a.kind, a.audience, a.zone_id, a.station_id, a.level.name,
                      recipients, a.ts_s, a.water_level_m)
@@ -392,7 +479,7 @@ class AlertService:
                 text = msg.resident_alert_text(a, station, zone, self.cfg, lang)
                 out = [msg.text_message(text)]
                 if self.settings.line.flex_alerts:
-                    out.insert(0, msg.flex_gauge(a, station, zone, text))
+                    out.insert(0, flex.alert_message(a, self._outlook(a), zone, text))
                 return out
         elif a.audience == "low_water":
             recipients = sorted(set(self.db.officers()) | set(self.db.low_water_subscribers(a.zone_id)))
@@ -415,6 +502,15 @@ class AlertService:
                    level=int(a.level), text=text_th)
         return row, groups, priority
 
+    def _outlook(self, a: Action) -> flex.GaugeOutlook:
+        """The alert's gauge as its Flex card shows it (level, trend, forecast, next high tide)."""
+        st = self.stations[a.station_id]
+        rate = st.rise_rate_cm_per_h(self.cfg.rise_window_s)
+        level_m = a.water_level_m if not math.isnan(a.water_level_m) else st.last_level_m
+        return flex.outlook_from_issued(self.settings.station(a.station_id), st.observed_level, level_m,
+                                        a.observed_s, trend_word(rate, self.cfg), rate, a.ts_s,
+                                        self.latest_forecast)
+
     # ---------------------------------------------------------------- quota
     def _check_quota_if_due(self) -> None:
         if self._line is None or self.workers is None:
@@ -429,18 +525,21 @@ class AlertService:
         """GET the monthly quota and consumption; hold non-evacuation sends and warn officers when low."""
         if self._line is None:
             return None
+        checked_wall_s = time.time()  # deliveries LINE has not counted yet are those from now on
         try:
             quota = self._line.quota()
         except LineApiError as exc:
             log.warning("event=quota_check_failed status=%s message=%r", exc.status, exc.message)
             return None
         self.quota = quota
+        self._quota_checked_wall_s = checked_wall_s
         if quota.get("type") != "limited" or not quota.get("value"):
             if self.workers is not None:
                 self.workers.min_priority = -1
             return quota
         limit, used = int(quota["value"]), int(quota.get("totalUsage") or 0)
         left = limit - used
+        self._publish("quota", {"limit": limit, "used": used})
         metrics.set_gauge("floodwatch_line_quota_remaining", left)
         _, pending_recipients = self.db.pending_counts()
         if self.workers is not None:
@@ -449,6 +548,65 @@ class AlertService:
         if left < self.settings.line.quota_warn_fraction * limit:
             self._warn_officers_quota(left, limit, pending_recipients)
         return quota
+
+    def quota_use(self) -> QuotaUse:
+        """This month's use against the plan: LINE's count at the last check plus what was delivered since."""
+        since = self._quota_checked_wall_s
+        delivered = self.db.delivered_since(since) if since is not None else 0
+        return quota_mod.use_from(self.quota, delivered, self.db.pending_counts()[1], since)
+
+    def quota_status(self) -> dict[str, Any]:
+        """The page's quota panel: this month's use against the plan, and the shortfalls officers were told of."""
+        ls = self.settings.line
+        out = self.quota_use().as_json(ls.quota_warn_fraction, ls.quota_reserve_messages)
+        month = to_bangkok(self.clock.now_s()).strftime("%Y-%m")
+        out["month"] = month
+        out["shortfalls"] = [dict(v, key=k) for k, v in self.db.load_states().items()
+                             if k.startswith(f"quota_short:{month}:")]
+        return out
+
+    def _quota_preflight(self, actions: list[Action], decisions: list[Any], states: dict[str, Any],
+                         told: list[dict[str, Any]]) -> list[Any]:
+        """Officer warnings for resident alerts the month's quota cannot cover, before anything is sent.
+
+        One warning per zone and level per month (the state key remembers it); it goes ahead of the
+        alert (priority above evacuation) so officers hear of it first.
+        """
+        if not self.quota or self.quota.get("type") != "limited" or not actions:
+            return []
+        use = self.quota_use()
+        month = to_bangkok(self.clock.now_s()).strftime("%Y-%m")
+        known: dict[str, Any] | None = None
+        queued = 0
+        out = []
+        for a, (_, groups, _) in zip(actions, decisions):
+            needed = sum(len(u) for u, _ in groups)
+            dropped = 0
+            if a.audience == "residents" and a.kind in ("escalate", "forecast", "rise"):
+                dropped = self.db.supersedable_recipients(a.zone_id, int(a.level) - 1)  # replaced by this one
+            missing = quota_mod.shortfall(replace(use, pending=max(0, use.pending - dropped) + queued), needed)
+            queued += needed
+            if a.audience != "residents" or missing == 0:
+                continue
+            key = f"quota_short:{month}:{a.zone_id}:{int(a.level)}"
+            known = self.db.load_states() if known is None else known
+            if key in known or key in states:
+                continue
+            zone = self.settings.zone(a.zone_id)
+            now_s = self.clock.now_s()
+            text = quota_mod.shortfall_text(use, needed, missing, zone.name_th, zone.name_en, a.level, now_s)
+            entry = {"zone": a.zone_id, "level": int(a.level), "needed": needed, "missing": missing,
+                     "left": use.left, "limit": use.limit, "pending": use.pending + queued - needed, "ts_s": now_s}
+            states[key] = entry
+            told.append(entry)
+            officers = self.db.officers()
+            row = dict(ts_s=now_s, kind="quota", audience="officers", zone_id=a.zone_id, station_id=None,
+                       level=int(a.level), text=text)
+            out.append((row, [(officers, [msg.text_message(text)])] if officers else [], QUOTA_PRIORITY))
+            log.warning("event=quota_shortfall zone=%s level=%s needed=%d missing=%d left=%s fix=%s", a.zone_id,
+                        a.level.name, needed, missing, use.left, "raise the LINE plan in LINE Official Account "
+                        "Manager; officers were told before sending")
+        return out
 
     def _on_quota_exhausted(self) -> None:
         self._last_quota_check = -math.inf  # check again at the next tick
@@ -534,6 +692,18 @@ class AlertService:
             self.db.record({f"ack:{alert_id}": {"by": by, "ts_s": self.clock.now_s()}}, [], self.clock.now_s())
 
     # ---------------------------------------------------------- subscribers
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One durable step on the state file (the webhook: an event's effects and its seen-mark).
+
+        Takes the engine's lock, then the state file's write transaction: the
+        order every decision takes, so a handler may read :meth:`zone_levels`
+        or :meth:`station_levels` inside without deadlocking against ingest.
+        Commits with an fsync at the end of the block; rolls back on an error.
+        """
+        with self._lock, self.db.transaction():
+            yield
+
     def subscribe(self, user_id: str, zone_id: str) -> None:
         self.settings.zone(zone_id)  # ConfigError names the fix for an unknown zone
         self.db.subscribe(user_id, zone_id, self.clock.now_s())
@@ -646,6 +816,44 @@ class AlertService:
         th.append(f"คาดการณ์เมื่อ {thai_datetime(issued.issued_s)}")
         en.append(f"Forecast issued {english_datetime(issued.issued_s)}")
         return msg.bilingual(th, en, lang)
+
+    # ---------------------------------------------------- residents' reports
+    def add_listener(self, listener: Callable[[str, Any], None]) -> None:
+        """``listener(event_type, data)`` on "report", "quota" and "loudspeaker" changes (the page's hub)."""
+        self._listeners.append(listener)
+
+    def _publish(self, event_type: str, data: Any) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event_type, data)
+            except Exception:  # the page must never break the alert engine
+                log.exception("event=listener_failed type=%s", event_type)
+
+    def report_changed(self, report: dict[str, Any]) -> None:
+        self._publish("report", {"id": report["id"], "status": report["status"], "ts_s": report["ts_s"]})
+
+    def reports(self, hours: float = 72.0, *, officer: bool = False) -> list[dict[str, Any]]:
+        """Residents' reports of the last ``hours`` (clock time), newest first; without ``officer`` only
+        verified ones, as :func:`alerts.reports.report_json` shows them (never the resident's id)."""
+        statuses = ("new", "verified", "hidden") if officer else ("verified",)
+        rows = self.residents.book.find(self.clock.now_s() - hours * 3600.0, statuses=statuses)
+        return [report_json(r, self.settings.reports.near_gauge_m, officer=officer) for r in rows]
+
+    def moderate_report(self, report_id: str, status: str, *, by: str) -> dict[str, Any] | None:
+        """An officer verifies (``verified``), hides (``hidden``) or reopens (``new``) a report."""
+        row = self.residents.book.moderate(report_id, status, by, self.clock.now_s())
+        if row is not None:
+            log.info("event=report_moderated id=%s status=%s by=%s", report_id, status, by)
+            self.report_changed(row)
+            return report_json(row, self.settings.reports.near_gauge_m, officer=True)
+        return None
+
+    def report_photo(self, report_id: str) -> Path | None:
+        row = self.residents.book.get(report_id)
+        if row is None or not row["photo"]:
+            return None
+        path = self.residents.book.photo_path(row["photo"])
+        return path if path.exists() else None
 
     def webhook_router(self):  # noqa: ANN201 - fastapi.APIRouter
         """FastAPI router with POST /line/webhook (signed LINE events: follow, zone picks, status)."""

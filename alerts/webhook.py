@@ -13,20 +13,34 @@ and neither changes anything. Then, per event:
 - unfollow: the resident is forgotten (no more messages).
 
 Replies go through the reply API with the event's reply token.
+
+One durable step per event: the event's seen-mark (its ``webhookEventId``)
+and everything it changes (subscriptions, language, toggles) commit in ONE
+SQLite transaction (:meth:`AlertService.transaction`), and the reply goes to
+LINE only after that commit. A crash before the commit leaves neither the
+change nor the mark, so LINE's redelivery is handled as new; a crash after it
+leaves both, so the redelivery is recognised and changes nothing (a toggle
+such as "low water" is not flipped back). Handle-then-mark with idempotent
+handlers was the alternative: it would need every handler, present and
+future, to be idempotent, and the toggles are not. An event LINE sends
+without a ``webhookEventId`` (the contract requires one) is keyed by a hash
+of its content, so a replay of the same body is still recognised.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request, Response
 from linebot.v3.exceptions import InvalidSignatureError
-from linebot.v3.webhook import WebhookParser
+from linebot.v3.webhook import SignatureValidator, WebhookParser
 from starlette.concurrency import run_in_threadpool
 
 from floodwatch.errors import LineApiError
@@ -79,34 +93,57 @@ def build_router(service: "AlertService") -> APIRouter:
             log.error("event=webhook_rejected reason=no_channel_secret fix=set FLOODWATCH_LINE__CHANNEL_SECRET")
             return _json(503, "the channel secret is not configured; set FLOODWATCH_LINE__CHANNEL_SECRET")
         try:
-            events = WebhookParser(secret.get_secret_value()).parse(body.decode("utf-8"), signature)
+            text = body.decode("utf-8")
+            if not SignatureValidator(secret.get_secret_value()).validate(text, signature):
+                raise InvalidSignatureError("x-line-signature does not match")
+            events = _parse_events(text)
         except InvalidSignatureError:
             log.warning("event=webhook_rejected reason=bad_signature bytes=%d", len(body))
             return _json(401, "x-line-signature does not match the body; check FLOODWATCH_LINE__CHANNEL_SECRET")
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             return _json(400, f"the body is not a LINE webhook payload: {exc}")
-        fresh = [e for e in events if _not_a_replay(service, e)]
-        await run_in_threadpool(conversation.handle_all, fresh)
+        unsettled = await run_in_threadpool(conversation.handle_all, events)
+        if unsettled:
+            # nothing of these events was kept: LINE redelivers the body on a non-2xx answer, and
+            # the events already handled are recognised by their marks then
+            return _json(503, f"{unsettled} event(s) could not be stored; LINE will redeliver them")
         return _json(200, "ok")
 
     return router
 
 
-def _not_a_replay(service: "AlertService", event: Any) -> bool:
-    """Each event acts once: a replayed or redelivered copy (same webhookEventId) and an event
-    older than the replay window are answered 200 (so LINE stops) but change nothing."""
+def _parse_events(text: str) -> list[Any]:
+    """The body's events as line-bot-sdk objects, each with a ``webhook_event_id``.
+
+    LINE's contract requires ``webhookEventId``; an event without one (an
+    older API version, a proxy rewriting bodies) gets ``sha256:<hex>`` of its
+    content without ``deliveryContext`` (which differs on a redelivery), so an
+    identical copy is still recognised as a replay instead of acting again.
+    """
+    payload = json.loads(text)
+    for raw in payload["events"]:
+        if not raw.get("webhookEventId"):
+            content = {k: v for k, v in raw.items() if k not in ("deliveryContext", "webhookEventId")}
+            digest = hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            raw["webhookEventId"] = f"sha256:{digest}"
+    # signature checked by the caller on the body as received
+    parser = WebhookParser("", skip_signature_verification=lambda: True)
+    return parser.parse(json.dumps(payload, ensure_ascii=False), "")
+
+
+def _too_old(event: Any) -> bool:
+    """LINE redelivers for a while; an event older than the replay window is answered but not acted on."""
     wall_now_s = time.time()  # LINE stamps events with real time, whatever the demo's clock says
     stamp_ms = getattr(event, "timestamp", None)
     if isinstance(stamp_ms, (int, float)) and wall_now_s - stamp_ms / 1000.0 > WEBHOOK_REPLAY_WINDOW_S:
         log.warning("event=webhook_event_ignored reason=too_old age_s=%.0f", wall_now_s - stamp_ms / 1000.0)
-        return False
-    event_id = getattr(event, "webhook_event_id", None)
-    if not event_id:
         return True
-    if service.db.first_sight_of_event(event_id, wall_now_s, keep_s=2 * WEBHOOK_REPLAY_WINDOW_S):
-        return True
-    log.warning("event=webhook_event_ignored reason=replay webhook_event_id=%s", event_id)
     return False
+
+
+def _event_id(event: Any) -> str:
+    # set on every event by _parse_events (an event type the SDK does not know keeps it too)
+    return str(getattr(event, "webhook_event_id", None) or "")
 
 
 def _json(status: int, message: str) -> Response:
@@ -121,38 +158,69 @@ class Conversation:
         self.service = service
         self.db = service.db
         self.settings = service.settings
+        self.residents = service.residents  # alerts/residents.py: rich menu, flood reports, consent
 
-    def handle_all(self, events: list[Any]) -> None:
+    def handle_all(self, events: list[Any]) -> int:
+        """Handle each event once; returns how many could not be stored (the caller answers non-2xx)."""
+        unsettled = 0
         for event in events:
             try:
-                self.handle(event)
-            except Exception:  # one bad event must not lose the others
+                self.handle_once(event)
+            except sqlite3.OperationalError as exc:  # locked for too long, disk full: nothing was kept
+                unsettled += 1
+                log.error("event=webhook_event_unsettled type=%s error=%r fix=%s", getattr(event, "type", "?"),
+                          exc, f"check free space and locks on {self.db.path}; LINE redelivers the event")
+            except Exception:  # one bad event must not lose the others (its transaction rolled back)
                 log.exception("event=webhook_event_failed type=%s", getattr(event, "type", "?"))
+        return unsettled
 
-    def handle(self, event: Any) -> None:
+    def handle_once(self, event: Any) -> None:
+        """The event's mark and its effects in one transaction, then the reply (after the commit)."""
+        if _too_old(event):
+            return
+        event_id = _event_id(event)
+        self.residents.prefetch(event)  # network I/O (a report's photo) stays out of the transaction
+        with self.service.transaction():
+            if event_id and not self.db.first_sight_of_event(event_id, time.time(),
+                                                             keep_s=2 * WEBHOOK_REPLAY_WINDOW_S):
+                log.warning("event=webhook_event_ignored reason=replay webhook_event_id=%s", event_id)
+                return
+            reply = self.handle(event)
+        self.send_reply(event, reply)
+
+    def handle(self, event: Any) -> list[dict[str, Any]]:
+        """Dispatch one event to its handler: the state changes, and the reply's messages."""
         kind = getattr(event, "type", None)
         source = getattr(event, "source", None)
         user_id = getattr(source, "user_id", None)
         if user_id is None:
-            return  # group and room chats are not supported: alerts go to people
+            return []  # group and room chats are not supported: alerts go to people
         now_s = self.service.clock.now_s()
         reply: list[dict[str, Any]] = []
-        if kind == "follow":
+        desk = self.residents.reply(self, event, user_id, now_s)
+        if desk is not None:
+            reply = desk
+        elif kind == "follow":
             self.db.ensure_user(user_id, now_s, followed=True)
             reply = self.welcome(user_id)
         elif kind == "unfollow":
             self.db.forget_user(user_id, now_s)
             log.info("event=resident_unfollowed user=%s", _short(user_id))
-            return
+            return []
         elif kind == "postback":
             reply = self.postback(user_id, event.postback.data, now_s)
         elif kind == "message":
             text = getattr(event.message, "text", None)
             reply = self.text(user_id, text, now_s) if text is not None else self.help(user_id)
         else:
-            return
+            return []
+        return reply
+
+    def send_reply(self, event: Any, reply: list[dict[str, Any]]) -> None:
+        """Reply with the event's token; called after the commit, so LINE is never waited on holding the state."""
         token = getattr(event, "reply_token", None)
         if reply and token and self.service.line is not None:
+            user_id = getattr(getattr(event, "source", None), "user_id", None) or "?"
             try:
                 self.service.line.reply(token, reply[: msg.MESSAGES_PER_REQUEST_MAX])
             except LineApiError as exc:

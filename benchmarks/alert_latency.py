@@ -172,6 +172,7 @@ def serve_env(config: Path, broker: LocalBroker, standin: LineStandIn, work: Pat
     env = dict(os.environ)
     env.update(
         FLOODWATCH_CONFIG=str(config),
+        FLOODWATCH_DATA_DIR=str(work),  # the page's state and anything else relative stay in work too
         FLOODWATCH_MQTT__URL=broker.url,
         FLOODWATCH_MQTT__CLIENT_ID="floodwatch-bench",
         FLOODWATCH_STORE__URL=f"sqlite:///{work}/floodwatch.db",

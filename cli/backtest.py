@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from floodwatch import logs
 from floodwatch.errors import FloodwatchError
 from floodwatch.models.backtest import UPSTREAM_BASELINE, rolling_origin_backtest
 
@@ -371,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
             progress=_progress_printer(),
         )
     except FloodwatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     result["csv"] = str(args.csv)
     result["rain_csv"] = None if args.rain_csv is None else str(args.rain_csv)

@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
 
+class DemoExtrasMissing(RuntimeError):
+    """The demo's own parts (a broker, the LINE stand-in) are not installed: a production install."""
+
+
+DEMO_EXTRAS_HINT = ("the demo's LINE stand-in and pure-Python broker are not installed (a production install "
+                    "leaves them out): pip install 'floodwatch[demo]', or run scripts/demo from a checkout")
+
+
 def free_port(preferred: int | None = None) -> int:
     """``preferred`` if nothing listens there, else any free loopback port."""
     if preferred is not None and not port_open("127.0.0.1", preferred):
@@ -124,7 +132,11 @@ class LocalBroker:
         self.kind = "mosquitto"
 
     def _start_amqtt(self) -> None:
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            raise DemoExtrasMissing("Mosquitto is not installed and neither is the pure-Python broker: install "
+                                    "Mosquitto (apt-get install mosquitto) or pip install 'floodwatch[demo]'") from exc
 
         # amqtt logs every state transition and each port probe as an error.
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.clock import SystemClock
 from floodwatch.errors import FloodwatchError
 from floodwatch.settings import load_settings
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         st = store.open_store(settings)
     except FloodwatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     status = 0
     try:

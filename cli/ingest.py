@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 
+from floodwatch import logs
 from floodwatch.clock import SystemClock
 from floodwatch.errors import FloodwatchError
 from floodwatch.settings import load_settings
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(**overrides) if overrides else base
         st = store.open_store(settings)
     except FloodwatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     stop = threading.Event()
 
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.ingest", description=__doc__)
     _add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # the same scrubbing formatter as `floodwatch ingest`: no secret reaches a log line
+    logs.configure(logging.INFO)
     return run(args)
 
 

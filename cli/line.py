@@ -1,4 +1,6 @@
-"""``floodwatch line check``: is the LINE channel set up right? Token, quota, a test message.
+"""``floodwatch line check`` and ``floodwatch line setup``: the LINE channel, checked and set up.
+
+``floodwatch line check``: is the LINE channel set up right? Token, quota, a test message.
 
 Runs the three checks a municipality needs before going live, each on one
 line of output, and exits 0 when all pass, 1 otherwise:
@@ -16,6 +18,7 @@ import argparse
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from floodwatch.errors import ConfigError, LineApiError
 from floodwatch.settings import load_settings
@@ -26,6 +29,8 @@ EXAMPLE = (
     "  floodwatch line check                       # token, quota, test message to the first officer\n"
     "  floodwatch line check --to U0123...abcd     # test message to this LINE user id\n"
     "  floodwatch line check --no-message          # token and quota only\n"
+    "  floodwatch line setup                       # the rich menu: draw, create, upload, set default\n"
+    "  floodwatch line setup --dry-run --save-image menu.png   # draw it only, to look at\n"
     "\nreads FLOODWATCH_LINE__CHANNEL_ACCESS_TOKEN and FLOODWATCH_LINE__API_BASE_URL (see docs/line-setup.md)"
 )
 
@@ -49,14 +54,74 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--to", metavar="USER_ID",
                        help="LINE user id to send the test message to (default: the first configured officer)")
     check.add_argument("--no-message", action="store_true", help="skip the test message (no quota used)")
+    setup = sub.add_parser(
+        "setup",
+        help="create the rich menu (Thai, five buttons) and make it every resident's default; safe to re-run",
+        description="Draw the rich menu image in Thai (fonts-thai-tlwg), create the menu through the "
+        "Messaging API, upload its image to LINE's data API, and set it as the default menu. Re-running "
+        "reuses an identical menu, replaces a changed one and removes floodwatch's older or half-made menus; "
+        "menus floodwatch did not make are left alone.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    setup.add_argument("--save-image", type=Path, metavar="PATH", help="also write the menu image here")
+    setup.add_argument("--dry-run", action="store_true", help="draw and check the image only; call no LINE API")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "line_command", None) != "check":
-        print("usage: floodwatch line check [--to USER_ID] [--no-message]   (floodwatch line --help)")
+    command = getattr(args, "line_command", None)
+    if command == "setup":
+        return setup(args)
+    if command != "check":
+        print("usage: floodwatch line check [--to USER_ID] [--no-message] | floodwatch line setup   "
+              "(floodwatch line --help)")
         return 2
     return check(args)
+
+
+def setup(args: argparse.Namespace) -> int:
+    from floodwatch.alerts import richmenu
+    from floodwatch.alerts.line_client import LineClient
+
+    try:
+        image = richmenu.draw_menu()
+    except ConfigError as exc:
+        print(f"FAIL image: {exc}")
+        return 1
+    kind = richmenu.image_type(image)
+    print(f"ok   image: {richmenu.WIDTH_PX}x{richmenu.HEIGHT_PX} px {kind}, {len(image):,} bytes "
+          f"(LINE allows at most {richmenu.MAX_IMAGE_BYTES:,}), {len(richmenu.BUTTONS)} buttons")
+    if args.save_image is not None:
+        args.save_image.write_bytes(image)
+        print(f"ok   saved: {args.save_image}")
+    if args.dry_run:
+        print("skip LINE (--dry-run)")
+        return 0
+    try:
+        settings = load_settings()
+        token = settings.line.channel_access_token
+        client = LineClient(settings.line.api_base_url, token.get_secret_value() if token else None,
+                            settings.line.timeout_s, data_api_base_url=settings.line.data_base_url())
+    except ConfigError as exc:
+        print(f"FAIL config: {exc}")
+        return 1
+    print(f"LINE API: {settings.line.api_base_url} (data API: {settings.line.data_base_url()})")
+    with client:
+        try:
+            result = richmenu.setup_rich_menu(client, image)
+        except LineApiError as exc:
+            hint = (" ; the channel access token is wrong or revoked (floodwatch line check)" if exc.status == 401
+                    else "")
+            print(f"FAIL rich menu: LINE answered {exc.status}: {exc.message}{hint}")
+            return 1
+    print(f"ok   rich menu: {result.rich_menu_id} "
+          f"({'created and image uploaded' if result.created else 'unchanged, reused'})")
+    print(f"ok   default: {'set for every resident' if result.default_was_set else 'already the default'}")
+    if result.deleted:
+        print(f"ok   removed floodwatch's older menus: {', '.join(result.deleted)}")
+    print("all steps done")
+    return 0
 
 
 def check(args: argparse.Namespace) -> int:

@@ -67,7 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from floodwatch.line_standin import LineStandIn
+    try:
+        from floodwatch.line_standin import LineStandIn
+    except ImportError:
+        from floodwatch.cli.broker import DEMO_EXTRAS_HINT
+
+        print(f"error: {DEMO_EXTRAS_HINT}", file=sys.stderr)
+        return 1
 
     tokens = args.token or ([os.environ[TOKEN_ENV]] if os.environ.get(TOKEN_ENV) else [])
     if not tokens:

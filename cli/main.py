@@ -19,21 +19,25 @@ SUBCOMMAND_MODULES = (
     "floodwatch.cli.demo",
     "floodwatch.cli.serve",
     "floodwatch.cli.check",
+    "floodwatch.cli.site",
+    "floodwatch.cli.officer",
     "floodwatch.cli.ingest",
     "floodwatch.cli.import_csv",
+    "floodwatch.cli.feeds",
     "floodwatch.cli.simulate",
     "floodwatch.cli.backtest",
     "floodwatch.cli.line",
     "floodwatch.cli.line_standin",
     "floodwatch.cli.mqtt_config",
     "floodwatch.cli.backup",
+    "floodwatch.cli.privacy",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="floodwatch",
-        description="Flood early warning for Lam Phaya: gauges over MQTT, tide and rain forecasts, "
+        description="Flood early warning for Thai municipalities: gauges over MQTT, tide and rain forecasts, "
         "LINE alerts for residents, a live page for disaster officers.",
         epilog="Start here: floodwatch demo   (everything on embedded defaults, page on http://127.0.0.1:8000)",
     )

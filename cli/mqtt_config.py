@@ -2,7 +2,14 @@
 
 Each node gets its own username (its station id) and a random password; an
 ACL lets it write only below ``floodwatch/{station_id}/`` and read nothing;
-the ingest service may read every station's topics and write none. No
+the ingest service may read every station's topics and write none; a
+read-only consumer account (dashboards, another agency) may read and never
+publish; a peer site listed under ``[[peers]]`` (``peer-<site>``) may read
+exactly the telemetry of the stations listed for it and write nothing. Each
+village loudspeaker controller gets its own username (its controller id) and
+may read only its own command topic and write only its own reply topic;
+floodwatch's loudspeaker account (``floodwatch-alerts``) writes commands and
+reads replies, nothing else. No
 anonymous clients; TLS on the listener when a certificate is given. The
 password file holds PBKDF2-SHA512 hashes in Mosquitto 2's ``$7$`` format;
 the clear passwords go to a separate 0600 file for provisioning the nodes
@@ -20,6 +27,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.errors import ConfigError
 from floodwatch.settings import Settings, load_settings
 
@@ -27,6 +35,11 @@ from floodwatch.settings import Settings, load_settings
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 INGEST_USER = "floodwatch-ingest"
+CONSUMER_USER = "floodwatch-consumer"
+AUTOSAVE = "autosave_interval 1"
+# floodwatch's own account for loudspeaker commands (FLOODWATCH_LOUDSPEAKERS__MQTT_USERNAME)
+ALERTS_USER = "floodwatch-alerts"
+PEER_USER_PREFIX = "peer-"
 
 
 @dataclass(frozen=True)
@@ -43,10 +56,22 @@ def hash_password(password: str, salt: bytes | None = None, iterations: int = PB
 
 
 def credentials_for(settings: Settings, existing: dict[str, str] | None = None) -> list[Credential]:
-    """A credential per station plus the ingest service; existing passwords are kept."""
+    """A credential per own station, the ingest service, the read-only consumer, each peer site and
+    each loudspeaker controller; existing passwords are kept.
+
+    External stations get none: no node of ours publishes them.
+    """
     existing = existing or {}
-    users = [s.id for s in settings.stations] + [INGEST_USER]
+    users = [s.id for s in settings.own_stations] + [INGEST_USER, CONSUMER_USER] + [peer_user(p.id) for p in settings.peers]
+    controllers = [c.id for c in settings.loudspeakers.controllers]
+    if controllers:
+        users += controllers + [ALERTS_USER]
     return [Credential(u, existing.get(u) or secrets.token_urlsafe(24)) for u in users]
+
+
+def peer_user(site_id: str) -> str:
+    """The broker account of a peer site: ``peer-nakhonchaisi``."""
+    return f"{PEER_USER_PREFIX}{site_id}"
 
 
 def password_file(credentials: list[Credential]) -> str:
@@ -61,7 +86,7 @@ def acl_file(settings: Settings) -> str:
         "# A node may write only its own topics (single-site and per-site forms) and read nothing.",
         "",
     ]
-    for station in settings.stations:
+    for station in settings.own_stations:
         lines += [
             f"user {station.id}",
             f"topic write {prefix}/{station.id}/telemetry",
@@ -77,7 +102,37 @@ def acl_file(settings: Settings) -> str:
         f"topic read $share/+/{prefix}/#",
         "",
     ]
+    for peer in settings.peers:
+        lines += [
+            f"# Peer site {peer.id!r} reads these stations' telemetry ([[peers]] in the site file); it writes nothing.",
+            f"user {peer_user(peer.id)}",
+        ]
+        for sid in peer.stations:
+            lines += [f"topic read {prefix}/{site}/{sid}/telemetry", f"topic read {prefix}/{sid}/telemetry"]
+        lines.append("")
+    lines += consumer_acl(settings)
+    controllers = settings.loudspeakers.controllers
+    if controllers:
+        lines += ["# Loudspeaker controllers: each reads only its own commands and writes only its own replies."]
+        for c in controllers:
+            lines += [f"user {c.id}", f"topic read {prefix}/{site}/speaker/{c.id}/command",
+                      f"topic write {prefix}/{site}/speaker/{c.id}/reply", ""]
+        lines += ["# floodwatch's loudspeaker account: writes every controller's commands, reads their replies.",
+                  f"user {ALERTS_USER}", f"topic write {prefix}/{site}/speaker/+/command",
+                  f"topic read {prefix}/{site}/speaker/+/reply", ""]
     return "\n".join(lines)
+
+
+def consumer_acl(settings: Settings) -> list[str]:
+    """The read-only consumer's block: reads, never writes (no `topic write` line, so every publish is denied)."""
+    prefix = settings.mqtt.topic_prefix
+    return [
+        "# ---- consumer (dashboards, other agencies): read-only; publishes nothing, anywhere ----",
+        f"user {CONSUMER_USER}",
+        f"topic read {prefix}/#",
+        "# ---- end of consumer ----",
+        "",
+    ]
 
 
 def mosquitto_conf(
@@ -107,7 +162,12 @@ def mosquitto_conf(
     if certfile and keyfile:
         lines += [f"certfile {certfile}", f"keyfile {keyfile}", "tls_version tlsv1.2"]
     if persistence_dir:
-        lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 60"]
+        # Save every second (Mosquitto's check makes it every ~2 s), not every 60 s: a broker killed
+        # within a minute of a change otherwise forgets ingest's session and what it queued for it,
+        # readings the nodes were told were delivered. Not on every change: each save rewrites the
+        # whole file and fsyncs it, so while a backlog drains (nodes flushing after an outage) that
+        # costs throughput ten-fold and gigabytes of writes (docs/ingest.md, benchmarks/broker_crash.py).
+        lines += ["persistence true", f"persistence_location {persistence_dir}/", AUTOSAVE]
     if run_as:
         lines.append(f"user {run_as}")
     return "\n".join(lines) + "\n"
@@ -205,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             keyfile=args.tls_key, persistence_dir=args.persistence_dir,
         )
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
         return 1
     print(f"wrote {args.out}/mosquitto.conf, passwords, acl and credentials for {len(credentials)} users")
     if args.tls_cert is None:

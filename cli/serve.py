@@ -8,9 +8,10 @@ import signal
 import threading
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.clock import SystemClock
-from floodwatch.errors import ConfigError
-from floodwatch.settings import Settings, load_settings, load_site_settings
+from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.settings import Settings, is_example, load_settings, load_site_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def wait_for_stop(deadline_s: float | None = None) -> None:
 
 def check_sites(sites: list[Settings]) -> None:
     """Several sites in one deployment must not be able to see each other's traffic."""
+    from floodwatch.feeds import feed_state_path
+
     ids = [s.site.id for s in sites]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"two site files share a site id: {ids}; each municipality needs its own [site] id")
@@ -63,8 +66,16 @@ def check_sites(sites: list[Settings]) -> None:
         )
     for name, attr in (("store.url", lambda s: s.store.url), ("alerts.state_url", lambda s: s.alerts.state_url),
                        ("page.state_url", lambda s: s.page.state_url), ("page.port", lambda s: s.page.port),
-                       ("mqtt.client_id", lambda s: s.mqtt.client_id)):
+                       ("mqtt.client_id", lambda s: s.mqtt.client_id),
+                       ("feed_state.url", lambda s: str(feed_state_path(s)))):
         values = [attr(s) for s in sites]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"sites share {name} ({values}); each site needs its own")
+    # residents' photos, and the loudspeaker MQTT session of sites that have loudspeakers
+    for name, attr, among in (("reports.photo_dir", lambda s: str(s.reports.photo_dir), sites),
+                              ("loudspeakers.client_id", lambda s: s.loudspeakers.client_id,
+                               [s for s in sites if s.loudspeakers.controllers])):
+        values = [attr(s) for s in among]
         if len(set(values)) != len(values):
             raise ConfigError(f"sites share {name} ({values}); each site needs its own")
 
@@ -84,7 +95,26 @@ def run(args: argparse.Namespace) -> int:
                 settings.page.host = args.host
         check_sites(sites)
     except ConfigError as exc:
-        print(f"error: {exc}")
+        print(f"error: {logs.scrub(str(exc))}")
+        return 1
+    from floodwatch.cli.check import site_map_problems, site_problems
+
+    refused = False
+    for settings in sites:
+        problems, notes = site_problems(settings)
+        for note in notes:
+            log.info("event=site_note site=%s note=%s", settings.site.id, note)
+        for problem in site_map_problems(settings):
+            # Alerts matter more than the drawing: serve, and say the page shows no zones.
+            log.warning("event=site_map_problem site=%s problem=%s", settings.site.id, problem)
+        if is_example(settings.config_file):
+            log.warning("event=example_site config=%s fix=%s", settings.config_file,
+                        "write your own with floodwatch site init --out /etc/floodwatch/site.toml")
+        for problem in problems:
+            print(f"error: {problem}")
+            refused = True
+    if refused:
+        print("floodwatch serve refuses to start on these problems; fix them (floodwatch check shows them all)")
         return 1
     systems = []
     try:
@@ -94,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
                   f"http://{settings.page.host}:{settings.page.port}", flush=True)
         print("Ctrl-C stops.", flush=True)
         wait_for_stop()
+    except FloodwatchError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
     finally:
         for system in reversed(systems):
             system.stop()

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from floodwatch import logs
 from floodwatch.clock import AcceleratedClock
 from floodwatch.errors import ConfigError
 from floodwatch.settings import load_settings
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "simulate",
         help="run simulated sensor nodes (10 to 10,000) publishing a scenario over MQTT",
-        description="Run simulated Lam Phaya sensor nodes against an MQTT broker: the registry's stations "
+        description="Run simulated sensor nodes against an MQTT broker: the site's stations "
         "plus synthetic SIM-00001... nodes for load tests, publishing a scenario (tide, floods, rain, "
         "faults) in accelerated time, with progress and a summary of what was sent.\n\n"
         "examples:\n"
@@ -94,15 +95,15 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         scenario = firmware_sim.load_scenario(args.scenario)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
     broker_url = args.broker or settings.mqtt.url
     try:
         firmware_sim.parse_broker_url(broker_url)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
         return 2
-    registry = list(settings.stations)
+    registry = list(settings.own_stations)
     n_nodes = len(registry) if args.nodes is None else args.nodes
     if n_nodes < 1:
         print("error: --nodes must be at least 1", file=sys.stderr)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m floodwatch.cli.simulate", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    logs.configure(logging.WARNING)  # node passwords must not reach a log line either
     return run(args)
 
 

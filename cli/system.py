@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from floodwatch import alerts
+from floodwatch import feeds as feeds_module
 from floodwatch import gauge_page
 from floodwatch import ingest
 from floodwatch import store as store_module
@@ -39,6 +40,7 @@ def _reading_event(r: Reading) -> dict[str, Any]:
         "battery_v": r.battery_v,
         "rssi_dbm": r.rssi_dbm,
         "qc_flag": int(r.qc_flag),
+        "discharge_m3_s": r.discharge_m3_s,
     }
 
 
@@ -51,8 +53,16 @@ class System:
     # seconds at a time and every alert waits behind them (docs/performance.md).
     isolate_forecasts: bool = True
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
+    _feed_states: dict[str, Any] = field(default_factory=dict)
 
-    def start(self) -> "System":
+    def start(self) -> System:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # what did start is stopped again: no thread or open file is left behind
+            raise
+
+    def _start(self) -> System:
         settings, clock = self.settings, self.clock
         self.store = store_module.open_store(settings)
         self._stoppers.append(("store", self.store.close))
@@ -66,6 +76,14 @@ class System:
         self.ingest = ingest.IngestService(
             settings, self.store, clock, on_stored=self._readings_stored, on_status=self._status_changed
         )
+        # External stations' feeds store through the same path and call back like ingest does.
+        self.feeds = feeds_module.FeedService(settings, self.store, clock, on_stored=self._readings_stored,
+                                              on_health=self._feed_health)
+        self.feeds.start()
+        self._stoppers.append(("feeds", self.feeds.stop))
+        # Their own scheduler, stopped without waiting: a source that hangs must not hold the shutdown.
+        self.feed_schedule = PeriodicWork(clock)
+        self.feeds.schedule(self.feed_schedule.every)
         self.periodic = PeriodicWork(clock)
         self.periodic.every("forecast", settings.forecast.interval_s, self.forecaster.run_once)
         self.offline_check = OfflineCheck(settings, self.store, clock, on_status=self._status_changed)
@@ -73,7 +91,7 @@ class System:
         self.periodic.every("offline-check", OFFLINE_CHECK_INTERVAL_S, self.offline_check.run_once, run_now=False)
         self.app = gauge_page.create_app(
             settings, self.store, clock, hub=self.hub, alerts=self.alerts,
-            forecasts=self.forecaster, ingest=self.ingest,
+            forecasts=self.forecaster, ingest=self.ingest, feeds=self.feeds,
         )
         self.app.include_router(self.alerts.webhook_router())
         # Ingest after everything it calls back into, and before the page: once the
@@ -87,12 +105,15 @@ class System:
             self._start_page()
         self.periodic.start()
         self._stoppers.append(("scheduler", self.periodic.stop))
+        self.feed_schedule.start()
+        self._stoppers.append(("feed schedule", lambda: self.feed_schedule.stop(wait=False)))
         return self
 
     def _start_page(self) -> None:
         page = self.settings.page
+        # proxy_headers off: the page's TrustedProxyHeaders decides whom to believe (page.trusted_proxies).
         config = uvicorn.Config(self.app, host=page.host, port=page.port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, proxy_headers=False)
         self._server = uvicorn.Server(config)
         thread = threading.Thread(target=self._server.run, name="gauge-page", daemon=True)
         thread.start()
@@ -133,6 +154,14 @@ class System:
     def _status_changed(self, station_id: StationId, status: str, ts_s: float) -> None:
         self.alerts.on_status(station_id, status, ts_s)
         self.hub.publish("status", {"station_id": station_id, "status": status, "ts_s": ts_s})
+
+    def _feed_health(self, feed_id: str, health: dict[str, Any]) -> None:
+        self.alerts.on_feed_health(feed_id, health)
+        # Pages refetch on a change of state; what a run stored reaches them as "readings" already.
+        state = health.get("state")
+        if self._feed_states.get(feed_id) != state:
+            self._feed_states[feed_id] = state
+            self.hub.publish("feeds", {"feed": feed_id, "state": state})
 
     def _forecast_issued(self, issued: IssuedForecast) -> None:
         self.alerts.on_forecast(issued)

@@ -322,7 +322,7 @@ def synthetic_stations(settings, count: int) -> list:
     its template's truth. They are not in the registry: ingestion will
     reject them unless it is told about them.
     """
-    templates = [s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)]
+    templates = [s for s in settings.own_stations if not s.id.startswith(SYNTHETIC_PREFIX)]
     if count and not templates:
         raise ValueError("the registry has no stations to copy for synthetic nodes")
     out = []
@@ -394,7 +394,7 @@ class Fleet:
             self.nodes.append(node)
             self.links.append(node.link)
         extras = synthetic_stations(settings, extra_nodes)
-        templates = {s.id: s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)}
+        templates = {s.id: s for s in settings.own_stations if not s.id.startswith(SYNTHETIC_PREFIX)}
         n_links = -(-len(extras) // max(1, nodes_per_link))
         shared = [MqttLink(broker_url, client_id=f"{client_prefix}-load-{k}", window=window)
                   for k in range(n_links)]
@@ -413,8 +413,9 @@ class Fleet:
     @staticmethod
     def _choose(settings, stations) -> list:
         if stations is None:
-            # Synthetic stations added to the registry for ingestion come from extra_nodes.
-            return [s for s in settings.stations if not s.id.startswith(SYNTHETIC_PREFIX)]
+            # Synthetic stations added to the registry for ingestion come from extra_nodes; external
+            # stations have no node of ours (their data arrive by a feed).
+            return [s for s in settings.own_stations if not s.id.startswith(SYNTHETIC_PREFIX)]
         chosen = []
         for s in stations:
             chosen.append(settings.station(s) if isinstance(s, str) else s)

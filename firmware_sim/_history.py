@@ -45,7 +45,7 @@ def history(
     seed : int
         Seed for that noise.
     stations : list of StationConfig, optional
-        Default: every station in ``settings``.
+        Default: every station of ``settings`` with a node of ours (external ones arrive by feeds).
 
     Returns
     -------
@@ -60,7 +60,7 @@ def history(
     if end_s <= start_s:
         raise ValueError(f"end_s ({end_s}) must be after start_s ({start_s})")
     origin = end_s if origin_s is None else origin_s
-    chosen = list(settings.stations if stations is None else stations)
+    chosen = list(settings.own_stations if stations is None else stations)
     ts = np.arange(start_s, end_s, step_s)
     t_rel = ts - origin
     rows: list[tuple[float, str, dict]] = []

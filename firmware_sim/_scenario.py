@@ -307,7 +307,7 @@ class Scenario:
         list of Crossing, sorted by time. A level already exceeded at t = 0
         is reported at t = 0. Levels never reached are absent.
         """
-        stations = [s for s in settings.stations if s.kind == "water_level" and s.levels is not None]
+        stations = [s for s in settings.own_stations if s.kind == "water_level" and s.levels is not None]
         end_s = self.duration_s if until_s is None else until_s
         t = np.arange(0.0, end_s + step_s, step_s)
         if not stations or t.size == 0:

@@ -5,7 +5,9 @@
     ├── PayloadError         an MQTT payload broke the contract (carries reason)
     ├── StoreError           the time-series store failed
     │   └── StoreUnavailable the store cannot be reached right now; retry later
+    ├── SchemaError          a SQLite file is newer than this floodwatch, or upgrading it failed
     ├── ForecastError        inputs to the forecaster break its rules
+    ├── FeedError            an external feed could not be fetched, parsed or stored (carries reason)
     └── AlertError           deciding or delivering an alert failed
         └── LineApiError     the LINE Messaging API answered with an error
 
@@ -40,6 +42,19 @@ class StoreError(FloodwatchError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached now (locked, down); the caller should spool and retry."""
+
+
+class SchemaError(FloodwatchError):
+    """A SQLite file's schema is newer than this floodwatch knows, or upgrading it failed."""
+class FeedError(FloodwatchError):
+    """An external feed could not be fetched, parsed or stored; ``reason`` is a short code."""
+
+    def __init__(self, reason: str, detail: str, feed_id: str | None = None, station_id: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.feed_id = feed_id
+        self.station_id = station_id
 
 
 class ForecastError(FloodwatchError):

@@ -1,52 +1,147 @@
-"""Process-wide counters and gauges, rendered in Prometheus text format.
+"""Process-wide metrics on prometheus_client, behind the few functions every stage calls.
 
 Every stage counts what it does here (readings ingested, rejected, alert
-deliveries, LINE API errors); the page serves :func:`render` at /metrics.
-Thread-safe, dependency-free, and cheap enough for the ingest hot path.
+deliveries, LINE API errors, how long things take); the page serves
+:func:`render` at ``/metrics`` in Prometheus' text format, with the
+process's own CPU, memory and file-descriptor figures beside them.
+
+    metrics.describe("floodwatch_readings_ingested_total", "counter", "readings stored by ingest")
+    metrics.inc("floodwatch_readings_ingested_total", 12, station="LP-W01")
+    metrics.set_gauge("floodwatch_line_quota_remaining", 4200)
+    metrics.observe("floodwatch_ingest_lag_seconds", 0.03)
+
+A metric's label names are fixed by its first use (prometheus_client needs
+them up front); a later call with other names raises ``ValueError``. Use
+:func:`describe` before the first use to give help text, or histogram buckets.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Seconds: from a few milliseconds (a local write) to minutes (a backlog or LINE retries).
+DEFAULT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 _lock = threading.Lock()
-_counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-_gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-_help: dict[str, tuple[str, str]] = {}
+_described: dict[str, tuple[str, str, Sequence[float] | None]] = {}
+_metrics: dict[str, tuple[Any, tuple[str, ...], str]] = {}
+_children: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
 _collectors: list[Callable[[], None]] = []
 
 
-def describe(name: str, kind: str, help_text: str) -> None:
-    """Declare a metric's type ('counter' or 'gauge') and help line."""
+def _new_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+_registry = _new_registry()
+
+
+def describe(name: str, kind: str, help_text: str, *, buckets: Sequence[float] | None = None) -> None:
+    """Declare a metric's type ('counter', 'gauge' or 'histogram'), help line and (histograms) buckets."""
+    if kind not in _KINDS:
+        raise ValueError(f"metric {name}: kind {kind!r} should be one of {sorted(_KINDS)}")
     with _lock:
-        _help[name] = (kind, help_text)
+        known = _metrics.get(name)
+        if known is not None and known[2] != kind:
+            raise ValueError(f"metric {name} is already a {known[2]}, not a {kind}")
+        # The first description wins: several stages describe the same shared gauge.
+        _described.setdefault(name, (kind, help_text, buckets))
 
 
-def inc(name: str, amount: float = 1.0, **labels: str) -> None:
-    key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+def _child(name: str, kind: str, labels: dict[str, Any]) -> Any:
+    key = (name, kind, tuple(sorted((k, str(v)) for k, v in labels.items())))
+    child = _children.get(key)
+    if child is not None:
+        return child
     with _lock:
-        _counters[key] = _counters.get(key, 0.0) + amount
+        child = _children.get(key)
+        if child is not None:
+            return child
+        label_names = tuple(k for k, _ in key[2])
+        known = _metrics.get(name)
+        if known is None:
+            described_kind, help_text, buckets = _described.get(name, (kind, "", None))
+            if described_kind != kind:
+                raise ValueError(f"metric {name} is described as a {described_kind}; it cannot be used as a {kind}")
+            options: dict[str, Any] = {"labelnames": label_names, "registry": _registry}
+            if kind == "histogram":
+                options["buckets"] = tuple(buckets or DEFAULT_BUCKETS_S)
+            known = (_KINDS[kind](name, help_text or name.replace("_", " "), **options), label_names, kind)
+            _metrics[name] = known
+        metric, expected, actual_kind = known
+        if actual_kind != kind:
+            raise ValueError(f"metric {name} is a {actual_kind}; it cannot be used as a {kind}")
+        if label_names != expected:
+            raise ValueError(f"metric {name} has labels {list(expected)}; this call gave {list(label_names)}")
+        child = metric.labels(*(v for _, v in key[2])) if label_names else metric
+        _children[key] = child
+        return child
 
 
-def set_gauge(name: str, value: float, **labels: str) -> None:
-    key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+def inc(name: str, amount: float = 1.0, **labels: Any) -> None:
+    """Add ``amount`` to a counter (name ends in ``_total``)."""
+    _child(name, "counter", labels).inc(amount)
+
+
+def set_gauge(name: str, value: float, **labels: Any) -> None:
+    _child(name, "gauge", labels).set(value)
+
+
+def observe(name: str, value: float, **labels: Any) -> None:
+    """Record one observation (seconds, usually) in a histogram."""
+    _child(name, "histogram", labels).observe(value)
+
+
+def _sample_name(name: str, kind: str) -> str:
+    if kind == "counter":
+        return name if name.endswith("_total") else name + "_total"
+    if kind == "histogram":
+        return name + "_count"
+    return name
+
+
+def value(name: str, **labels: Any) -> float:
+    """A counter's or gauge's value (a histogram's observation count); 0 when never set."""
     with _lock:
-        _gauges[key] = value
-
-
-def value(name: str, **labels: str) -> float:
-    """Current value of a counter or gauge (0 when never set); for tests and summaries."""
-    key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
-    with _lock:
-        return _counters.get(key, _gauges.get(key, 0.0))
+        known = _metrics.get(name)
+    if known is None:
+        return 0.0
+    found = _registry.get_sample_value(_sample_name(name, known[2]), {k: str(v) for k, v in labels.items()})
+    return 0.0 if found is None else float(found)
 
 
 def total(name: str) -> float:
-    """Sum of a counter over all its label sets."""
+    """Sum over every label set of a counter (a histogram's observations)."""
     with _lock:
-        return sum(v for (n, _), v in _counters.items() if n == name)
+        known = _metrics.get(name)
+    if known is None:
+        return 0.0
+    metric, _, kind = known
+    wanted = _sample_name(name, kind)
+    return float(sum(s.value for family in metric.collect() for s in family.samples if s.name == wanted))
 
 
 def add_collector(collect: Callable[[], None]) -> None:
@@ -57,45 +152,21 @@ def add_collector(collect: Callable[[], None]) -> None:
 
 def reset() -> None:
     """Forget everything (a new process, or a test)."""
+    global _registry
     with _lock:
-        _counters.clear()
-        _gauges.clear()
+        _registry = _new_registry()
+        _metrics.clear()
+        _children.clear()
         _collectors.clear()
 
 
-def _fmt_labels(labels: tuple[tuple[str, str], ...]) -> str:
-    if not labels:
-        return ""
-    escaped = (
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), " ")}"'
-        for k, v in labels
-    )
-    return "{" + ",".join(escaped) + "}"
-
-
-def _fmt_value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v))
-
-
 def render() -> str:
+    """Every metric in Prometheus' text exposition format (serve with :data:`CONTENT_TYPE`)."""
     with _lock:
         collectors = list(_collectors)
     for collect in collectors:
-        collect()
-    with _lock:
-        lines: list[str] = []
-        names = sorted({n for n, _ in _counters} | {n for n, _ in _gauges})
-        for name in names:
-            kind, help_text = _help.get(name, ("counter" if any(n == name for n, _ in _counters) else "gauge", ""))
-            if help_text:
-                lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            for store in (_counters, _gauges):
-                for (n, labels), v in sorted(store.items()):
-                    if n == name:
-                        lines.append(f"{name}{_fmt_labels(labels)} {_fmt_value(v)}")
-        return "\n".join(lines) + "\n"
+        try:
+            collect()
+        except Exception:  # a closed store behind one callback must not break /metrics
+            log.warning("event=metrics_collector_failed", exc_info=True)
+    return generate_latest(_registry).decode()

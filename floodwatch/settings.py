@@ -2,8 +2,14 @@
 
 Precedence, highest first: keyword arguments to :func:`load_settings`,
 environment variables (``FLOODWATCH_MQTT__URL``: nested with ``__``), a
-``.env`` file in the working directory (for secrets), then the TOML file
-(``config/lamphaya.toml`` unless ``FLOODWATCH_CONFIG`` names another).
+``.env`` file in the working directory (for secrets), ``/etc/floodwatch/floodwatch.env``
+when the site file is in /etc/floodwatch, then the site's TOML file: the one
+``FLOODWATCH_CONFIG`` names, else ``/etc/floodwatch/site.toml``, else the
+embedded example (Lam Phaya, shipped as ``floodwatch.sites``).
+
+Relative SQLite paths (``sqlite:///var/page.db``) are resolved against
+``data_dir`` (``FLOODWATCH_DATA_DIR``, default ``/var/lib/floodwatch``), never
+against the working directory.
 
 The station and zone registry lives in the same TOML file, so one model
 describes a site completely. Settings are built by a function at start-up,
@@ -16,7 +22,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,8 +35,26 @@ from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import AlertLevel, StationId, ZoneId
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "lamphaya.toml"
+
+
+def example_site(name: str = "lamphaya") -> Path:
+    """An example site shipped with floodwatch (config/ in the repository, ``floodwatch.sites`` installed)."""
+    from importlib.resources import files
+
+    return Path(str(files("floodwatch.sites") / f"{name}.toml"))
+
+
+# The embedded default: the demo's site, and what a bare install falls back to.
+DEFAULT_CONFIG_FILE = example_site()
+# Where a municipality keeps its own site (floodwatch site init writes it there).
+SYSTEM_CONFIG_FILE = Path("/etc/floodwatch/site.toml")
+# Its secrets, read with a site file in /etc/floodwatch, so commands an administrator runs
+# (check, officer, backup) see what the service sees.
+SYSTEM_ENV_FILE = Path("/etc/floodwatch/floodwatch.env")
+DEFAULT_DATA_DIR = Path("/var/lib/floodwatch")
 LINE_PRODUCTION_API = "https://api.line.me"
+LINE_PRODUCTION_DATA_API = "https://api-data.line.me"
+SQLITE_PREFIX = "sqlite:///"
 
 
 class _Section(BaseModel):
@@ -48,7 +73,7 @@ class WarningLevels(_Section):
         if not (self.watch_m < self.warning_m < self.evacuate_m):
             raise ValueError(
                 f"warning levels must rise: watch {self.watch_m} < warning {self.warning_m}"
-                f" < evacuate {self.evacuate_m}"
+                f" < evacuate {self.evacuate_m} does not hold; make watch_m < warning_m < evacuate_m"
             )
         return self
 
@@ -79,8 +104,11 @@ class StationConfig(_Section):
     id: StationId
     name_th: str
     name_en: str
-    kind: Literal["water_level", "rain"]
-    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket"]
+    # discharge: a flow in m3/s, e.g. a dam's release (external stations only so far).
+    kind: Literal["water_level", "rain", "discharge"]
+    # reported: the value arrives in engineering units from another system (an agency's API,
+    # a published table), not from a sensor floodwatch configures.
+    sensor: Literal["ultrasonic", "radar", "pressure", "tipping_bucket", "reported"]
     zone: ZoneId
     lat: float
     lon: float
@@ -112,9 +140,26 @@ class StationConfig(_Section):
     # that raises no resident alert and is never reported silent (its feed's health is shown).
     external: bool = False
     publish_interval_s: float = 600.0
+    # "predicted": readings carry future times (a tide table, an announced release schedule);
+    # a new load replaces the previous prediction for the times it covers. See docs/feeds.md.
+    series: Literal["observed", "predicted"] = "observed"
+    # The [[feeds]] entry this station's data arrive by, and its id there (default: this id).
+    feed: str | None = None
+    feed_station: str | None = None
+    # Who runs the gauge (shown on the page), e.g. "RID (กรมชลประทาน)".
+    agency: str | None = None
+    # Added to the feed's levels to bring them to this station's datum (a tide table above
+    # chart datum, a gauge's own zero), metres.
+    feed_offset_m: float = 0.0
+    # Discharge stations: the largest flow the outlet can pass (spillway and gates), m3/s.
+    max_discharge_m3_s: float = 5000.0
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "StationConfig":
+        if self.series == "predicted" and not self.external:
+            raise ValueError(
+                f"station {self.id!r} is a predicted series; predictions come from a feed, so set external = true"
+            )
         if self.kind == "water_level":
             if self.levels is None:
                 raise ValueError(f"water-level station {self.id!r} needs [stations.levels]")
@@ -127,10 +172,13 @@ class StationConfig(_Section):
 
 
 class SiteConfig(_Section):
-    id: str = "lamphaya"
-    name_th: str = "เทศบาลตำบลลำพญา"
-    name_en: str = "Lam Phaya Subdistrict Municipality"
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="short lowercase name, e.g. lamphaya")
+    name_th: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
     timezone: str = "Asia/Bangkok"
+    # The site's map for the page: zone polygons and the river line, in GeoJSON, relative to
+    # this file's folder. `floodwatch site init` draws a first one; `floodwatch check` validates it.
+    map: str | None = None
 
 
 class MqttSettings(_Section):
@@ -184,6 +232,16 @@ class LineSettings(_Section):
     quota_warn_fraction: float = 0.2
     quota_reserve_messages: int = 0
     quota_check_interval_s: float = 600.0
+    # LINE's data API (content downloads, rich menu images). None: api-data.line.me when
+    # api_base_url is LINE's own, else the same address as api_base_url (the stand-in serves both).
+    data_api_base_url: str | None = None
+
+    def data_base_url(self) -> str:
+        if self.data_api_base_url:
+            return self.data_api_base_url.rstrip("/")
+        if self.api_base_url.rstrip("/") == LINE_PRODUCTION_API:
+            return LINE_PRODUCTION_DATA_API
+        return self.api_base_url.rstrip("/")
 
 
 class ForecastSettings(_Section):
@@ -241,6 +299,23 @@ class PageSettings(_Section):
     session_max_age_s: float = 12 * 3600.0
     secure_cookies: bool = Field(default=False, description="set true when the page is served over HTTPS")
     keepalive_s: float = 15.0
+    # Behind a reverse proxy: its address(es), whose X-Forwarded-Proto/-Host/-For are believed,
+    # and the address officers type (https://flood.example.go.th), which login requests must come from.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"page.trusted_proxies entry {entry!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return value
+    public_origin: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
 
 
 class WorkerSettings(_Section):
@@ -267,6 +342,121 @@ class WorkerSettings(_Section):
         return self.zones is not None or self.partition != "0/1"
 
 
+class ReportSettings(_Section):
+    """Residents' flood reports from LINE (location, optional photo, depth); see docs/privacy.md."""
+
+    enabled: bool = True
+    # Photos live here, one file each, named by a random id (never by the resident's LINE id).
+    photo_dir: Path = Path("var/report-photos")
+    # After this many days (real time) a report's photo is deleted and the report no longer
+    # names its resident; what stays is place, depth and time, with nobody's name on it.
+    retention_days: float = Field(default=30.0, gt=0)
+    photo_max_bytes: int = Field(default=10_000_000, gt=0)
+    # A report further than this from every zone centre and gauge is not in the municipality.
+    max_distance_km: float = Field(default=3.0, gt=0)
+    # Per resident, in real time: finished reports per hour, and report steps (locations,
+    # photos, depth picks) per hour; beyond them the resident is told why and nothing is kept.
+    max_reports_per_hour: int = Field(default=3, ge=1)
+    max_steps_per_hour: int = Field(default=30, ge=1)
+    # A verified report within this distance of a level gauge is shown beside it.
+    near_gauge_m: float = Field(default=500.0, gt=0)
+    # An unfinished report (location sent, no depth picked) is dropped after this long.
+    draft_timeout_s: float = Field(default=1800.0, gt=0)
+
+
+class LoudspeakerController(_Section):
+    """A village loudspeaker or siren controller (หอกระจายข่าว) that listens on MQTT."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$",
+                    description="MQTT username and topic level; letters, digits, - and _")
+    name_th: str
+    name_en: str
+    zones: list[ZoneId] = Field(min_length=1)
+    # The lowest zone level this controller announces (its all-clear follows when it announced).
+    min_level: Literal["WATCH", "WARNING", "EVACUATE"] = "WARNING"
+    lat: float | None = None
+    lon: float | None = None
+
+
+class LoudspeakerSettings(_Section):
+    """Commands to loudspeaker controllers over MQTT (docs/mqtt-contract.md, "Loudspeakers")."""
+
+    controllers: list[LoudspeakerController] = Field(default_factory=list)
+    # floodwatch's own broker account for commands: `floodwatch mqtt-config` makes floodwatch-alerts.
+    # None: mqtt.username / mqtt.password (an open broker, the demo).
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    client_id: str = "floodwatch-loudspeakers"
+    # No acknowledgement within this long: shown to officers as undelivered and sent again.
+    ack_timeout_s: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    # A spoken Thai WAV per command (espeak-ng's Thai voice), served to controllers at
+    # {public_base_url}/api/loudspeakers/audio/{message_id}.wav; without espeak-ng or without
+    # public_base_url the command carries the text for the announcer only.
+    speech: bool = True
+    audio_dir: Path = Path("var/loudspeaker-audio")
+    public_base_url: str | None = None
+
+
+class FeedConfig(_Section):
+    """One source of external stations' data: an agency's API, a peer site, a drop folder, a URL.
+
+    Stations name it with ``feed = "<id>"``; see docs/feeds.md for each kind's fields.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["thaiwater", "floodwatch_mqtt", "drop_folder", "csv_url"]
+    name_th: str = ""
+    name_en: str = ""
+    # thaiwater: the API base (.../api/v1/thaiwater30); csv_url: the file; floodwatch_mqtt: the peer's broker.
+    url: str | None = None
+    # drop_folder: where officers drop exports (done/ and failed/ are made inside it).
+    folder: Path | None = None
+    # floodwatch_mqtt: the peer site's id and topic form, and our account on its broker.
+    site: str | None = None
+    topic_prefix: str = "floodwatch"
+    single_site_topics: bool = True
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password (never the password)"
+    )
+    ca_file: Path | None = None
+    interval_s: float = Field(default=900.0, gt=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    # After downtime a feed fetches what it missed, but never more than this far back.
+    catch_up_h: float = Field(default=72.0, gt=0)
+    # Data older than this when fetched is the source being stale, not news: flagged, not stored.
+    stale_after_s: float = Field(default=6 * 3600.0, gt=0)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "FeedConfig":
+        need = {"thaiwater": ("url",), "csv_url": ("url",), "drop_folder": ("folder",),
+                "floodwatch_mqtt": ("url", "site")}[self.kind]
+        missing = [name for name in need if getattr(self, name) in (None, "")]
+        if missing:
+            raise ValueError(f"feed {self.id!r} of kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+
+class PeerConfig(_Section):
+    """Another floodwatch site that may read some of our stations' telemetry, read-only.
+
+    ``floodwatch mqtt-config`` gives it the broker account ``peer-<id>`` whose ACL
+    allows reading exactly these stations' telemetry topics and writing nothing.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name_en: str = ""
+    stations: list[StationId] = Field(default_factory=list)
+
+
+class FeedStateSettings(_Section):
+    # Cursors, health and the drop folders' ledger; default: beside the SQLite store (<db>.feeds).
+    url: str | None = None
+    busy_timeout_s: float = 5.0
+
+
 class Settings(BaseSettings):
     """Everything a floodwatch process needs to know about its site and its edges."""
 
@@ -278,7 +468,7 @@ class Settings(BaseSettings):
     )
 
     config_file: Path = DEFAULT_CONFIG_FILE
-    site: SiteConfig = SiteConfig()
+    site: SiteConfig
     mqtt: MqttSettings = MqttSettings()
     store: StoreSettings = StoreSettings()
     line: LineSettings = LineSettings()
@@ -288,6 +478,14 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     zones: list[ZoneConfig] = []
     stations: list[StationConfig] = []
+    reports: ReportSettings = ReportSettings()
+    loudspeakers: LoudspeakerSettings = LoudspeakerSettings()
+    # Where relative SQLite paths (store, alert state, page state, spool) live: absolute, and
+    # the same whatever folder a command runs from.
+    data_dir: Path = DEFAULT_DATA_DIR
+    feeds: list[FeedConfig] = []
+    peers: list[PeerConfig] = []
+    feed_state: FeedStateSettings = FeedStateSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -307,34 +505,66 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
-    def _registry_consistent(self) -> "Settings":
-        zone_ids = [z.id for z in self.zones]
-        if len(set(zone_ids)) != len(zone_ids):
-            raise ValueError("zone ids must be unique in the registry")
-        station_ids = [s.id for s in self.stations]
-        if len(set(station_ids)) != len(station_ids):
-            raise ValueError("station ids must be unique in the registry")
-        known = set(zone_ids)
-        for station in self.stations:
-            if station.zone not in known:
-                raise ValueError(
-                    f"station {station.id!r} names zone {station.zone!r}, which is not under [[zones]]"
-                )
-            if station.rain_station is not None and station.rain_station not in station_ids:
-                raise ValueError(
-                    f"station {station.id!r} names rain_station {station.rain_station!r}, "
-                    "which is not a station in the registry"
-                )
-            for key in ("upstream", "predicted"):
-                for other in getattr(station, key):
-                    if other == station.id:
-                        raise ValueError(f"station {station.id!r} lists itself in {key}; remove it")
-                    if other not in station_ids:
-                        raise ValueError(
-                            f"station {station.id!r} names {key} station {other!r}, which is not a station "
-                            "in the registry; add it under [[stations]] (external = true for another agency's)"
-                        )
+    def _registry_consistent(self) -> Settings:
+        problems = registry_problems([z.model_dump() for z in self.zones], [s.model_dump() for s in self.stations],
+                                    [f.model_dump() for f in self.feeds], [p.model_dump() for p in self.peers])
+        if problems:
+            raise PydanticCustomError(
+                "registry", "{summary}",
+                {"summary": "; ".join(message for _, message in problems), "problems": problems},
+            )
         return self
+
+    @model_validator(mode="after")
+    def _loudspeakers_consistent(self) -> "Settings":
+        zone_ids = {z.id for z in self.zones}
+        taken = {s.id for s in self.stations}
+        seen: set[str] = set()
+        for controller in self.loudspeakers.controllers:
+            if controller.id in seen or controller.id in taken:
+                raise ValueError(f"loudspeaker controller id {controller.id!r} is used twice (station and controller "
+                                 "ids share the broker's user names); give it its own id")
+            seen.add(controller.id)
+            for zone in controller.zones:
+                if zone not in zone_ids:
+                    raise ValueError(f"loudspeaker controller {controller.id!r} names zone {zone!r}, which is not "
+                                     "under [[zones]]")
+        return self
+
+    @model_validator(mode="after")
+    def _paths_in_data_dir(self) -> Settings:
+        """Relative SQLite paths and the map become absolute, so no file depends on the working directory."""
+        self.data_dir = Path(os.path.abspath(self.data_dir.expanduser()))
+        self.store.url = self.in_data_dir(self.store.url)
+        self.alerts.state_url = self.in_data_dir(self.alerts.state_url)
+        self.page.state_url = self.in_data_dir(self.page.state_url)
+        if self.store.spool_path and not Path(self.store.spool_path).is_absolute():
+            self.store.spool_path = str(self.data_dir / self.store.spool_path)
+        # Officers' drop folders, residents' report photos and spoken loudspeaker messages: files
+        # beside the databases.
+        for feed in self.feeds:
+            if feed.folder is not None and not feed.folder.is_absolute():
+                feed.folder = self.data_dir / feed.folder
+        if not self.reports.photo_dir.is_absolute():
+            self.reports.photo_dir = self.data_dir / self.reports.photo_dir
+        if not self.loudspeakers.audio_dir.is_absolute():
+            self.loudspeakers.audio_dir = self.data_dir / self.loudspeakers.audio_dir
+        return self
+
+    def in_data_dir(self, url: str) -> str:
+        """``sqlite:///var/page.db`` -> ``sqlite:////var/lib/floodwatch/var/page.db``; absolute ones and
+        other URLs unchanged."""
+        if not url.startswith(SQLITE_PREFIX) or url.startswith(SQLITE_PREFIX + "/") or len(url) == len(SQLITE_PREFIX):
+            return url
+        return SQLITE_PREFIX + str(self.data_dir / url[len(SQLITE_PREFIX):])
+
+    @property
+    def map_file(self) -> Path | None:
+        """The site's GeoJSON map, relative to the site file's folder; None when the site names none."""
+        if self.site.map is None:
+            return None
+        path = Path(self.site.map).expanduser()
+        return path if path.is_absolute() else Path(self.config_file).parent / path
 
     # Registry look-ups used by every stage.
     def station(self, station_id: str) -> StationConfig:
@@ -352,6 +582,21 @@ class Settings(BaseSettings):
                 return z
         raise ConfigError(f"zone {zone_id!r} is not in {self.config_file}; add it under [[zones]]")
 
+    def feed(self, feed_id: str) -> FeedConfig:
+        for f in self.feeds:
+            if f.id == feed_id:
+                return f
+        raise ConfigError(f"feed {feed_id!r} is not in {self.config_file}; add it under [[feeds]]")
+
+    @property
+    def own_stations(self) -> list[StationConfig]:
+        """Stations whose nodes this site runs (not external): they publish, go silent, alert."""
+        return [s for s in self.stations if not s.external]
+
+    @property
+    def external_stations(self) -> list[StationConfig]:
+        return [s for s in self.stations if s.external]
+
     @property
     def level_stations(self) -> list[StationConfig]:
         return [s for s in self.stations if s.kind == "water_level"]
@@ -361,12 +606,107 @@ class Settings(BaseSettings):
         return [s for s in self.stations if s.kind == "rain"]
 
 
+def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]],
+                      feeds: list[dict[str, Any]] | None = None,
+                      peers: list[dict[str, Any]] | None = None) -> list[tuple[tuple, str]]:
+    """What is inconsistent between zones, stations, feeds and peers: [(settings path, sentence with the fix)].
+
+    Works on plain dicts (the TOML as read, or dumped models), skipping entries
+    whose own fields are missing (those are reported on their own).
+    """
+    from floodwatch.sitefile import did_you_mean
+
+    problems: list[tuple[tuple, str]] = []
+    first_zone: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        zone_id = zone.get("id")
+        if zone_id in first_zone:
+            problems.append((("zones", i, "id"), f"zone id {zone_id!r} is used twice (also "
+                             f"zones[{first_zone[zone_id]}]); give each zone its own id"))
+        elif zone_id is not None:
+            first_zone[zone_id] = i
+    first_station: dict[str, int] = {}
+    for i, station in enumerate(stations):
+        station_id = station.get("id")
+        if station_id in first_station:
+            problems.append((("stations", i, "id"), f"station id {station_id!r} is used twice (also "
+                             f"stations[{first_station[station_id]}]); give each gauge its own id"))
+        elif station_id is not None:
+            first_station[station_id] = i
+    station_ids = list(first_station)
+    for i, station in enumerate(stations):
+        station_id = station.get("id")
+        zone_id = station.get("zone")
+        if zone_id is not None and zone_id not in first_zone:
+            problems.append((("stations", i, "zone"), f"station {station_id!r} names zone {zone_id!r}, which is not "
+                             f"under [[zones]]{did_you_mean(str(zone_id), first_zone)}"))
+        rain = station.get("rain_station")
+        if rain is not None and rain not in first_station:
+            problems.append((("stations", i, "rain_station"), f"station {station_id!r} names rain_station {rain!r}, "
+                             f"which is not a station in the registry{did_you_mean(str(rain), station_ids)}"))
+        for key in ("upstream", "predicted"):
+            for other in station.get(key) or []:
+                if other == station_id:
+                    problems.append((("stations", i, key), f"station {station_id!r} lists itself in {key}; remove it"))
+                elif other not in first_station:
+                    problems.append((("stations", i, key), f"station {station_id!r} names {key} station {other!r}, "
+                                     "which is not a station in the registry; add it under [[stations]] (external = "
+                                     f"true for another agency's){did_you_mean(str(other), station_ids)}"))
+    # External stations raise no resident alert: a zone needs one of its own.
+    with_station = {s.get("zone") for s in stations if not s.get("external")}
+    for i, zone in enumerate(zones):
+        zone_id = zone.get("id")
+        if zone_id is not None and zone_id not in with_station and first_zone.get(zone_id) == i:
+            problems.append((("zones", i, "id"), f"zone {zone_id!r} has no station of its own, so residents who "
+                             f"pick it would never be warned; add a station with zone = \"{zone_id}\" or remove "
+                             "the zone"))
+    feeds = feeds or []
+    first_feed: dict[str, int] = {}
+    for i, feed in enumerate(feeds):
+        feed_id = feed.get("id")
+        if feed_id in first_feed:
+            problems.append((("feeds", i, "id"), f"feed id {feed_id!r} is used twice under [[feeds]]; give each "
+                             "feed its own id"))
+        elif feed_id is not None:
+            first_feed[feed_id] = i
+    for i, station in enumerate(stations):
+        feed_id = station.get("feed")
+        if feed_id is not None and feed_id not in first_feed:
+            problems.append((("stations", i, "feed"), f"station {station.get('id')!r} names feed {feed_id!r}, which "
+                             f"is not under [[feeds]]{did_you_mean(str(feed_id), first_feed)}"))
+    own = {s.get("id") for s in stations if not s.get("external")}
+    for i, peer in enumerate(peers or []):
+        for sid in peer.get("stations") or []:
+            if sid not in own:
+                problems.append((("peers", i, "stations"), f"peer {peer.get('id')!r} may read station {sid!r}, "
+                                 "which is not one of this site's own stations; share only stations listed under "
+                                 "[[stations]] without external = true"))
+    return problems
+
+
 def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path:
     explicit = init_settings().get("config_file") if callable(init_settings) else None
     if explicit:
         return Path(explicit)
+    return config_file_in_use()
+
+
+def config_file_in_use() -> Path:
+    """``FLOODWATCH_CONFIG``, else /etc/floodwatch/site.toml when it exists, else the embedded example."""
     env = os.environ.get("FLOODWATCH_CONFIG_FILE") or os.environ.get("FLOODWATCH_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG_FILE
+    if env:
+        return Path(env)
+    if SYSTEM_CONFIG_FILE.is_file():
+        return SYSTEM_CONFIG_FILE
+    return DEFAULT_CONFIG_FILE
+
+
+def is_example(config_file: Path) -> bool:
+    """True for a site shipped with floodwatch (fine for the demo, not a municipality's own)."""
+    try:
+        return Path(config_file).resolve().parent == DEFAULT_CONFIG_FILE.resolve().parent
+    except OSError:
+        return False
 
 
 def site_env_prefix(site_id: str) -> str:
@@ -384,30 +724,64 @@ def load_site_settings(config_file: Path) -> Settings:
     """
     import tomllib
 
+    from floodwatch.sitefile import toml_syntax_error
+
+    syntax = toml_syntax_error(Path(config_file)) if Path(config_file).is_file() else None
+    if syntax:
+        raise ConfigError(syntax)
     try:
         site_id = tomllib.loads(Path(config_file).read_text())["site"]["id"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{config_file} must be a site TOML file with [site] id = \"...\" ({exc})") from exc
-    return load_settings(config_file=Path(config_file), _env_prefix=site_env_prefix(site_id))
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{config_file} must be a site TOML file with a [site] table and its id = \"...\"; "
+                          f"add them (floodwatch site init writes a complete one)") from exc
+    prefix = site_env_prefix(site_id)
+    overrides: dict[str, Any] = {}
+    if not os.environ.get(prefix + "DATA_DIR") and os.environ.get("FLOODWATCH_DATA_DIR"):
+        # The data folder is the host's, not a secret: the plain variable serves every site.
+        overrides["data_dir"] = os.environ["FLOODWATCH_DATA_DIR"]
+    return load_settings(config_file=Path(config_file), _env_prefix=prefix, **overrides)
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings at start-up; raise :class:`ConfigError` with the fix on bad input."""
-    config_file = Path(overrides.get("config_file") or _config_file_from(lambda: {}))  # type: ignore[arg-type]
+    from floodwatch.sitefile import Problem, problems_from, render, toml_syntax_error
+
+    config_file = Path(overrides.get("config_file") or config_file_in_use())
     if not config_file.is_file():
         raise ConfigError(
-            f"config file {config_file} does not exist; point FLOODWATCH_CONFIG at a site's TOML "
-            "file (see config/lamphaya.toml)"
+            f"site file {config_file} does not exist; write one with `floodwatch site init --out {config_file}` "
+            "or point FLOODWATCH_CONFIG at your site's TOML file"
         )
+    syntax = toml_syntax_error(config_file)
+    if syntax:
+        raise ConfigError(syntax)
     overrides.setdefault("config_file", config_file)
+    if "_env_file" not in overrides:
+        env_files: list[Path] = []
+        in_system_folder = config_file.resolve().parent == SYSTEM_CONFIG_FILE.parent.resolve()
+        if in_system_folder and os.access(SYSTEM_ENV_FILE, os.R_OK):
+            env_files.append(SYSTEM_ENV_FILE)
+        env_files.append(Path(".env"))  # a developer's secrets, in the folder a command runs from
+        overrides["_env_file"] = tuple(env_files)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError(f"settings in {config_file} or FLOODWATCH_* are invalid:\n" + "\n".join(lines)) from exc
+        problems = problems_from(exc, Settings)
+        if not any(err["type"] == "registry" for err in exc.errors()):
+            # Fields failed, so the registry check did not run: run it on the file as written,
+            # so every problem is named in one go.
+            import tomllib
+
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+            zones = [z for z in raw.get("zones", []) if isinstance(z, dict)]
+            stations = [s for s in raw.get("stations", []) if isinstance(s, dict)]
+            feeds = [f for f in raw.get("feeds", []) if isinstance(f, dict)]
+            peers = [p for p in raw.get("peers", []) if isinstance(p, dict)]
+            problems += [Problem(loc, message) for loc, message in registry_problems(zones, stations, feeds, peers)]
+        env_prefix = overrides.get("_env_prefix") or "FLOODWATCH_"
+        lines = render(problems, config_file, env_prefix=env_prefix)
+        raise ConfigError(f"{config_file} has {len(lines)} problem{'s' if len(lines) != 1 else ''}:\n"
+                          + "\n".join(f"  {line}" for line in lines)) from exc
     register_secrets(settings)
     return for_this_worker(settings)
 
@@ -467,6 +841,13 @@ def register_secrets(settings: Settings) -> None:
         settings.line.channel_secret,
         settings.mqtt.password,
         settings.store.influx_token,
+        settings.loudspeakers.mqtt_password,
     ):
         if secret is not None:
             logs.redact(secret.get_secret_value())
+    # a password written into a URL (mqtt://user:PASSWORD@host) is a secret too
+    logs.redact(logs.url_password(settings.mqtt.url), logs.url_password(settings.store.url))
+    for feed in settings.feeds:
+        # A peer broker's password lives in the environment variable the feed names.
+        if feed.password_env and os.environ.get(feed.password_env):
+            logs.redact(os.environ[feed.password_env])

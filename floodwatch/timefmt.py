@@ -1,4 +1,4 @@
-"""Times as Lam Phaya's residents read them: Asia/Bangkok, Buddhist-era years."""
+"""Times as Thai residents read them: Asia/Bangkok, Buddhist-era years."""
 
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ class Reading:
 
     ``ts_s`` is UTC epoch seconds. Levels are metres above mean sea level
     (the station's datum), rain is millimetres fallen since the node's
-    previous reading. Fields a node did not send are ``None``.
+    previous reading, discharge (a dam's release) cubic metres per second.
+    Fields a node or feed did not send are ``None``.
     """
 
     station_id: StationId
@@ -75,3 +76,5 @@ class Reading:
     qc_flag: QcFlag = QcFlag.NOT_EVALUATED
     qc_tests: str = ""
     received_s: float | None = None
+    # Last, so positional construction of the fields above keeps working.
+    discharge_m3_s: float | None = None

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from floodwatch.errors import ConfigError
 from floodwatch.vocabulary import AlertLevel, StationId
@@ -14,10 +14,12 @@ from floodwatch.gauge_page._context import MAX_HISTORY_H, PageContext
 from floodwatch.gauge_page._hub import to_jsonable
 from floodwatch.gauge_page._schemas import (
     AlertsOut,
+    FeedsOut,
     ForecastsOut,
     HealthOut,
     ReadingsOut,
     SeriesOut,
+    SiteOut,
     StationOut,
     StationsOut,
 )
@@ -31,8 +33,39 @@ def _row_json(row: Any) -> dict[str, Any]:
     return data
 
 
+def _site_map(ctx: PageContext) -> tuple[Any, list[str]]:
+    """The site's own map (read once at start), or None and why the page cannot draw it."""
+    from floodwatch.sitemap import map_problems, read_map
+
+    settings = ctx.settings
+    if settings.map_file is None:
+        return None, [f"{settings.config_file} names no map ([site] map = \"site.geojson\")"]
+    geojson, unreadable = read_map(settings.map_file)
+    if unreadable:
+        return None, [f"{settings.map_file}: {unreadable}"]
+    anchors = [(s.lon, s.lat) for s in settings.stations]
+    problems = map_problems(geojson, [z.id for z in settings.zones], anchors)
+    if problems:
+        log.warning("event=site_map_invalid map=%s problems=%d first=%s", settings.map_file, len(problems), problems[0])
+    return geojson, [f"{settings.map_file}: {p}" for p in problems]
+
+
 def api_router(ctx: PageContext) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["read"])
+    site_map, site_map_problems = _site_map(ctx)
+
+    @router.get("/site", response_model=SiteOut, summary="The municipality this page serves: its names and map")
+    def site() -> dict[str, Any]:
+        info = ctx.settings.site
+        return {"id": info.id, "name_th": info.name_th, "name_en": info.name_en, "timezone": info.timezone,
+                "map_url": "/api/site/map" if site_map is not None else None, "map_problems": site_map_problems}
+
+    @router.get("/site/map", summary="The site's map: zone polygons and river lines (GeoJSON, [lon, lat])",
+                responses={200: {"content": {"application/geo+json": {}}}, 404: {"description": "the site has no map"}})
+    def site_map_geojson() -> JSONResponse:
+        if site_map is None:
+            raise HTTPException(404, "; ".join(site_map_problems))
+        return JSONResponse(site_map, media_type="application/geo+json")
 
     def known_station(station_id: str) -> None:
         try:
@@ -155,10 +188,27 @@ def api_router(ctx: PageContext) -> APIRouter:
             "stations": [
                 {k: v for k, v in _row_json(r).items()
                  if k in ("id", "name_th", "name_en", "kind", "ts_s", "data_age_s", "stale", "battery_v",
-                          "rssi_dbm", "status", "status_since_s", "maintenance", "qc_name")}
+                          "rssi_dbm", "status", "status_since_s", "maintenance", "qc_name", "external",
+                          "feed_health")}
                 for r in sorted(rows, key=lambda r: r.id)
             ],
+            "feeds": list(ctx.feed_health().values()),
         }
+
+    @router.get("/feeds", response_model=FeedsOut, summary="Each external feed's health: last fetch, data lag, errors")
+    def feeds() -> dict[str, Any]:
+        running = ctx.feeds is not None
+        listed = list(ctx.feed_health().values())
+        if not running:
+            from floodwatch.feeds import read_health
+
+            # Another process may run the feeds (floodwatch serve beside a read-only page): read their state file.
+            try:
+                listed = read_health(ctx.settings, ctx.clock.now_s())
+            except Exception as exc:
+                log.warning("event=feed_state_unreadable error=%s", exc)
+                listed = []
+        return {"running": running, "now_s": ctx.clock.now_s(), "feeds": listed}
 
     @router.get(
         "/events",

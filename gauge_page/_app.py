@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,6 +22,8 @@ from floodwatch.gauge_page._api import api_router
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import EventHub
 from floodwatch.gauge_page._officer import officer_router
+from floodwatch.gauge_page._residents import residents_router
+from floodwatch.gauge_page._proxy import TrustedProxyHeaders
 from floodwatch.gauge_page._state import PageState, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,43 @@ metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "seconds since 
 MAX_REQUEST_BYTES = 1 << 20
 
 
+class _BodyLimit:
+    """Refuse request bodies over ``max_bytes`` before any handler has them.
+
+    A declared ``Content-Length`` over the limit is answered 413 at once,
+    without reading the body. A body sent without one (chunked) is counted as
+    it arrives and refused with 413 as soon as it passes the limit, so a
+    handler never holds more than ``max_bytes`` of it.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"requests are at most {self.max_bytes} bytes"
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": message}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            event = await receive()
+            if event.get("type") == "http.request":
+                seen += len(event.get("body", b""))
+                if seen > self.max_bytes:
+                    # FastAPI passes an HTTPException from reading the body through as it is: a 413
+                    raise HTTPException(413, message)
+            return event
+
+        await self.app(scope, counted, send)
+
+
 def create_app(
     settings: Settings,
     store: Any,
@@ -52,13 +92,15 @@ def create_app(
     forecasts: Any = None,
     ingest: Any = None,
     state: PageState | None = None,
+    feeds: Any = None,
 ) -> FastAPI:
     """Build the gauge page.
 
     ``store`` follows ``store.base.Store``. ``alerts`` (``alerts.AlertService``),
     ``forecasts`` (``scheduler.ForecastJob``) and ``ingest``
     (``ingest.IngestService``) are optional: without them their panels say
-    "not running". ``state`` defaults to the SQLite file at
+    "not running"; so is ``feeds`` (``feeds.FeedService``), whose health the
+    page shows for external stations. ``state`` defaults to the SQLite file at
     ``settings.page.state_url`` (officers, sessions, audit log, maintenance).
     """
     if state is None:
@@ -66,7 +108,7 @@ def create_app(
                           session_max_age_s=settings.page.session_max_age_s)
     state.use_configured_officers(settings.page.officers)
     ctx = PageContext(settings=settings, store=store, clock=clock, hub=hub, state=state,
-                      alerts=alerts, forecasts=forecasts, ingest=ingest)
+                      alerts=alerts, forecasts=forecasts, ingest=ingest, feeds=feeds)
     hub.add_listener(ctx.on_hub_event)
     # Maintenance flags outlive restarts: hand them to a fresh alert service.
     if alerts is not None and hasattr(alerts, "set_maintenance"):
@@ -82,14 +124,18 @@ def create_app(
         redoc_url=None,
     )
     app.state.page = ctx
+    # uvicorn runs with proxy_headers off: which proxy to believe is the site's setting, decided here.
+    app.add_middleware(TrustedProxyHeaders, trusted=settings.page.trusted_proxies)
 
-    @app.middleware("http")
-    async def limit_request_size(request: Request, call_next):  # noqa: ANN001, ANN202
-        # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            return JSONResponse({"detail": f"requests are at most {MAX_REQUEST_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    # Officers' actions and LINE's webhooks are small; a huge body is an attack or a bug.
+    app.add_middleware(_BodyLimit, max_bytes=MAX_REQUEST_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes each invalid field's value: a password too long for the
+        # login form would come back in the error body (and into any proxy's log). Where and what, not the value.
+        errors = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
@@ -98,6 +144,7 @@ def create_app(
         return JSONResponse({"detail": f"the store cannot be read right now: {exc}"}, status_code=503)
     app.include_router(api_router(ctx))
     app.include_router(officer_router(ctx))
+    app.include_router(residents_router(ctx))  # reports, quota, loudspeakers (docs/page.md)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def collect_reading_ages() -> None:
@@ -122,7 +169,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

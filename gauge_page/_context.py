@@ -25,6 +25,8 @@ from floodwatch.gauge_page._state import PageState
 log = logging.getLogger(__name__)
 
 MAX_HISTORY_H = 24.0 * 14
+# How far ahead the chart of a predicted series (a tide table) reaches.
+PREDICTED_AHEAD_H = 72.0
 
 
 @dataclass
@@ -37,6 +39,7 @@ class PageContext:
     alerts: Any = None
     forecasts: Any = None
     ingest: Any = None
+    feeds: Any = None
     _status_lock: threading.Lock = field(default_factory=threading.Lock)
     _status: dict[str, _overview.StationStatus] = field(default_factory=dict)
 
@@ -69,12 +72,39 @@ class PageContext:
             log.exception("event=forecast_latest_failed")
             return None
 
+    # ------------------------------------------------------------------- feeds
+    def feed_health(self) -> dict[str, dict[str, Any]]:
+        """Each running feed's health (``feeds.FeedService.health``), by feed id; {} without feeds."""
+        if self.feeds is None:
+            return {}
+        try:
+            return {f["id"]: f for f in self.feeds.health()}
+        except Exception:  # the page must keep showing observations
+            log.exception("event=feed_health_failed")
+            return {}
+
+    def _predicted_now(self, station_ids: list[str], now_s: float) -> dict[str, Any]:
+        """Each predicted series' value at or before now (its newest reading lies in the future)."""
+        out = {}
+        for sid in station_ids:
+            rows = self.store.read_readings(StationId(sid), now_s - 6 * 3600.0, now_s + 1.0)
+            if rows:
+                out[sid] = rows[-1]
+        return out
+
     # ---------------------------------------------------------------- overview
     def station_rows(self) -> list[_overview.StationRow]:
         """Every station's overview row, most dangerous first."""
         now_s = self.clock.now_s()
         stations = self.settings.stations
         latest = self.store.latest([s.id for s in stations])
+        predicted_ids = [s.id for s in stations if s.series == "predicted"]
+        predicted_until = {sid: latest[sid].ts_s for sid in predicted_ids if sid in latest}
+        latest.update(self._predicted_now(predicted_ids, now_s))
+        for sid in predicted_ids:
+            if sid in latest and latest[sid].ts_s > now_s + 1.0:
+                del latest[sid]  # the prediction starts later: nothing to show "now"
+        feeds = self.feed_health()
         level_ids = [StationId(s.id) for s in self.settings.level_stations]
         rain_ids = [StationId(s.id) for s in self.settings.rain_stations]
         rates: dict[str, float] = {}
@@ -103,6 +133,8 @@ class PageContext:
                 forecast=_overview.summarize_forecast(issued, s.id, s.levels) if s.kind == "water_level" else None,
                 status=statuses.get(s.id),
                 maintenance=s.id in maintenance,
+                feed_health=_overview.feed_health_for(s.id, feeds.get(s.feed or "")) if s.external else None,
+                predicted_until_s=predicted_until.get(s.id),
             )
             for s in stations
         ]
@@ -129,19 +161,22 @@ class PageContext:
         hours = min(max(hours, 0.5), MAX_HISTORY_H)
         now_s = self.clock.now_s()
         start_s = now_s - hours * 3600.0
-        readings = self.store.read_readings(StationId(station_id), start_s, now_s + 1.0)
+        # A predicted series is drawn ahead too: what it says for the coming days.
+        end_s = now_s + (PREDICTED_AHEAD_H * 3600.0 if station.series == "predicted" else 1.0)
+        readings = self.store.read_readings(StationId(station_id), start_s, end_s)
+        field_name = {"water_level": "water_level_m", "rain": "rain_mm", "discharge": "discharge_m3_s"}[station.kind]
         obs_t, obs_m, flagged_m, flags = [], [], [], []
         for r in readings:
-            if station.kind == "water_level" and r.water_level_m is None:
+            level = getattr(r, field_name)
+            if station.kind != "rain" and level is None:
                 continue
             obs_t.append(r.ts_s)
             flag = int(r.qc_flag)
             flags.append(flag)
-            level = r.water_level_m if station.kind == "water_level" else r.rain_mm
             good = flag in (int(QcFlag.PASS), int(QcFlag.NOT_EVALUATED))
             obs_m.append(level if good else None)
             flagged_m.append(None if good else level)
-        rain_station = station.id if station.kind == "rain" else station.rain_station
+        rain_station = station.id if station.kind == "rain" else None if station.external else station.rain_station
         rain: dict[str, Any] = {"station_id": rain_station, "t_s": [], "rain_mm": []}
         if rain_station is not None:
             step_s = 3600.0 if hours > 6 else 600.0
@@ -172,6 +207,9 @@ class PageContext:
             {
                 "station_id": station_id,
                 "kind": station.kind,
+                "series": station.series,
+                "external": station.external,
+                "unit": {"water_level": "m MSL", "rain": "mm", "discharge": "m3/s"}[station.kind],
                 "now_s": now_s,
                 "start_s": start_s,
                 "levels": station.levels.as_tuple() if station.levels else None,

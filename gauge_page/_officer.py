@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -26,18 +25,16 @@ from floodwatch.errors import ConfigError
 from floodwatch.gauge_page import _actions
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import to_jsonable
+from floodwatch.gauge_page._proxy import normalize_origin
 from floodwatch.gauge_page._schemas import ActionOut, AuditOut, PreviewOut, SessionOut
 from floodwatch.gauge_page._state import Session
+from floodwatch.gauge_page._throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "fw_session"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_MESSAGE_CHARS = 1000
-# Password guessing: after this many failures for one username within the
-# window, that username is refused for the rest of the window (wall clock).
-MAX_FAILED_LOGINS = 5
-FAILED_LOGIN_WINDOW_S = 300.0
 
 
 class LoginBody(BaseModel):
@@ -70,17 +67,14 @@ def officer_router(ctx: PageContext) -> APIRouter:
     # Binds a message preview to its confirmation; new per process, so a
     # restart simply asks the officer to preview again.
     confirm_key = secrets.token_bytes(32)
-    failed_logins: dict[str, list[float]] = {}
-    failed_lock = threading.Lock()
+    # Password guessing is slowed per client address and per (address, username), never per
+    # username alone: otherwise anyone could keep the duty officer locked out (docs/security.md).
+    throttle = LoginThrottle()
 
-    def recent_failures(username: str, now_wall_s: float) -> list[float]:
-        with failed_lock:
-            if len(failed_logins) > 10_000:  # many made-up names: forget the old ones
-                for name in [n for n, ts in failed_logins.items() if not ts or now_wall_s - ts[-1] > FAILED_LOGIN_WINDOW_S]:
-                    del failed_logins[name]
-            recent = [t for t in failed_logins.get(username, []) if now_wall_s - t < FAILED_LOGIN_WINDOW_S]
-            failed_logins[username] = recent
-            return recent
+    def address_of(request: Request) -> str:
+        # TrustedProxyHeaders (gauge_page/_proxy.py) already replaced a trusted proxy's address
+        # with the browser's from X-Forwarded-For; anyone else's header was ignored.
+        return request.client.host if request.client else "unknown"
 
     secure = ctx.settings.page.secure_cookies
 
@@ -103,10 +97,25 @@ def officer_router(ctx: PageContext) -> APIRouter:
         log.info("event=officer_action user=%s action=%s target=%s", session.username, action, target)
         ctx.hub.publish("audit", {"action": action, "target": target, "username": session.username})
 
+    public_origin = ctx.settings.page.public_origin
+
+    def page_origins(request: Request) -> set[str]:
+        """The addresses the page itself is served from, as this request reached it."""
+        # Behind a trusted proxy, the browser's host (TrustedProxyHeaders); else the Host header.
+        host = getattr(request.state, "forwarded_host", None) or request.headers.get("host", "")
+        origins = {normalize_origin(f"{request.url.scheme}://{host}")}
+        if public_origin:
+            origins.add(normalize_origin(public_origin))
+        return origins
+
     def same_origin(request: Request) -> None:
         origin = request.headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host", ""):
-            raise HTTPException(403, "log in from the page itself; cross-site logins are refused")
+        if origin is not None and normalize_origin(origin) not in page_origins(request):
+            log.warning("event=login_cross_origin origin=%s expected=%s", origin,
+                        ",".join(sorted(page_origins(request))))
+            raise HTTPException(403, "log in from the page itself; cross-site logins are refused (behind a reverse "
+                                     "proxy: set page.public_origin, or forward X-Forwarded-Host and -Proto from an "
+                                     "address in page.trusted_proxies)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise HTTPException(415, "send the login as application/json")
 
@@ -114,21 +123,24 @@ def officer_router(ctx: PageContext) -> APIRouter:
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         same_origin(request)
         now_wall_s = time.time()
-        if len(recent_failures(body.username, now_wall_s)) >= MAX_FAILED_LOGINS:
-            raise HTTPException(429, f"too many wrong passwords for {body.username!r}; wait "
-                                     f"{FAILED_LOGIN_WINDOW_S / 60:.0f} minutes or ask another officer")
+        address = address_of(request)
+        wait_s = throttle.wait_s(address, body.username, now_wall_s)
+        if wait_s > 0:
+            log.warning("event=login_throttled user=%s address=%s wait_s=%.0f", body.username, address, wait_s)
+            raise HTTPException(429, f"too many wrong passwords from this address; wait {max(1, round(wait_s))} s "
+                                     "and try again", headers={"Retry-After": str(max(1, round(wait_s)))})
         display_name = ctx.state.authenticate(body.username, body.password)
         if display_name is None:
-            with failed_lock:
-                failed_logins.setdefault(body.username, []).append(now_wall_s)
-            log.warning("event=login_failed user=%s", body.username)
+            throttle.failed(address, body.username, now_wall_s)
+            log.warning("event=login_failed user=%s address=%s", body.username, address)
             ctx.state.record(ts_s=ctx.clock.now_s(), username=body.username, action="login_failed",
                              target="", detail={})
             raise HTTPException(401, "wrong username or password")
-        with failed_lock:
-            failed_logins.pop(body.username, None)
+        throttle.succeeded(address, body.username)
         token, session = ctx.state.create_session(body.username, display_name)
-        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/",
+        # Over HTTPS (directly or through a trusted proxy) the cookie is never sent in clear text.
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
+                            secure=secure or request.url.scheme == "https", path="/",
                             max_age=int(ctx.settings.page.session_max_age_s))
         ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action="login", target="", detail={})
         return {"username": session.username, "display_name": session.display_name,

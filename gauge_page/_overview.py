@@ -168,6 +168,15 @@ class StationRow:
     maintenance: bool
     forecast: ForecastSummary | None = None
     danger: tuple[float, ...] = field(default=(), repr=False)
+    # External stations (read, not owned): who runs them, which feed brings them, its health.
+    external: bool = False
+    series: str = "observed"
+    agency: str | None = None
+    feed: str | None = None
+    feed_health: dict[str, Any] | None = None
+    discharge_m3_s: float | None = None
+    # Predicted series: the last time the loaded prediction covers.
+    predicted_until_s: float | None = None
 
 
 def _fraction_to_next(level_m: float | None, levels: WarningLevels | None) -> float | None:
@@ -192,8 +201,16 @@ def build_row(
     forecast: ForecastSummary | None,
     status: StationStatus | None,
     maintenance: bool,
+    feed_health: dict[str, Any] | None = None,
+    predicted_until_s: float | None = None,
 ) -> StationRow:
-    """Everything the overview shows about one station."""
+    """Everything the overview shows about one station.
+
+    For an external station ``feed_health`` is its feed's health (see
+    :func:`feed_health_for`): it replaces the node status ("silent" is a node's
+    word). For a predicted series ``latest`` is the prediction at or before
+    now and ``predicted_until_s`` the end of the loaded prediction.
+    """
     level_m = latest.water_level_m if latest is not None else None
     if level_m is not None and not math.isfinite(level_m):
         level_m = None
@@ -204,13 +221,22 @@ def build_row(
     rate = rate_cm_per_h if rate_cm_per_h is not None and math.isfinite(rate_cm_per_h) else None
     fraction = _fraction_to_next(level_m, station.levels)
     forecast_cls = int(forecast.peak_class) if forecast is not None else 0
-    if status is not None:
+    if station.series == "predicted":
+        # A prediction is current while it still covers "now".
+        stale = predicted_until_s is None or predicted_until_s < now_s
+    elif station.external and feed_health is not None:
+        stale = bool(feed_health.get("stale")) or stale
+    if station.external:
+        status_name, since = "external", None
+    elif status is not None:
         status_name, since = status.status, status.since_s
     elif latest is None:
         status_name, since = "unknown", None
     else:
         status_name, since = ("silent" if stale else "online"), None
     danger = (
+        # This site's own gauges first: an upstream gauge's level is context, not this town's danger.
+        0.0 if station.external else 1.0,
         float(cls),
         float(forecast_cls),
         # Rounded so two stations equally close to their next level are ordered by rise rate.
@@ -248,7 +274,37 @@ def build_row(
         maintenance=maintenance,
         forecast=forecast,
         danger=danger,
+        external=station.external,
+        series=station.series,
+        agency=station.agency,
+        feed=station.feed,
+        feed_health=feed_health,
+        discharge_m3_s=latest.discharge_m3_s if latest is not None else None,
+        predicted_until_s=predicted_until_s,
     )
+
+
+def feed_health_for(station_id: str, feed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """One station's view of its feed's health (a dict from ``feeds.describe_feed``), for the page."""
+    if feed is None:
+        return None
+    mine = feed.get("stations", {}).get(station_id, {})
+    error = feed.get("last_error")
+    return {
+        "feed": feed.get("id"),
+        "name_th": feed.get("name_th"),
+        "name_en": feed.get("name_en"),
+        "kind": feed.get("kind"),
+        "state": feed.get("state"),
+        "last_success_s": feed.get("last_success_s"),
+        "last_attempt_s": feed.get("last_attempt_s"),
+        "consecutive_failures": feed.get("consecutive_failures", 0),
+        "last_error": None if not error else f"{error.get('reason')}: {error.get('detail')}",
+        "last_data_s": mine.get("last_data_s"),
+        "lag_s": mine.get("lag_s"),
+        "stale": bool(mine.get("stale")),
+        "missing": bool(mine.get("missing")),
+    }
 
 
 def sort_by_danger(rows: list[StationRow]) -> list[StationRow]:
@@ -260,5 +316,7 @@ def zone_levels_from_rows(rows: list[StationRow]) -> dict[str, int]:
     """Each zone's worst observed class, for the map when the alert service is not running."""
     levels: dict[str, int] = {}
     for row in rows:
+        if row.external:
+            continue  # another agency's gauge does not set this site's zone levels
         levels[row.zone] = max(levels.get(row.zone, 0), row.level_class)
     return levels

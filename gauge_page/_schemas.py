@@ -19,11 +19,30 @@ class ForecastSummaryOut(BaseModel):
     model_name: str
 
 
+class FeedHealthOut(BaseModel):
+    """An external station's feed, as the page shows it instead of a node's online/silent."""
+
+    feed: str | None
+    name_th: str | None
+    name_en: str | None
+    kind: str | None
+    state: str | None = Field(description="ok, degraded (a station missing from the last answer), stale, failing, "
+                              "never (no successful fetch yet) or disabled")
+    last_success_s: float | None = Field(description="last successful fetch")
+    last_attempt_s: float | None
+    consecutive_failures: int
+    last_error: str | None = Field(description="'reason: what happened and what to do'")
+    last_data_s: float | None = Field(description="newest data time the source has for this station")
+    lag_s: float | None = Field(description="now - last_data_s")
+    stale: bool
+    missing: bool = Field(description="the station was missing from the source's last answer")
+
+
 class StationRowOut(BaseModel):
     id: str
     name_th: str
     name_en: str
-    kind: Literal["water_level", "rain"]
+    kind: Literal["water_level", "rain", "discharge"]
     zone: str
     lat: float
     lon: float
@@ -44,10 +63,19 @@ class StationRowOut(BaseModel):
     qc_tests: str
     battery_v: float | None
     rssi_dbm: float | None
-    status: str = Field(description="online, offline (last will), silent (stale, no last will) or unknown")
+    status: str = Field(description="online, offline (last will), silent (stale, no last will), unknown, or "
+                        "external (another agency's or site's station: see feed_health)")
     status_since_s: float | None
     maintenance: bool
     forecast: ForecastSummaryOut | None = None
+    external: bool = Field(default=False, description="read from a feed, not owned: raises no resident alert")
+    series: Literal["observed", "predicted"] = Field(
+        default="observed", description="predicted: values are a prediction (a tide table, a release schedule)")
+    agency: str | None = Field(default=None, description="who runs an external station")
+    feed: str | None = Field(default=None, description="the [[feeds]] id that brings an external station's data")
+    feed_health: FeedHealthOut | None = None
+    discharge_m3_s: float | None = Field(default=None, description="discharge stations (a dam's release), m3/s")
+    predicted_until_s: float | None = Field(default=None, description="predicted series: end of the loaded prediction")
 
 
 class ZoneOut(BaseModel):
@@ -86,6 +114,7 @@ class ReadingOut(BaseModel):
     qc_flag: int
     qc_tests: str
     received_s: float | None
+    discharge_m3_s: float | None = None
 
 
 class ReadingsOut(BaseModel):
@@ -122,6 +151,10 @@ class ForecastSeries(BaseModel):
 class SeriesOut(BaseModel):
     station_id: str
     kind: str
+    series: Literal["observed", "predicted"] = Field(
+        default="observed", description="predicted: 'observed' holds the prediction, up to 72 h ahead")
+    external: bool = False
+    unit: str = Field(default="m MSL", description="m MSL, mm or m3/s")
     now_s: float
     start_s: float
     levels: list[float] | None
@@ -161,6 +194,8 @@ class HealthStationOut(BaseModel):
     name_th: str
     name_en: str
     kind: str
+    external: bool = False
+    feed_health: FeedHealthOut | None = None
     ts_s: float | None
     data_age_s: float | None
     stale: bool
@@ -182,6 +217,16 @@ class HealthOut(BaseModel):
     forecasts: dict[str, Any]
     live_clients: int
     stations: list[HealthStationOut]
+    feeds: list["FeedOut"] = Field(default_factory=list, description="each configured feed's health")
+
+
+class SiteOut(BaseModel):
+    id: str
+    name_th: str
+    name_en: str
+    timezone: str
+    map_url: str | None = Field(default=None, description="the site's GeoJSON map (zones and river), when it has one")
+    map_problems: list[str] = Field(default_factory=list, description="why the map cannot be drawn, if it cannot")
 
 
 class SessionOut(BaseModel):
@@ -212,3 +257,49 @@ class ActionOut(BaseModel):
 
 class AuditOut(BaseModel):
     entries: list[dict[str, Any]]
+
+
+class FeedProblemOut(BaseModel):
+    ts_s: float
+    reason: str = Field(description="missing_station, html_not_json, truncated_json, timeout, stale, ...")
+    detail: str
+    station_id: str | None = None
+
+
+class FeedStationOut(BaseModel):
+    last_data_s: float | None
+    lag_s: float | None
+    stale: bool
+    missing: bool
+    series: Literal["observed", "predicted"]
+
+
+class FeedOut(BaseModel):
+    """One feed's configuration and health (see docs/feeds.md)."""
+
+    id: str
+    kind: Literal["thaiwater", "floodwatch_mqtt", "drop_folder", "csv_url"]
+    name_th: str
+    name_en: str
+    enabled: bool
+    interval_s: float
+    state: str = Field(description="ok, degraded, stale, failing, never or disabled")
+    lag_s: float | None = Field(description="how far behind now the most-behind observed station is")
+    last_attempt_s: float | None
+    last_success_s: float | None
+    consecutive_failures: int
+    failures_total: int
+    last_error: FeedProblemOut | None
+    stored_total: int
+    last_stored: int
+    problems: list[FeedProblemOut] = Field(description="newest first, at most 10")
+    stations: dict[str, FeedStationOut]
+
+
+class FeedsOut(BaseModel):
+    running: bool
+    now_s: float
+    feeds: list[FeedOut]
+
+
+HealthOut.model_rebuild()

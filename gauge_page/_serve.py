@@ -30,8 +30,9 @@ class BackgroundServer:
         self.hub = hub
         self.host = host
         self.port = port or free_port()
+        # proxy_headers off: the page's TrustedProxyHeaders decides whom to believe (page.trusted_proxies).
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=2, access_log=False)
+                                timeout_graceful_shutdown=2, access_log=False, proxy_headers=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"page-{self.port}", daemon=True)
         self._start_timeout_s = start_timeout_s

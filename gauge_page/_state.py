@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from floodwatch import migrations
 from floodwatch.errors import ConfigError
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _MIN_PASSWORD_CHARS = 8
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS officers (
     username TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -57,6 +58,11 @@ CREATE TABLE IF NOT EXISTS maintenance (
     note TEXT NOT NULL
 );
 """
+
+# The page state file's schema versions, oldest first (floodwatch/migrations.py); append to change.
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables
+]
 
 
 def hash_password(password: str) -> str:
@@ -108,7 +114,8 @@ class PageState:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        migrations.migrate(self._db, MIGRATIONS, name=str(path))
         self._session_max_age_s = session_max_age_s
         self._extra_officers: dict[str, str] = {}
 
@@ -126,8 +133,8 @@ class PageState:
         for username, stored in officers.items():
             if not stored.startswith("scrypt$"):
                 raise ConfigError(
-                    f"page.officers[{username!r}] is not a password hash; make one with "
-                    "python -c 'from floodwatch import gauge_page; print(gauge_page.hash_password(\"...\"))'"
+                    f"page.officers[{username!r}] is not a password hash; add officers with "
+                    "floodwatch officer add USERNAME instead (or make a hash: floodwatch officer hash)"
                 )
         self._extra_officers = dict(officers)
 
@@ -141,6 +148,31 @@ class PageState:
             "display_name=excluded.display_name",
             (username, display_name or username, stored, now_s),
         )
+
+    def officers(self) -> list[dict[str, Any]]:
+        """Every officer in the table: username, display name, created time (never the hash)."""
+        rows = self._query("SELECT username, display_name, created_s FROM officers ORDER BY username")
+        return [{"username": r[0], "display_name": r[1], "created_s": r[2]} for r in rows]
+
+    def has_officer(self, username: str) -> bool:
+        return bool(self._query("SELECT 1 FROM officers WHERE username=?", (username,)))
+
+    def change_password(self, username: str, password: str) -> bool:
+        """Set a new password and end the officer's sessions; False when there is no such officer."""
+        stored = hash_password(password)
+        with self._lock:
+            changed = self._db.execute("UPDATE officers SET password_hash=? WHERE username=?",
+                                       (stored, username)).rowcount
+            if changed:
+                self._db.execute("DELETE FROM sessions WHERE username=?", (username,))
+        return bool(changed)
+
+    def remove_officer(self, username: str) -> bool:
+        """Remove an officer and end their sessions (the audit log keeps what they did); False when unknown."""
+        with self._lock:
+            removed = self._db.execute("DELETE FROM officers WHERE username=?", (username,)).rowcount
+            self._db.execute("DELETE FROM sessions WHERE username=?", (username,))
+        return bool(removed)
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The officer's display name when the password is right, else None."""

@@ -58,7 +58,7 @@ def simulated_flood(settings: Settings, end_s: float, *, hours: float = 48.0, st
     def surge_shape(t: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(t - (surge_start_s + 8 * 3600.0)) / (2.5 * 3600.0)))
 
-    for k, station in enumerate(settings.stations):
+    for k, station in enumerate(settings.own_stations):  # external stations come by feeds, not nodes
         battery_v = 4.05 - 0.004 * np.arange(t_s.size) / 6 - (0.5 if station.id == "LP-W07" else 0.0)
         rssi = -70.0 - 8.0 * (k % 4) + rng.normal(0, 2, t_s.size)
         if station.kind == "water_level":

@@ -133,7 +133,7 @@ _FLAGS = {int(f): f for f in QcFlag}
 def _with_flag(r: Reading, flag: QcFlag, tests: str) -> Reading:
     # Positional construction: dataclasses.replace costs ~5x more on the hot path.
     return Reading(r.station_id, r.ts_s, r.seq, r.boot, r.water_level_m, r.rain_mm, r.battery_v, r.rssi_dbm,
-                   flag, tests, r.received_s)
+                   flag, tests, r.received_s, r.discharge_m3_s)
 
 
 def _value(r: Reading, field: str) -> float:

@@ -37,6 +37,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_READINGS_PER_MESSAGE = 2000
 # A node's clock may drift; further ahead than this is a broken clock, not drift.
 FUTURE_REJECT_S = 3600.0
+# A predicted series (a tide table is published a year ahead) may reach this far into the future.
+PREDICTED_AHEAD_S = 400 * 86_400.0
 QUARANTINE_PAYLOAD_BYTES = 4096
 
 # Values no sensor of ours can produce anywhere: outside these the payload is
@@ -49,10 +51,12 @@ PHYSICS_LIMITS: dict[str, tuple[float, float]] = {
     "rain_tips": (0, 10_000_000),
     "battery_v": (0.0, 60.0),
     "rssi_dbm": (-200.0, 0.0),
+    # The largest rivers on Earth carry a few hundred thousand m3/s; Thai dams release a few thousand.
+    "discharge_m3_s": (0.0, 300_000.0),
     "seq": (0, 2**63 - 1),
     "boot": (0, 2**63 - 1),
 }
-_MEASUREMENTS = ("water_level_m", "distance_m", "rain_mm", "rain_tips", "battery_v", "rssi_dbm")
+_MEASUREMENTS = ("water_level_m", "distance_m", "rain_mm", "rain_tips", "battery_v", "rssi_dbm", "discharge_m3_s")
 
 
 def _within(name: str) -> Any:
@@ -79,6 +83,7 @@ class _ReadingIn(BaseModel):
     rain_tips: int | None = _within("rain_tips")
     battery_v: float | None = _within("battery_v")
     rssi_dbm: float | None = _within("rssi_dbm")
+    discharge_m3_s: float | None = _within("discharge_m3_s")
 
 
 class _MessageIn(_ReadingIn):
@@ -182,12 +187,16 @@ def parse_message(
     settings: "Settings",
     now_s: float,
     tips: TipCounters | None = None,
+    *,
+    from_feed: bool = False,
 ) -> ParsedMessage:
     """Validate and convert one telemetry message; bad parts are returned, not raised.
 
     A message-level fault (topic, size, encoding, JSON, unknown station)
     refuses the whole message; in a buffer each reading stands alone, so one
-    bad reading does not lose its neighbours.
+    bad reading does not lose its neighbours. An external station's readings
+    are taken only from its feed (``from_feed=True``), never from a node on
+    this site's broker.
     """
     reg = _registry(settings)
     station_id: str | None = None
@@ -199,6 +208,13 @@ def parse_message(
                 "unknown_station",
                 f"station {station_id!r} is not in {settings.config_file}; add it under [[stations]] "
                 "or check the node's topic",
+                station_id,
+            )
+        if station.external and not from_feed:
+            raise PayloadError(
+                "external_station",
+                f"station {station_id!r} is external: its data arrive by feed {station.feed!r}, not from a node on "
+                "this broker; check the publisher's topic",
                 station_id,
             )
         if len(payload) > MAX_PAYLOAD_BYTES:
@@ -336,7 +352,15 @@ def _convert(
             station_id,
         )
     ts_s = _parse_ts(item.ts, station_id)
-    if ts_s > now_s + FUTURE_REJECT_S:
+    if station.series == "predicted":
+        if ts_s > now_s + PREDICTED_AHEAD_S:
+            raise PayloadError(
+                "future_ts",
+                f"ts is {(ts_s - now_s) / 86400:.0f} days ahead, beyond the {PREDICTED_AHEAD_S / 86400:.0f} days a "
+                "prediction may reach; check the table's year (Buddhist era?)",
+                station_id,
+            )
+    elif ts_s > now_s + FUTURE_REJECT_S:
         raise PayloadError(
             "future_ts",
             f"ts is {ts_s - now_s:.0f} s in the future; set the node's clock (NTP/GNSS)",
@@ -351,7 +375,15 @@ def _convert(
         )
     level_m = item.water_level_m
     rain_mm = item.rain_mm
-    if station.kind == "water_level":
+    discharge = item.discharge_m3_s
+    if discharge is not None and station.kind != "discharge":
+        raise PayloadError("wrong_sensor", f"{station_id} is a {station.kind} station but sent discharge_m3_s",
+                           station_id)
+    if station.kind == "discharge":
+        if level_m is not None or item.distance_m is not None or rain_mm is not None or item.rain_tips is not None:
+            raise PayloadError("wrong_sensor", f"{station_id} is a discharge station; send discharge_m3_s only",
+                               station_id)
+    elif station.kind == "water_level":
         if rain_mm is not None or item.rain_tips is not None:
             raise PayloadError("wrong_sensor", f"{station_id} is a water-level station but sent rain", station_id)
         if item.distance_m is not None:
@@ -373,10 +405,11 @@ def _convert(
             if tips is not None:
                 rain_mm = tips.rain_mm(station_id, item.boot, ts_s, item.rain_tips, station.mm_per_tip)
             # Without a baseline the rain of this interval is unknown: stored as missing.
-    if level_m is None and rain_mm is None and item.rain_tips is None and item.battery_v is None and item.rssi_dbm is None:
+    if (level_m is None and rain_mm is None and item.rain_tips is None and item.battery_v is None
+            and item.rssi_dbm is None and discharge is None):
         raise PayloadError(
             "no_measurement",
-            "the reading carries no measurement; send water_level_m, distance_m, rain_mm or rain_tips",
+            "the reading carries no measurement; send water_level_m, distance_m, rain_mm, rain_tips or discharge_m3_s",
             station_id,
         )
     return Reading(
@@ -389,6 +422,7 @@ def _convert(
         battery_v=item.battery_v,
         rssi_dbm=item.rssi_dbm,
         received_s=now_s,
+        discharge_m3_s=discharge,
     )
 
 

@@ -69,25 +69,52 @@ def limits_for(station: "StationConfig") -> QcLimits:
     since 2011. Replace with the 0.1/99.9 percentiles of a year of the
     station's own record when it exists.
     """
+    predicted = station.series == "predicted"
     if station.kind == "water_level":
         assert station.levels is not None
         low_m = station.low_water_m if station.low_water_m is not None else station.min_level_m + 0.5
+        # Another agency's gauge reports to the centimetre, often hourly: a slow river holds one
+        # value for hours without the gauge being stuck.
+        reported = station.sensor == "reported"
         return QcLimits(
             field="water_level_m",
             fail_min=station.min_level_m,
             fail_max=station.max_level_m,
             suspect_min=max(station.min_level_m, low_m - 0.5),
             suspect_max=min(station.max_level_m, station.levels.evacuate_m + 1.0),
-            spike_suspect=0.25,
-            spike_fail=0.50,
+            # A prediction is smooth by construction: an hourly tide table moves tens of
+            # centimetres between rows, which the one-sided median would call a spike.
+            spike_suspect=np.inf if predicted else 0.25,
+            spike_fail=np.inf if predicted else 0.50,
             rate_suspect_per_s=1.5 / 3600.0,
             # Ultrasonic and radar gauges jitter by a few millimetres between readings.
             rate_min_change=0.02,
             flat_tolerance=0.002,
-            flat_suspect_s=2 * 3600.0,
-            flat_fail_s=6 * 3600.0,
+            # A published schedule may hold one value for days; only a sensor gets stuck.
+            flat_suspect_s=np.inf if predicted else (12 * 3600.0 if reported else 2 * 3600.0),
+            flat_fail_s=np.inf if predicted else (36 * 3600.0 if reported else 6 * 3600.0),
             # The sensor's own noise (a few mm) rides on the dry ground level.
             flat_exempt_at_or_below=(station.dry_level_m + 0.02) if station.dry_level_m is not None else -np.inf,
+            future_suspect_s=np.inf if predicted else 120.0,
+        )
+    if station.kind == "discharge":
+        # A dam's release: never negative, never above what its gates and spillway pass;
+        # suspect above 80 % of that. Gates open in steps, so only a swing of the whole
+        # range within three hours is suspect, and a release held for days is normal.
+        top = station.max_discharge_m3_s
+        return QcLimits(
+            field="discharge_m3_s",
+            fail_min=0.0,
+            fail_max=top,
+            suspect_min=0.0,
+            suspect_max=0.8 * top,
+            spike_suspect=np.inf,
+            spike_fail=np.inf,
+            rate_suspect_per_s=top / (3 * 3600.0),
+            flat_tolerance=0.0,
+            flat_suspect_s=np.inf,
+            flat_fail_s=np.inf,
+            future_suspect_s=np.inf if predicted else 120.0,
         )
     # Rain: per-reading totals. Intensities are judged by rate_of_change below
     # as mm per second (150 mm/h suspect: Thailand's heaviest hours reach ~120).
@@ -353,6 +380,8 @@ def run_tests(
         with np.errstate(invalid="ignore"):
             dry = np.asarray(values, dtype=float) <= _col(limits.flat_exempt_at_or_below, np.ndim(values))
         tests["flat_line"][dry & (tests["flat_line"] != NOT_EVALUATED)] = PASS
+    elif limits.field == "discharge_m3_s":
+        tests["rate_of_change"] = rate_of_change(values, t_s, limits.rate_suspect_per_s)
     else:
         tests["rate_of_change"] = rain_intensity(values, t_s, limits.rate_suspect_per_s, default_dt_s)
     tests["timestamp"] = timestamp_sanity(t_s, now_s, limits.future_suspect_s)

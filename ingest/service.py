@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from floodwatch.logs import redact_url
 from floodwatch import metrics
 from floodwatch.errors import ConfigError, PayloadError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import Reading, StationId
@@ -67,6 +68,13 @@ metrics.describe("floodwatch_readings_ingested_total", "counter", "readings stor
 metrics.describe("floodwatch_readings_rejected_total", "counter", "payloads or readings refused, by reason")
 metrics.describe("floodwatch_readings_duplicate_total", "counter", "readings dropped as already stored")
 metrics.describe("floodwatch_last_reading_age_seconds", "gauge", "age of the newest reading per station")
+metrics.describe("floodwatch_ingest_messages_received_total", "counter",
+                 "MQTT messages this worker received, by kind (telemetry, status); with a shared subscription "
+                 "the workers' telemetry counts add up to what the nodes published")
+metrics.describe("floodwatch_ingest_messages_redelivered_total", "counter",
+                 "messages the broker flagged as redelivered (DUP): sent before, not acknowledged")
+metrics.describe("floodwatch_ingest_lag_seconds", "histogram",
+                 "seconds from a reading's arrival from the broker to its durable write in the store")
 
 
 class _Msg(NamedTuple):
@@ -76,21 +84,22 @@ class _Msg(NamedTuple):
     qos: int
     generation: int
     received_s: float
+    dup: bool = False
 
 
 def spool_path(settings: "Settings") -> str:
-    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db."""
+    """The spool file: ``store.spool_path``, else beside the SQLite file, else var/ingest-spool.db in the data dir."""
     if settings.store.spool_path:
         return settings.store.spool_path
     if settings.store.url.startswith("sqlite:///"):
         return settings.store.url[len("sqlite:///"):] + ".spool"
-    return "var/ingest-spool.db"
+    return str(settings.data_dir / "var" / "ingest-spool.db")
 
 
 def _parse_mqtt_url(url: str) -> tuple[str, int, bool]:
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"mqtt url {url!r} should look like mqtt://host:1883 or mqtts://host:8883")
+        raise ConfigError(f"mqtt url {redact_url(url)!r} should look like mqtt://host:1883 or mqtts://host:8883")
     tls = u.scheme in ("mqtts", "ssl")
     return u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883), tls
 
@@ -195,6 +204,8 @@ class IngestService:
         return {
             "connected": self._connected.is_set(),
             "messages_received": c["messages"],
+            "telemetry_received": c["telemetry"],
+            "redelivered": c["redelivered"],
             "readings_received": c["readings"],
             "stored": c["stored"],
             "duplicates": c["duplicates"],
@@ -242,8 +253,8 @@ class IngestService:
         if self.settings.mqtt.single_site_topics:
             forms.append(f"{prefix}/{{station}}")
         if self.settings.worker.is_partial:
-            telemetry = [f.format(station=s.id) + "/telemetry" for s in self.settings.stations for f in forms]
-            status = [f.format(station=s.id) + "/status" for s in self.settings.stations for f in forms]
+            telemetry = [f.format(station=s.id) + "/telemetry" for s in self.settings.own_stations for f in forms]
+            status = [f.format(station=s.id) + "/status" for s in self.settings.own_stations for f in forms]
         else:
             telemetry = [f.format(station="+") + "/telemetry" for f in forms]
             status = [f.format(station="+") + "/status" for f in forms]
@@ -289,7 +300,8 @@ class IngestService:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Runs in paho's network thread for every message: keep it to one tuple and one put.
-        self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, self.clock.now_s()))
+        self._queue.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, self.clock.now_s(),
+                             bool(msg.dup)))
 
     # -- writer --------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -347,8 +359,14 @@ class IngestService:
         statuses: list[tuple[str, str]] = []
         counts = self._counts
         counts["messages"] += len(batch)
+        redelivered = sum(1 for m in batch if m.dup)
+        if redelivered:
+            counts["redelivered"] += redelivered
+            metrics.inc("floodwatch_ingest_messages_redelivered_total", redelivered)
+        status_messages = 0
         for m in batch:
             if m.topic.endswith("/status"):
+                status_messages += 1
                 status = self._parse_status(m, rejections)
                 if status is not None:
                     statuses.append(status)
@@ -357,6 +375,10 @@ class IngestService:
             readings.extend(parsed.readings)
             for err in parsed.errors:
                 rejections.append(self._rejection(m, err))
+        counts["telemetry"] += len(batch) - status_messages
+        metrics.inc("floodwatch_ingest_messages_received_total", len(batch) - status_messages, kind="telemetry")
+        if status_messages:
+            metrics.inc("floodwatch_ingest_messages_received_total", status_messages, kind="status")
         counts["readings"] += len(readings)
         if readings:
             readings = self._checker.check(readings, now_s)
@@ -433,6 +455,10 @@ class IngestService:
         per_station: Counter[str] = Counter(r.station_id for r in stored)
         for sid, n in per_station.items():
             metrics.inc("floodwatch_readings_ingested_total", n, station=sid)
+        stored_at_s = self.clock.now_s()
+        for r in stored:
+            if r.received_s is not None:
+                metrics.observe("floodwatch_ingest_lag_seconds", max(0.0, stored_at_s - r.received_s))
         if len(stored) != len(readings):
             stored_keys = {(r.station_id, r.ts_s) for r in stored}
             dup_station: Counter[str] = Counter(

@@ -18,8 +18,20 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from floodwatch import migrations
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Rejection
+
+
+# The spool file's schema versions, oldest first (floodwatch/migrations.py); append to change.
+MIGRATIONS: list[migrations.Step] = [
+    # 1: release 0.1.0's tables. tip_counters is ingest's own small state: the last tip counter
+    # per rain gauge, so a restart does not lose the first interval's rain.
+    """
+    CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS tip_counters (station TEXT PRIMARY KEY, boot INTEGER, ts_s REAL, tips INTEGER);
+    """,
+]
 
 
 class Spool:
@@ -30,12 +42,8 @@ class Spool:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL)")
-        # Ingest's own small state lives here too: the last tip counter per rain
-        # gauge, so a restart does not lose the first interval's rain.
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS tip_counters (station TEXT PRIMARY KEY, boot INTEGER, ts_s REAL, tips INTEGER)"
-        )
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        migrations.migrate(self._conn, MIGRATIONS, name=str(self.path))
         self._pending = self._conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
 
     def load_tips(self) -> dict[str, tuple[int | None, float, int]]:

@@ -3,8 +3,9 @@
 It answers the endpoints floodwatch calls the way LINE does (status codes,
 error bodies, ``x-line-request-id``), validates bodies against LINE's own
 OpenAPI spec (``line_standin/spec/``) and the limits LINE documents beside
-it, honours ``X-Line-Retry-Key``, rate limits and a monthly quota, can be told
-to fail, records what it received, and sends signed webhook events.
+it, honours ``X-Line-Retry-Key``, rate limits and a monthly quota, keeps rich
+menus and what users sent (content endpoint), can be told to fail, records
+what it received, and sends signed webhook events.
 See docs/line-standin.md.
 """
 
@@ -15,6 +16,8 @@ from floodwatch.line_standin._webhook import (
     DEFAULT_BOT_USER_ID,
     WebhookResult,
     follow_event,
+    location_message_event,
+    media_message_event,
     new_reply_token,
     new_user_id,
     new_webhook_event_id,
@@ -34,6 +37,8 @@ __all__ = [
     "RecordedRequest",
     "WebhookResult",
     "follow_event",
+    "location_message_event",
+    "media_message_event",
     "messaging_spec",
     "new_reply_token",
     "new_user_id",

@@ -9,7 +9,8 @@ those. What the spec leaves out, from ``../shared/line-openapi/README.md``:
 - Flex ``altText`` at most 1,500 characters;
 - a Flex bubble's JSON at most 30 KB, a carousel's at most 50 KB with at most
   12 bubbles. We count the compact UTF-8 JSON and take 1 KB = 1,000 bytes,
-  the stricter reading, so whatever passes here passes at LINE.
+  the stricter reading, so whatever passes here passes at LINE;
+- where Flex components may sit, colours and sizes (:mod:`line_standin._flex`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from floodwatch.line_standin._flex import flex_rule_errors
 from floodwatch.line_standin._spec import ErrorDetail
 
 MAX_TEXT_UTF16 = 5000
@@ -66,6 +68,7 @@ def message_limit_errors(messages: Any) -> list[ErrorDetail]:
                     ErrorDetail(f"Length must be between 0 and {MAX_FLEX_ALT_TEXT}", f"{where}.altText")
                 )
             details.extend(_flex_size_errors(message.get("contents"), f"{where}.contents"))
+            details.extend(flex_rule_errors(message.get("contents"), f"{where}.contents"))
     return details
 
 

@@ -10,7 +10,8 @@ hold, or drop) the answer.
 Order of checks, as LINE applies them: route (404) -> bearer token (401) ->
 injected fault -> retry-key form (400) -> rate limit (429) -> body against
 the spec and the documented limits (400) -> retry key already accepted (409)
--> monthly quota (429) -> execute (200 / 202).
+-> monthly quota (429) -> execute (200 / 202). Rich menus and user content
+(:mod:`line_standin._richmenu`) follow the same route, token and fault steps.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from floodwatch.line_standin._limits import message_limit_errors
 from floodwatch.line_standin._policy import MonthlyQuota, RetryKeyLedger, TokenBucket
+from floodwatch.line_standin._richmenu import MAX_MENUS, MSG_NO_IMAGE, Content, RichMenuState, menu_errors
 from floodwatch.line_standin._spec import ErrorDetail, messaging_spec
-from floodwatch.line_standin._webhook import DEFAULT_BOT_USER_ID, WebhookResult, send_webhook
+from floodwatch.line_standin._webhook import DEFAULT_BOT_USER_ID, WebhookResult, media_message_event, send_webhook
 
 log = logging.getLogger("line_standin")
 
@@ -49,6 +51,21 @@ PUSH, MULTICAST, REPLY = "/v2/bot/message/push", "/v2/bot/message/multicast", "/
 BROADCAST, NARROWCAST = "/v2/bot/message/broadcast", "/v2/bot/message/narrowcast"
 QUOTA, CONSUMPTION = "/v2/bot/message/quota", "/v2/bot/message/quota/consumption"
 BOT_INFO, FOLLOWERS = "/v2/bot/info", "/v2/bot/followers/ids"
+RICHMENU, RICHMENU_VALIDATE, RICHMENU_LIST = "/v2/bot/richmenu", "/v2/bot/richmenu/validate", "/v2/bot/richmenu/list"
+DEFAULT_RICHMENU = "/v2/bot/user/all/richmenu"
+# path patterns with an id in them, and the endpoint name each answers for
+_ID_ROUTES = (
+    (re.compile(r"^/v2/bot/richmenu/(?P<id>[^/]+)/content$"), "/v2/bot/richmenu/{richMenuId}/content"),
+    (re.compile(r"^/v2/bot/richmenu/(?P<id>[^/]+)$"), "/v2/bot/richmenu/{richMenuId}"),
+    (re.compile(r"^/v2/bot/user/all/richmenu/(?P<id>[^/]+)$"), "/v2/bot/user/all/richmenu/{richMenuId}"),
+    (re.compile(r"^/v2/bot/message/(?P<id>[^/]+)/content$"), "/v2/bot/message/{messageId}/content"),
+)
+_ID_METHODS = {
+    "/v2/bot/richmenu/{richMenuId}/content": ("GET", "POST"),
+    "/v2/bot/richmenu/{richMenuId}": ("GET", "DELETE"),
+    "/v2/bot/user/all/richmenu/{richMenuId}": ("POST",),
+    "/v2/bot/message/{messageId}/content": ("GET",),
+}
 VALIDATE_PATHS = tuple(f"/v2/bot/message/validate/{kind}" for kind in ("reply", "push", "multicast", "narrowcast", "broadcast"))
 SEND_PATHS = (PUSH, MULTICAST, REPLY, BROADCAST, NARROWCAST)
 RETRY_KEY_PATHS = frozenset({PUSH, MULTICAST, NARROWCAST, BROADCAST})
@@ -140,6 +157,8 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     drop_connection: bool = False
+    raw: bytes | None = None  # a binary answer (content, rich menu image) instead of JSON ``body``
+    content_type: str = "application/json"
 
 
 def _error(status: int, message: str, details: Iterable[ErrorDetail] = ()) -> _Answer:
@@ -246,6 +265,7 @@ class LineStandIn:
         self._reply_tokens: dict[str, str] = {}
         self._profiles: dict[str, dict[str, Any]] = {}
         self._followers: dict[str, None] = {}
+        self._menus = RichMenuState()
 
     def start(self) -> "LineStandIn":
         if self._server is not None:
@@ -385,6 +405,32 @@ class LineStandIn:
         with self._lock:
             self._faults.clear()
 
+    def rich_menus(self) -> list[dict[str, Any]]:
+        """The channel's rich menus as ``GET /v2/bot/richmenu/list`` answers, plus ``hasImage``."""
+        with self._lock:
+            return [{**m.response(), "hasImage": m.image is not None} for m in self._menus.menus.values()]
+
+    def default_rich_menu(self) -> str | None:
+        with self._lock:
+            return self._menus.default_id
+
+    def rich_menu_image(self, rich_menu_id: str) -> bytes | None:
+        with self._lock:
+            menu = self._menus.menus.get(rich_menu_id)
+            return None if menu is None else menu.image
+
+    def put_content(self, message_id: str, data: bytes, content_type: str = "image/jpeg") -> None:
+        """Serve ``data`` at ``GET /v2/bot/message/{message_id}/content`` (what a user sent)."""
+        with self._lock:
+            self._menus.contents[message_id] = Content(bytes(data), content_type)
+
+    def media_event(self, user_id: str, data: bytes, content_type: str = "image/jpeg", kind: str = "image",
+                    **kwargs: Any) -> dict[str, Any]:
+        """An image / video / audio message event whose bytes the content endpoint serves."""
+        event = media_message_event(user_id, kind, **kwargs)
+        self.put_content(event["message"]["id"], data, content_type)
+        return event
+
     def add_profile(self, user_id: str, display_name: str, *, language: str | None = None) -> None:
         """Make ``GET /v2/bot/profile/{user_id}`` answer; users met in a follow event get one too."""
         profile = {"userId": user_id, "displayName": display_name}
@@ -466,6 +512,13 @@ class LineStandIn:
         """The endpoint name the stand-in answers for ``method path``, or None for 404."""
         if method == "POST" and (path in SEND_PATHS or path in VALIDATE_PATHS):
             return path
+        if (method, path) in (("POST", RICHMENU), ("POST", RICHMENU_VALIDATE), ("GET", RICHMENU_LIST),
+                              ("GET", DEFAULT_RICHMENU), ("DELETE", DEFAULT_RICHMENU)):
+            return path
+        if path not in (RICHMENU_LIST, RICHMENU_VALIDATE):
+            for pattern, name in _ID_ROUTES:
+                if pattern.match(path) and method in _ID_METHODS[name]:
+                    return name
         if method == "GET" and path in (QUOTA, CONSUMPTION, BOT_INFO, FOLLOWERS):
             return path
         if method == "GET" and _PROFILE_PATH.match(path):
@@ -481,7 +534,11 @@ class LineStandIn:
         raw_body: bytes,
         request_id: str,
     ) -> tuple[Any, bool, _Answer]:
-        body = _parse_json(raw_body)
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if raw_body and content_type and "json" not in content_type:
+            body: Any = {"bytes": len(raw_body), "content_type": content_type}  # an upload: recorded, not parsed
+        else:
+            body = _parse_json(raw_body)
         endpoint = self._route(method, path)
         if endpoint is None:
             return body, False, _error(404, MSG_NOT_FOUND)
@@ -500,7 +557,9 @@ class LineStandIn:
             answer.delay_s = fault.delay_s
             return body, True, answer
 
-        if method == "GET":
+        if endpoint.startswith(("/v2/bot/richmenu", DEFAULT_RICHMENU, "/v2/bot/message/{messageId}")):
+            answer = self._menus_and_content(method, endpoint, path, headers, raw_body, body)
+        elif method == "GET":
             answer = self._get(endpoint, path)
         else:
             answer = self._post(endpoint, headers, raw_body, body, request_id)
@@ -612,6 +671,71 @@ class LineStandIn:
             return _Answer(200, {"sentMessages": sent})
         return _Answer(202 if endpoint == NARROWCAST else 200, {})
 
+    def _menus_and_content(self, method: str, endpoint: str, path: str, headers: Mapping[str, str],
+                           raw_body: bytes, body: Any) -> _Answer:
+        """Rich menus (create, validate, list, get, delete, image, default) and user content."""
+        ident = None
+        for pattern, name in _ID_ROUTES:
+            found = pattern.match(path)
+            if found and name == endpoint:
+                ident = found["id"]
+        if endpoint in (RICHMENU, RICHMENU_VALIDATE):
+            if body is _INVALID_JSON:
+                return _error(400, "The request body has 1 error(s)", [ErrorDetail("Invalid JSON", "")])
+            details = self._spec.errors("RichMenuRequest", body) if isinstance(body, dict) else [
+                ErrorDetail("must be of type object", "")]
+            seen = set(details)
+            details.extend(d for d in menu_errors(body) if d not in seen)
+            if details:
+                return _error(400, f"The request body has {len(details)} error(s)", details)
+            if endpoint == RICHMENU_VALIDATE:
+                return _Answer(200, {})
+            with self._lock:
+                menu = self._menus.create(body)
+            if menu is None:
+                return _error(400, f"The number of rich menus has reached the limit ({MAX_MENUS})")
+            return _Answer(200, {"richMenuId": menu.rich_menu_id})
+        with self._lock:
+            state = self._menus
+            if endpoint == RICHMENU_LIST:
+                return _Answer(200, {"richmenus": [m.response() for m in state.menus.values()]})
+            if endpoint == DEFAULT_RICHMENU:
+                if method == "DELETE":
+                    state.default_id = None
+                    return _Answer(200, {})
+                if state.default_id is None:
+                    return _error(404, "no default richmenu")
+                return _Answer(200, {"richMenuId": state.default_id})
+            if endpoint == "/v2/bot/message/{messageId}/content":
+                content = state.contents.get(ident or "")
+                if content is None:
+                    return _error(404, MSG_NOT_FOUND)
+                return _Answer(200, None, raw=content.data, content_type=content.content_type)
+            menu = state.menus.get(ident or "")
+            if menu is None:
+                return _error(404, MSG_NOT_FOUND)
+            if endpoint == "/v2/bot/richmenu/{richMenuId}":
+                if method == "DELETE":
+                    state.delete(menu.rich_menu_id)
+                    return _Answer(200, {})
+                return _Answer(200, menu.response())
+            if endpoint == "/v2/bot/user/all/richmenu/{richMenuId}":
+                if menu.image is None:
+                    return _error(400, MSG_NO_IMAGE)
+                state.default_id = menu.rich_menu_id
+                return _Answer(200, {})
+            # /v2/bot/richmenu/{richMenuId}/content
+            if method == "GET":
+                if menu.image is None:
+                    return _error(404, MSG_NOT_FOUND)
+                return _Answer(200, None, raw=menu.image, content_type=menu.image_type or "image/png")
+            refused = state.upload_errors(menu, headers.get("content-type", ""), raw_body)
+            if refused is not None:
+                return _error(*refused)
+            menu.image = bytes(raw_body)
+            menu.image_type = headers.get("content-type", "").split(";")[0].strip().lower()
+            return _Answer(200, {})
+
     def _validate(self, endpoint: str, body: Any) -> list[ErrorDetail]:
         schema_name = self._spec.request_schema_name(endpoint)
         if schema_name is None:
@@ -712,9 +836,12 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        payload = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        if answer.raw is not None:
+            payload = answer.raw
+        else:
+            payload = json.dumps(answer.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         head = [f"{self.protocol_version} {answer.status} {self.responses.get(answer.status, ('',))[0]}"]
-        head.append("Content-Type: application/json")
+        head.append(f"Content-Type: {answer.content_type}")
         head.append(f"Content-Length: {len(payload)}")
         head.extend(f"{k}: {v}" for k, v in answer.headers.items())
         if self.close_connection:

@@ -99,6 +99,58 @@ def text_message_event(
     return event
 
 
+def location_message_event(
+    user_id: str,
+    latitude: float,
+    longitude: float,
+    *,
+    title: str | None = None,
+    address: str | None = None,
+    reply_token: str | None = None,
+    timestamp_ms: int | None = None,
+    redelivery: bool = False,
+) -> dict[str, Any]:
+    """A resident shared a location (the chat's "+" > Location, or a quick-reply location button)."""
+    event = _common("message", user_id, timestamp_ms, redelivery)
+    event["replyToken"] = reply_token or new_reply_token()
+    message: dict[str, Any] = {"type": "location", "id": new_message_id(), "latitude": latitude,
+                               "longitude": longitude}
+    if title is not None:
+        message["title"] = title
+    if address is not None:
+        message["address"] = address
+    event["message"] = message
+    return event
+
+
+def media_message_event(
+    user_id: str,
+    kind: str = "image",
+    *,
+    message_id: str | None = None,
+    duration_ms: int | None = None,
+    reply_token: str | None = None,
+    timestamp_ms: int | None = None,
+    redelivery: bool = False,
+) -> dict[str, Any]:
+    """A resident sent an image, video or audio clip; its bytes are at the content endpoint.
+
+    Use :meth:`LineStandIn.media_event` to register the bytes the content
+    endpoint then serves under this event's message id.
+    """
+    if kind not in ("image", "video", "audio"):
+        raise ValueError(f"media kind must be image, video or audio, got {kind!r}")
+    event = _common("message", user_id, timestamp_ms, redelivery)
+    event["replyToken"] = reply_token or new_reply_token()
+    message: dict[str, Any] = {"type": kind, "id": message_id or new_message_id(), "contentProvider": {"type": "line"}}
+    if kind != "audio":
+        message["quoteToken"] = secrets.token_urlsafe(48)
+    if kind in ("video", "audio"):
+        message["duration"] = 10_000 if duration_ms is None else duration_ms
+    event["message"] = message
+    return event
+
+
 def postback_event(
     user_id: str,
     data: str,

@@ -467,7 +467,8 @@ class ForecastJob:
         self._on_forecast = on_forecast
         self._latest: IssuedForecast | None = None
         self._run_lock = threading.Lock()
-        stations = settings.level_stations
+        # A predicted series is already a forecast (a tide table): it is an input, not forecast itself.
+        stations = [s for s in settings.level_stations if s.series != "predicted"]
         self._station_ids = tuple(s.id for s in stations)
         self._thresholds_m = np.array([s.levels.as_tuple() for s in stations], dtype=float).reshape(-1, 3)
         # Each level station reads the rain of the gauge named in its config.

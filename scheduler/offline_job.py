@@ -47,7 +47,8 @@ class OfflineCheck:
         self._store = store
         self._clock = clock
         self._on_status = on_status
-        self._intervals = {s.id: s.publish_interval_s for s in settings.stations}
+        # External stations have no node to go silent: their feed's health says how current they are.
+        self._intervals = {s.id: s.publish_interval_s for s in settings.own_stations}
         self._silent: set[StationId] = set()
 
     def run_once(self) -> set[StationId]:

@@ -49,6 +49,7 @@ class PeriodicWork:
     def start(self) -> None:
         self._scheduler.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop scheduling; ``wait=False`` does not wait for a running job (a feed stuck on a slow source)."""
         if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+            self._scheduler.shutdown(wait=wait)

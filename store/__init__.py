@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from floodwatch.logs import redact_url
 from floodwatch.errors import ConfigError
 from floodwatch.store.base import Field, Rejection, Store, StoreStats, Window, WriteResult
 
@@ -37,6 +38,6 @@ def open_store(settings: "Settings") -> Store:
 
         return InfluxStore.from_settings(settings)
     raise ConfigError(
-        f"store url {url!r} is not understood; use sqlite:///var/floodwatch.db or "
+        f"store url {redact_url(url)!r} is not understood; use sqlite:///var/floodwatch.db or "
         "influxdb+http://host:8086 (set FLOODWATCH_STORE__URL)"
     )

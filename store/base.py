@@ -18,7 +18,7 @@ import numpy as np
 
 from floodwatch.vocabulary import Reading, StationId
 
-Field = Literal["water_level_m", "rain_mm", "battery_v", "rssi_dbm"]
+Field = Literal["water_level_m", "rain_mm", "battery_v", "rssi_dbm", "discharge_m3_s"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,11 @@ class QuarantineStore(Protocol):
 
     def apply_retention(self, now_s: float) -> int:
         """Delete readings older than the retention window; return how many went."""
+        ...
+
+    def replace_readings(self, station_id: StationId, start_s: float, end_s: float,
+                         readings: Sequence[Reading]) -> list[Reading]:
+        """Replace one station's readings in [start_s, end_s] (a new prediction over the times it covers)."""
         ...
 
     def stats(self) -> StoreStats: ...

@@ -3,9 +3,9 @@
 Data design (see docs/storage.md):
 
 - measurement ``reading``; tags ``station`` (LP-W01...) and ``kind``
-  (water_level | rain): few series, one per station, which is what InfluxDB
+  (water_level | rain | discharge): few series, one per station, which is what InfluxDB
   indexes well; fields ``water_level_m``, ``rain_mm``, ``battery_v``,
-  ``rssi_dbm`` (float), ``seq``, ``boot``, ``qc_flag`` (integer), ``qc_tests``
+  ``rssi_dbm``, ``discharge_m3_s`` (float), ``seq``, ``boot``, ``qc_flag`` (integer), ``qc_tests``
   (string), ``received_s`` (float); timestamp = the reading's ``ts`` at
   millisecond precision. InfluxDB keys a point by (series, time), so a
   re-written reading overwrites itself: the (station, ts) dedup is native.
@@ -41,6 +41,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from influxdb_client.rest import ApiException
 
+from floodwatch.logs import redact_url
 from floodwatch.errors import ConfigError, StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
@@ -52,8 +53,9 @@ log = logging.getLogger(__name__)
 
 MEASUREMENT = "reading"
 QUARANTINE = "quarantine"
-_FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm")
+_FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm", "discharge_m3_s")
 _SUMMED = ("rain_mm",)
+_PREDICTED_AHEAD_S = 400 * 86_400.0  # as far as ingest lets a predicted series reach
 
 
 def http_url(url: str) -> str:
@@ -63,7 +65,7 @@ def http_url(url: str) -> str:
             return url[len("influxdb+"):]
     if url.startswith(("http://", "https://")):
         return url
-    raise ConfigError(f"store url {url!r} is not an InfluxDB url; write it as influxdb+http://host:8086")
+    raise ConfigError(f"store url {redact_url(url)!r} is not an InfluxDB url; write it as influxdb+http://host:8086")
 
 
 # -- line protocol (written by hand: Point objects cost ~20 us each) ---------
@@ -217,6 +219,29 @@ class InfluxStore:
                 seq_keys.add((station, int(row["boot"]), int(row["seq"])))
         return ts_keys, seq_keys
 
+    def replace_readings(self, station_id: StationId, start_s: float, end_s: float,
+                         readings: Sequence[Reading]) -> list[Reading]:
+        """Replace one station's readings in [start_s, end_s]: delete that range, then write.
+
+        Two requests, not one transaction: a crash between them leaves the range empty
+        until the feed loads it again (its cursor has not moved, so it does).
+        """
+        stray = [r for r in readings if r.station_id != station_id or not start_s <= r.ts_s <= end_s]
+        if stray:
+            raise StoreError(
+                f"replace_readings for {station_id} over [{start_s}, {end_s}] got {len(stray)} readings outside "
+                "it; pass only that station's readings in the range"
+            )
+        self._call("a delete", self._client.delete_api().delete,
+                   datetime.fromtimestamp(start_s, tz=timezone.utc), datetime.fromtimestamp(end_s, tz=timezone.utc),
+                   f'_measurement="{MEASUREMENT}" AND station={_flux_str(station_id)}',
+                   bucket=self.bucket, org=self.org)
+        if readings:
+            lines = [reading_line(r, self._kind(r.station_id)) for r in readings]
+            self._call("a write", self._write.write, bucket=self.bucket, org=self.org, record=lines,
+                       write_precision=WritePrecision.MS)
+        return list(readings)
+
     def write_batch(self, readings: Sequence[Reading]) -> WriteResult:
         stored = self.insert_new(readings)
         return WriteResult(stored=len(stored), duplicates=len(readings) - len(stored))
@@ -337,7 +362,8 @@ class InfluxStore:
             if not todo:
                 break
             flux = (
-                self._readings_flux(todo, now_s - lookback_s, now_s + 86_400.0)
+                # Far ahead too: a predicted series' newest reading is where its prediction ends.
+                self._readings_flux(todo, now_s - lookback_s, now_s + _PREDICTED_AHEAD_S)
                 + '  |> group(columns: ["station"])\n'
                 + '  |> sort(columns: ["_time"])\n'
                 + '  |> last(column: "qc_flag")\n'
@@ -437,4 +463,5 @@ def _row_to_reading(row: dict[str, Any]) -> Reading:
         qc_flag=QcFlag(int(row.get("qc_flag") or QcFlag.NOT_EVALUATED)),
         qc_tests=row.get("qc_tests") or "",
         received_s=num("received_s"),
+        discharge_m3_s=num("discharge_m3_s"),
     )

@@ -8,6 +8,9 @@ Schema (see docs/storage.md):
   buffer with fresh timestamps. ``INSERT OR IGNORE`` drops duplicates of
   either key, so a QoS 1 redelivery or a replayed spool never counts twice.
 - ``quarantine``: every payload ingest refused, with its reason.
+- predicted series (a tide table, a release schedule) are written with
+  :meth:`SqliteStore.replace_readings`: a new load replaces the previous
+  prediction over the times it covers, in one transaction.
 
 Writes go through one connection under a lock; every reading thread gets its
 own connection, so WAL lets the page and the forecaster read while ingest
@@ -26,16 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
+from floodwatch.logs import redact_url
+from floodwatch import migrations
 from floodwatch.errors import StoreError, StoreUnavailable
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Field, Rejection, StoreStats, Window, WriteResult, empty_window
 
 log = logging.getLogger(__name__)
 
-_FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm")
+_FIELDS = ("water_level_m", "rain_mm", "battery_v", "rssi_dbm", "discharge_m3_s")
 _SUMMED_FIELDS = ("rain_mm",)
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS readings (
     station       TEXT NOT NULL,
     ts_s          REAL NOT NULL,
@@ -65,11 +70,19 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE INDEX IF NOT EXISTS quarantine_reason ON quarantine (reason, station);
 """
 
+# The readings file's schema versions, oldest first (floodwatch/migrations.py). To change the
+# schema, append a step; never edit one that has shipped.
+MIGRATIONS: list[migrations.Step] = [
+    _SCHEMA_1,  # 1: release 0.1.0's tables (adopted as they are in files made before versions)
+    "ALTER TABLE readings ADD COLUMN discharge_m3_s REAL",  # 2: a dam's release, m3/s (external feeds)
+]
+
 _INSERT = (
     "INSERT OR IGNORE INTO readings (station, ts_s, seq, boot, water_level_m, rain_mm, battery_v,"
-    " rssi_dbm, qc_flag, qc_tests, received_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " rssi_dbm, qc_flag, qc_tests, received_s, discharge_m3_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-_COLUMNS = "station, ts_s, seq, boot, water_level_m, rain_mm, battery_v, rssi_dbm, qc_flag, qc_tests, received_s"
+_COLUMNS = ("station, ts_s, seq, boot, water_level_m, rain_mm, battery_v, rssi_dbm, qc_flag, qc_tests, received_s,"
+            " discharge_m3_s")
 
 
 def path_from_url(url: str) -> Path:
@@ -77,11 +90,16 @@ def path_from_url(url: str) -> Path:
     ``sqlite:////srv/x.db`` -> ``/srv/x.db``."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
-        raise StoreError(f"store url {url!r} is not a SQLite url; write it as sqlite:///relative/path.db")
+        raise StoreError(f"store url {redact_url(url)!r} is not a SQLite url; write it as sqlite:///relative/path.db")
     rest = url[len(prefix):]
     if not rest:
         raise StoreError(f"store url {url!r} names no file; write it as sqlite:///var/floodwatch.db")
     return Path(rest)
+
+
+def _row(r: Reading) -> tuple:
+    return (r.station_id, r.ts_s, r.seq, r.boot, r.water_level_m, r.rain_mm, r.battery_v, r.rssi_dbm,
+            int(r.qc_flag), r.qc_tests, r.received_s, r.discharge_m3_s)
 
 
 def _row_to_reading(row: tuple) -> Reading:
@@ -97,6 +115,7 @@ def _row_to_reading(row: tuple) -> Reading:
         qc_flag=QcFlag(row[8]),
         qc_tests=row[9],
         received_s=row[10],
+        discharge_m3_s=row[11],
     )
 
 
@@ -125,7 +144,7 @@ class SqliteStore:
         try:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            migrations.migrate(conn, MIGRATIONS, name=str(self.path))
         except sqlite3.OperationalError as exc:
             raise _as_store_error(exc, self.path) from exc
         self._writer = self._new_connection()
@@ -163,11 +182,7 @@ class SqliteStore:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     cur = conn.cursor()
-                    rows = [
-                        (r.station_id, r.ts_s, r.seq, r.boot, r.water_level_m, r.rain_mm,
-                         r.battery_v, r.rssi_dbm, int(r.qc_flag), r.qc_tests, r.received_s)
-                        for r in readings
-                    ]
+                    rows = [_row(r) for r in readings]
                     cur.executemany(_INSERT, rows)
                     if cur.rowcount == len(rows):  # the usual case: nothing was a duplicate
                         stored = list(readings)
@@ -192,6 +207,41 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:
                 raise _as_store_error(exc, self.path) from exc
         return stored
+
+    def replace_readings(self, station_id: StationId, start_s: float, end_s: float,
+                         readings: Sequence[Reading]) -> list[Reading]:
+        """Replace one station's readings in [start_s, end_s] by ``readings``, in one transaction.
+
+        For predicted series: a new tide table or release schedule supersedes the
+        previous one over the times it covers, and nothing outside them. Returns the
+        readings written (all of them). Readings of other stations or outside the
+        range are refused with :class:`~floodwatch.errors.StoreError`.
+        """
+        stray = [r for r in readings if r.station_id != station_id or not start_s <= r.ts_s <= end_s]
+        if stray:
+            raise StoreError(
+                f"replace_readings for {station_id} over [{start_s}, {end_s}] got {len(stray)} readings outside "
+                "it; pass only that station's readings in the range"
+            )
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM readings WHERE station = ? AND ts_s >= ? AND ts_s <= ?",
+                                 (station_id, start_s, end_s))
+                    conn.executemany(_INSERT.replace("INSERT OR IGNORE", "INSERT OR REPLACE"),
+                                     [_row(r) for r in readings])
+                    if readings:
+                        conn.execute("INSERT OR IGNORE INTO stations_seen (station) VALUES (?)", (station_id,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _as_store_error(exc, self.path) from exc
+        return list(readings)
 
     def write_batch(self, readings: Sequence[Reading]) -> WriteResult:
         stored = self.insert_new(readings)

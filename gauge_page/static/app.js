@@ -13,7 +13,7 @@ const OFFICER_VIEW = VIEW === "officer";
 
 const I18N = {
   th: {
-    title: "ระดับน้ำ ลำพญา", offline: "ออฟไลน์", live: "สด", login: "เข้าสู่ระบบ", logout: "ออกจากระบบ",
+    title: "ระดับน้ำ", offline: "ออฟไลน์", live: "สด", login: "เข้าสู่ระบบ", logout: "ออกจากระบบ",
     nav_overview: "ภาพรวม", nav_map: "แผนที่", nav_alerts: "การแจ้งเตือน", nav_health: "สถานะสถานี",
     nav_officer: "เจ้าหน้าที่", nav_public: "หน้าสาธารณะ",
     overview: "ทุกสถานี เรียงตามความเสี่ยง", map: "แผนที่ (แผนผังออฟไลน์)", alerts: "บันทึกการแจ้งเตือน",
@@ -50,7 +50,7 @@ const I18N = {
     kind_qc: "คุณภาพข้อมูล", kind_manual: "ข้อความจากเจ้าหน้าที่", kind_test: "ทดสอบ", kind_quota: "โควตา LINE",
   },
   en: {
-    title: "Lam Phaya water levels", offline: "offline", live: "live", login: "Log in", logout: "Log out",
+    title: "Water levels", offline: "offline", live: "live", login: "Log in", logout: "Log out",
     nav_overview: "Overview", nav_map: "Map", nav_alerts: "Alerts", nav_health: "Station health",
     nav_officer: "Officers", nav_public: "Public view",
     overview: "All stations, most dangerous first", map: "Map (offline schematic)", alerts: "Alert log",
@@ -114,6 +114,9 @@ const el = (tag, attrs = {}, ...children) => {
 };
 const name = (obj) => (state.lang === "th" ? obj.name_th : obj.name_en) || obj.name_en || obj.id;
 const fmtM = (v) => (v === null || v === undefined ? "–" : v.toFixed(2));
+/* Page features in their own files (residents.js ...) push { map, overview, events, render, refresh } here. */
+window.fwHooks = window.fwHooks || [];
+const runHooks = (hook, ...args) => window.fwHooks.forEach((h) => { if (h[hook]) h[hook](...args); });
 
 /* ---------------------------------------------------------------- time */
 function fmtTime(tsS, withDate = false) {
@@ -168,13 +171,18 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((node) => { node.textContent = t(node.dataset.i18n); });
   const toggle = $("#lang-toggle");
   if (toggle) toggle.textContent = state.lang === "th" ? "EN" : "ไทย";
-  document.title = `floodwatch · ${t("title")}`;
+  // The municipality comes from the server (/api/site): one page serves any site.
+  const site = state.site ? name(state.site) : "";
+  const siteName = $("#site-name");
+  if (siteName) siteName.textContent = site;
+  document.title = site ? `${t("title")} · ${site}` : `floodwatch · ${t("title")}`;
   setLive(state.liveOn);
   renderAll();
 }
 
 /* ------------------------------------------------------------ overview */
 function levelBox(row) {
+  if (row.external && window.fwExternal) return window.fwExternal.valueBox(row);
   if (row.kind === "rain") {
     const rain = row.rain_1h_mm;
     return el("div", { class: "lvlbox rainbox lvl-0" },
@@ -226,14 +234,17 @@ function renderOverview() {
     return tr;
   });
   body.replaceChildren(...rows);
+  runHooks("overview", body);
 }
 
 /* ----------------------------------------------------------------- map */
 async function loadGeo() {
   try {
-    const res = await fetch("/static/lamphaya.geojson");
-    state.geo = await res.json();
-  } catch (e) { state.geo = { features: [] }; }
+    state.site = await api("/api/site");
+    applyLanguage();
+    // The site's own map (zones and river); without one the map shows the stations alone.
+    state.geo = state.site.map_url ? await api(state.site.map_url) : { features: [] };
+  } catch (e) { state.geo = state.geo || { features: [] }; }
   renderMap();
 }
 function renderMap() {
@@ -297,9 +308,10 @@ function renderMap() {
     shape.append(mk("title", {}, `${name(s)} ${s.kind === "rain" ? "" : fmtM(s.level_m) + " m"}`));
     if (OFFICER_VIEW) shape.addEventListener("click", () => { location.hash = `station=${s.id}`; });
     nodes.push(shape);
-    if (s.kind !== "rain") labels.push(mk("text", { x: cx + 13, y: cy + 4 }, `${s.id.replace("LP-", "")} ${fmtM(s.level_m)}`));
+    if (s.kind !== "rain") labels.push(mk("text", { x: cx + 13, y: cy + 4 }, `${s.id.replace(/^[A-Za-z]+-/, "")} ${fmtM(s.level_m)}`));
   }
   svg.replaceChildren(...nodes, ...labels);
+  runHooks("map", svg, px, py, mk);
 }
 
 /* -------------------------------------------------------------- alerts */
@@ -373,7 +385,7 @@ function renderHealth() {
   $("#services").textContent = `${t("services")}: ${t("ingest")} ${yes(h.ingest.running)}${ingestCounts} · ${t("forecaster")} ${yes(h.forecasts.running)}`
     + (h.forecasts.issued_s ? ` (${t("forecast_issued")} ${fmtTime(h.forecasts.issued_s, true)})` : "")
     + ` · ${t("alert_service")} ${yes(h.alerts.running)}`;
-  body.replaceChildren(...h.stations.map((s) => {
+  body.replaceChildren(...h.stations.filter((s) => !s.external).map((s) => {
     const statusText = s.status === "offline" ? `${t("offline_since")} ${fmtTime(s.status_since_s, true)}`
       : s.status === "online" ? t("online") : s.status === "silent" ? t("silent") : t("unknown_status");
     const maint = state.me.logged_in
@@ -418,7 +430,7 @@ async function loadDetail() {
 function renderDetail() {
   const series = state.series;
   if (!series || !state.detailId) return;
-  const row = state.stations.find((s) => s.id === state.detailId);
+  const row = (state.allStations || state.stations).find((s) => s.id === state.detailId);
   if (row) {
     $("#detail-title").textContent = `${name(row)} (${row.id})`;
     const fc = row.forecast;
@@ -457,7 +469,7 @@ function drawChart(series) {
   const isRainStation = series.kind === "rain";
   const seriesOpts = [
     { label: t("col_time"), value: (u, v) => (v === null ? "–" : fmtTime(v, true)) },
-    { label: isRainStation ? t("rain") : t("observed"), stroke: "#0d47a1", width: 2, spanGaps: false, points: { show: false } },
+    { label: isRainStation ? t("rain") : series.series === "predicted" ? t("predicted_series") : t("observed"), stroke: "#0d47a1", width: 2, spanGaps: false, points: { show: false } },
     { label: t("flagged"), stroke: "#c62828", width: 0, paths: () => null, points: { show: true, size: 7, fill: "#c62828", stroke: "#c62828" } },
     { label: t("rain"), scale: "rain", fill: "rgba(38,166,154,0.45)", stroke: "rgba(38,166,154,0.9)", width: 1, paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false } },
   ];
@@ -476,7 +488,7 @@ function drawChart(series) {
     scales: { x: { time: true }, rain: { range: (u, mn, mx) => [0, Math.max(5, (mx || 0) * 3)] } },
     axes: [
       { space: 60, values: (u, splits) => splits.map((v, i) => axisLabel(v, i ? splits[i - 1] : null)) },
-      { label: isRainStation ? "mm" : "m MSL", size: 55 },
+      { label: series.unit || (isRainStation ? "mm" : "m MSL"), size: 55 },
       { scale: "rain", side: 1, label: "mm", grid: { show: false }, size: 45 },
     ],
     // Ticks on Bangkok hours and midnights, whatever the viewing device's time zone.
@@ -521,6 +533,7 @@ async function refreshMe() {
   $("#officer-name").textContent = inn ? state.me.display_name : "";
   if (inn) { renderZonePicks(); refreshAudit(); }
   renderAlerts(); renderHealth();
+  runHooks("refresh");
 }
 function renderZonePicks() {
   const box = $("#zone-picks");
@@ -601,7 +614,9 @@ function wireOfficer() {
 async function refreshStations() {
   let data;
   try { data = await api("/api/stations"); } catch (e) { return; }
-  state.stations = data.stations;
+  // External stations (another agency's, a peer's, a prediction) have their own panel (feeds.js).
+  state.allStations = data.stations;
+  state.stations = data.stations.filter((s) => !s.external);
   state.zones = data.zones;
   state.nowS = data.now_s;
   state.nowFetchedWallS = Date.now() / 1000;
@@ -610,6 +625,7 @@ async function refreshStations() {
   renderOverview();
   renderMap();
   if (state.detailId) renderDetail();
+  document.dispatchEvent(new CustomEvent("fw:stations"));
 }
 function scheduleRefresh(alsoDetail) {
   if (alsoDetail) state.detailDirty = true;
@@ -635,21 +651,27 @@ function connectEvents() {
   es.addEventListener("hello", () => { setLive(true); refreshAll(); });
   es.addEventListener("readings", () => scheduleRefresh(true));
   es.addEventListener("status", () => scheduleRefresh(false));
+  es.addEventListener("feeds", () => scheduleRefresh(false));
   es.addEventListener("forecast", () => scheduleRefresh(true));
   es.addEventListener("alert", () => { scheduleRefresh(false); refreshAlerts(); });
   es.addEventListener("audit", () => { refreshAudit(); });
   es.addEventListener("resync", () => refreshAll());
   es.onerror = () => setLive(false); // EventSource retries by itself (server sets retry:)
+  runHooks("events", es);
 }
 function renderAll() {
   renderOverview(); renderMap(); renderAlerts(); renderHealth(); renderDetail(); renderZonePicks();
+  runHooks("render");
+  document.dispatchEvent(new CustomEvent("fw:stations"));
 }
 async function refreshAll() {
   await refreshStations();
   refreshAlerts(); refreshHealth();
   if (state.detailId) loadDetail();
+  runHooks("refresh");
 }
 
+window.fw = { state, api, t, el, fmtTime, name, OFFICER_VIEW };
 function main() {
   $("#lang-toggle").addEventListener("click", () => {
     state.lang = state.lang === "th" ? "en" : "th";

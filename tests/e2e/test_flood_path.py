@@ -1,9 +1,13 @@
 """The whole warning path with real parts: Mosquitto, ingest, SQLite, forecast, alerts, LINE stand-in.
 
 A node on the Khlong Lam Phaya canal (LP-W03, zone moo-4) reports a rise
-through its watch and warning levels; every other gauge stays low. Each
-resident subscribed to moo-4 must get exactly one warning message, in Thai
-first, and nobody in another zone may get anything.
+through its watch and warning levels (never its evacuation level); every
+other gauge stays low. Each resident of moo-4 must get exactly one WATCH and
+one WARNING message and no EVACUATE (every level is counted from the
+message's own headline), in Thai first; nobody in another zone may get
+anything; a forecast must have run on the stored readings and been applied
+by the alert rules; and nothing may repeat while the system runs on for
+longer than the alert cooldown.
 """
 
 from __future__ import annotations
@@ -75,24 +79,42 @@ def test_canal_flood_warns_each_resident_of_its_zone_exactly_once(mosquitto, mak
                     calm = station.levels.watch_m - 0.6
                     _publish_series(node, station.id, start_s, [calm] * 37)
 
-            def warned_everyone() -> bool:
-                got = {m["user_id"] for m in standin.delivered_messages() if "เตือนภัย" in _text(m)}
-                return set(residents[FLOODED_ZONE]) <= got
+            def everyone_heard_twice() -> bool:
+                # the two messages the rise calls for; which levels they announce is checked below
+                got = [m["user_id"] for m in standin.delivered_messages()]
+                return all(got.count(u) >= 2 for u in residents[FLOODED_ZONE])
 
-            _wait_for(warned_everyone, 30, "the warning to reach moo-4's residents")
-            # Let forecasts and reminders run a while (30 simulated minutes) to catch repeats.
-            time.sleep(30 * 60 / ACCELERATION)
+            _wait_for(everyone_heard_twice, 90, "two messages to reach each of moo-4's residents")
+            # Run on for longer than the cooldown (and past several forecasts) to catch repeats.
+            watch_sim_s = 1.5 * settings.alerts.cooldown_s
+            time.sleep(watch_sim_s / ACCELERATION)
             node.loop_stop()
             node.disconnect()
 
             delivered = standin.delivered_messages()
-            warnings = [m for m in delivered if "เตือนภัย" in _text(m) and "อพยพ" not in _first_line(m)]
-            per_user = {u: sum(1 for m in warnings if m["user_id"] == u) for u in residents[FLOODED_ZONE]}
+            levels = {u: _levels(m for m in delivered if m["user_id"] == u) for u in residents[FLOODED_ZONE]}
             others = {u for z, users in residents.items() if z != FLOODED_ZONE for u in users}
             stray = [m for m in delivered if m["user_id"] in others]
-            print(f"e2e: warning messages per moo-4 resident {per_user}; messages to other zones {len(stray)}")
-            assert per_user == {u: 1 for u in residents[FLOODED_ZONE]}
+            warnings = [m for m in delivered if _level_of(m) == "WARNING"]
+            print(f"e2e: messages per moo-4 resident by level {levels}; to other zones {len(stray)}; "
+                  f"watched {watch_sim_s / 3600:.1f} simulated hours")
+            # LP-W03 reached watch (1.40) and warning (1.65), never evacuate (1.90): one of each, no more
+            assert levels == {u: {"WATCH": 1, "WARNING": 1} for u in residents[FLOODED_ZONE]}
             assert stray == []
+
+            # A forecast ran on the stored readings, and the alert rules applied it to the station.
+            issued = system.forecaster.latest()
+            assert issued is not None and FLOODED_STATION in issued.station_ids, "no forecast was issued"
+            first_m = float(issued.forecast.median_m[issued.station_ids.index(FLOODED_STATION)][0])
+            assert abs(first_m - rise[-1]) < 0.4, f"the forecast starts at {first_m:.2f} m: it did not see the rise"
+            row = system.alerts.station_levels()[FLOODED_STATION]
+            print(f"e2e: forecast issued at {issued.issued_s:.0f}, station's forecast level {row['forecast_level']}, "
+                  f"probability {row['forecast_probability']}, peak reach {row['forecast_reach_s']}")
+            assert row["forecast_level"] is not None and row["forecast_probability"] is not None, \
+                "the alert rules never applied a forecast to the flooded station"
+            kinds = sorted({e["kind"] for e in system.alerts.log(100) if e["audience"] == "residents"})
+            assert set(kinds) <= {"escalate", "forecast", "rise"}, kinds
+
             first = _text(warnings[0])
             thai_at = first.find("เตือนภัย")
             english_at = first.lower().find("warning")
@@ -117,3 +139,22 @@ def _text(message: dict) -> str:
 
 def _first_line(message: dict) -> str:
     return _text(message).splitlines()[0] if _text(message) else ""
+
+
+LEVEL_WORDS = (("EVACUATE", "อพยพ"), ("WARNING", "เตือนภัย"), ("WATCH", "เฝ้าระวัง"))
+
+
+def _level_of(message: dict) -> str:
+    """The level a message announces, from its headline (each level names only its own word)."""
+    first = _first_line(message)
+    for level, word in LEVEL_WORDS:
+        if word in first:
+            return level
+    return f"other: {first}"
+
+
+def _levels(messages) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m in messages:
+        out[_level_of(m)] = out.get(_level_of(m), 0) + 1
+    return out

@@ -23,7 +23,7 @@ def test_fleet_of_500_nodes_publishes_the_expected_count(broker, settings):
     recorder = Recorder(broker.port)
     clock = AcceleratedClock(sim_start_s=time.time(), factor=3000.0)
     fleet = Fleet(settings, load_scenario("tidal_normal"), broker.url, clock, seed=3, extra_nodes=489)
-    assert len(fleet.nodes) == 500 and len(fleet.links) == len(settings.stations) + 1
+    assert len(fleet.nodes) == 500 and len(fleet.links) == len(settings.own_stations) + 1
     fleet.start()
     time.sleep(2.0)
     fleet.stop()
@@ -49,7 +49,7 @@ def _first_readings(broker, settings, seed: int, start_s: float) -> dict[str, li
     recorder = Recorder(broker.port)
     clock = AcceleratedClock(sim_start_s=start_s, factor=6000.0)
     with Fleet(settings, load_scenario("monsoon_flood"), broker.url, clock, seed=seed, extra_nodes=20):
-        ids = [s.id for s in settings.stations] + ["SIM-00020"]
+        ids = [s.id for s in settings.own_stations] + ["SIM-00020"]
         assert recorder.wait_for(lambda: all(len(recorder.readings(n)) >= 3 for n in ids))
     out = {n: recorder.readings(n)[:3] for n in ids}
     recorder.close()
@@ -141,7 +141,7 @@ def test_ingestion_stores_synthetic_nodes_once_told_about_them(broker, settings,
     try:
         assert service.wait_connected(10)
         with Fleet(extended, load_scenario("tidal_normal"), broker.url, clock, seed=1, extra_nodes=300) as fleet:
-            assert len(fleet.nodes) == len(settings.stations) + 300
+            assert len(fleet.nodes) == len(settings.own_stations) + 300
             time.sleep(1.5)
         published = fleet.stats()["published"]
         deadline = time.monotonic() + 20

@@ -7,8 +7,8 @@ from floodwatch import firmware_sim
 
 def test_exported_names_are_exactly_the_documented_ones():
     assert sorted(firmware_sim.__all__) == [
-        "Crossing", "Fault", "FirmwareConfig", "Fleet", "Hydrograph", "MqttLink", "Node", "NodeCore",
-        "RainEvent", "Scenario", "WakeOutcome", "history", "list_scenarios", "load_scenario",
+        "Crossing", "Fault", "FirmwareConfig", "Fleet", "Hydrograph", "LoudspeakerController", "MqttLink", "Node",
+        "NodeCore", "Played", "RainEvent", "Scenario", "WakeOutcome", "history", "list_scenarios", "load_scenario",
         "parse_broker_url", "synthetic_stations", "with_synthetic_stations",
     ]
     for name in firmware_sim.__all__:

@@ -58,9 +58,13 @@ def seed_history(settings: Settings, db: Any, *, hours: float = 3.0, step_s: flo
     for k in range(int(hours * 3600 / step_s)):
         ts_s = now_s - hours * 3600 + k * step_s
         for s in settings.stations:
+            if s.series == "predicted":
+                continue  # a prediction is loaded ahead of time, not written as history
             if s.kind == "water_level":
                 readings.append(Reading(StationId(s.id), ts_s, seq=k, water_level_m=s.levels.watch_m - 0.4,
                                         battery_v=3.95, rssi_dbm=-80.0, qc_flag=QcFlag.PASS))
+            elif s.kind == "discharge":
+                readings.append(Reading(StationId(s.id), ts_s, discharge_m3_s=40.0, qc_flag=QcFlag.PASS))
             else:
                 readings.append(Reading(StationId(s.id), ts_s, seq=k, rain_mm=0.4, battery_v=3.95,
                                         rssi_dbm=-80.0, qc_flag=QcFlag.PASS))

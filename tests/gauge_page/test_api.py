@@ -1,13 +1,19 @@
-"""The JSON API, login, CSRF and officer actions over HTTP against the real app and a real SQLite store."""
+"""The JSON API, login, CSRF and officer actions over HTTP against the real app and a real SQLite store.
+
+Every request goes over a real socket to the page served by uvicorn on a
+free loopback port (``over_http``), with httpx as the client: cookies,
+headers and status codes are what a browser would get.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from floodwatch import alerts
@@ -16,6 +22,7 @@ from floodwatch import scheduler
 from floodwatch import metrics
 from floodwatch.clock import SystemClock
 from floodwatch.gauge_page import EventHub, create_app
+from floodwatch.gauge_page._serve import BackgroundServer
 from floodwatch.line_standin import LineStandIn
 from tests.gauge_page.conftest import seed_history, write_levels
 
@@ -23,18 +30,26 @@ TOKEN = "api-test-token"
 PASSWORD = "correct horse battery"
 
 
+@contextmanager
+def over_http(app) -> Iterator[httpx.Client]:
+    """The app served by uvicorn on a free loopback port, and an HTTP client talking to it over the socket."""
+    with BackgroundServer(app, app.state.page.hub) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
 @pytest.fixture
-def client(page_settings, page_store) -> Iterator[TestClient]:
+def client(page_settings, page_store) -> Iterator[httpx.Client]:
     seed_history(page_settings, page_store)
     gauge_page.create_officer(page_settings, "somchai", PASSWORD)
     app = create_app(page_settings, page_store, SystemClock(), hub=EventHub())
-    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+    with over_http(app) as c:
         yield c
     app.state.page.state.close()
 
 
 @pytest.fixture
-def service_client(page_settings, page_store) -> Iterator[tuple[TestClient, Any, LineStandIn]]:
+def service_client(page_settings, page_store) -> Iterator[tuple[httpx.Client, Any, LineStandIn]]:
     seed_history(page_settings, page_store)
     gauge_page.create_officer(page_settings, "somchai", PASSWORD)
     with LineStandIn(tokens={TOKEN}) as line:
@@ -45,14 +60,14 @@ def service_client(page_settings, page_store) -> Iterator[tuple[TestClient, Any,
         service.start()
         app = create_app(page_settings, page_store, SystemClock(), hub=EventHub(), alerts=service)
         try:
-            with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+            with over_http(app) as c:
                 yield c, service, line
         finally:
             service.close()
             app.state.page.state.close()
 
 
-def log_in(c: TestClient) -> dict[str, str]:
+def log_in(c: httpx.Client) -> dict[str, str]:
     r = c.post("/api/login", json={"username": "somchai", "password": PASSWORD})
     assert r.status_code == 200, r.text
     return {"X-CSRF-Token": r.json()["csrf_token"]}
@@ -87,11 +102,12 @@ def test_forecast_series_and_band_from_the_real_forecaster(page_settings, page_s
     forecaster = scheduler.ForecastJob(page_settings, page_store, clock)
     forecaster.run_once()
     app = create_app(page_settings, page_store, clock, hub=EventHub(), forecasts=forecaster)
-    with TestClient(app) as c:
+    with over_http(app) as c:
         fc = c.get("/api/forecasts").json()
         assert fc["running"] is True
         issued = fc["issued"]
-        assert issued["station_ids"] == [s.id for s in page_settings.level_stations]
+        # Every level station but a predicted series (a tide table is an input, not forecast).
+        assert issued["station_ids"] == [s.id for s in page_settings.level_stations if s.series != "predicted"]
         horizon_h = (issued["t_s"][-1] - issued["issued_s"]) / 3600.0
         assert horizon_h == pytest.approx(page_settings.forecast.horizon_h, abs=1.0)
         series = c.get("/api/stations/LP-W03/series?hours=24").json()
@@ -212,7 +228,7 @@ def test_actions_need_a_running_alert_service(client):
 def test_officers_from_settings_log_in_with_their_hash(page_settings, page_store):
     page_settings.page.officers = {"duty": gauge_page.hash_password("night shift 24h")}
     app = create_app(page_settings, page_store, SystemClock(), hub=EventHub())
-    with TestClient(app) as c:
+    with over_http(app) as c:
         assert c.post("/api/login", json={"username": "duty", "password": "night shift 24h"}).status_code == 200
         assert c.post("/api/login", json={"username": "duty", "password": "night shift 25h"}).status_code == 401
     app.state.page.state.close()
@@ -232,7 +248,7 @@ def test_passwords_are_salted_scrypt_and_short_ones_refused():
         gauge_page.hash_password("short")
 
 
-def test_password_guessing_is_slowed_down_per_username(client):
+def test_password_guessing_from_one_address_is_slowed_down_for_that_username(client):
     for _ in range(5):
         assert client.post("/api/login", json={"username": "somchai", "password": "guess-guess"}).status_code == 401
     locked = client.post("/api/login", json={"username": "somchai", "password": PASSWORD})
@@ -278,23 +294,53 @@ def test_a_station_in_maintenance_alerts_nobody_until_it_is_back(service_client)
     assert actions[:2] == ["maintenance_off", "maintenance_on"]
 
 
-def test_create_officer_command_then_log_in(page_settings, page_store, monkeypatch, capsys):
+def test_officer_commands_then_log_in(page_settings, page_store, monkeypatch, capsys, tmp_path):
+    """floodwatch officer add / list / passwd / remove against the page's state, as the page then sees it."""
     import io
 
-    from floodwatch.gauge_page.__main__ import main
+    from floodwatch.cli.main import main
 
-    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", page_settings.page.state_url)
-    monkeypatch.setattr("sys.stdin", io.StringIO("river rising 2569\n"))
-    assert main(["create-officer", "nid", "--display-name", "นิด", "--password-stdin"]) == 0
-    assert "can now log in" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
-    assert main(["create-officer", "nid", "--password-stdin"]) == 1
-    assert "at least 8" in capsys.readouterr().err
+    monkeypatch.setenv("FLOODWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FLOODWATCH_PAGE__STATE_URL", "sqlite:///officers/page.db")  # relative: in the data dir
+    page_settings.page.state_url = f"sqlite:///{tmp_path}/officers/page.db"
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str]:
+        capsys.readouterr()
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        status = main(list(argv))
+        return status, capsys.readouterr().out
+
+    assert run("officer", "add", "nid", "--display-name", "นิด", "--password-stdin", stdin="river rising 2569\n") == (
+        0, f"officer 'nid' can now log in to the page of Lam Phaya Subdistrict Municipality (stored in "
+           f"{tmp_path}/officers/page.db)\n")
+    assert (tmp_path / "officers" / "page.db").is_file()
+    status, out = run("officer", "add", "nid", "--password-stdin", stdin="another password\n")
+    assert status == 1 and "already exists" in out and "floodwatch officer passwd nid" in out
+    status, out = run("officer", "add", "short", "--password-stdin", stdin="short\n")
+    assert status == 1 and "at least 8 characters" in out
+    status, out = run("officer", "add", "nopipe", stdin="")
+    assert status == 1 and "--password-stdin" in out
+    status, out = run("officer", "list")
+    assert status == 0 and "nid" in out and "นิด" in out and "short" not in out
+
     app = create_app(page_settings, page_store, SystemClock(), hub=EventHub())
-    with TestClient(app) as c:
+    with over_http(app) as c:
         me = c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).json()
         assert me["display_name"] == "นิด"
+        assert c.get("/api/me").json()["logged_in"] is True
+        assert run("officer", "passwd", "nid", "--password-stdin", stdin="tide turning 2569\n")[0] == 0
+        assert c.get("/api/me").json() == {"logged_in": False}, "a new password ends the open sessions"
+        assert c.post("/api/login", json={"username": "nid", "password": "river rising 2569"}).status_code == 401
+        assert c.post("/api/login", json={"username": "nid", "password": "tide turning 2569"}).status_code == 200
+        assert run("officer", "remove", "nid")[0] == 0
+        assert c.get("/api/me").json() == {"logged_in": False}
+        assert c.post("/api/login", json={"username": "nid", "password": "tide turning 2569"}).status_code == 401
     app.state.page.state.close()
+    status, out = run("officer", "remove", "nid")
+    assert status == 1 and "there is no officer 'nid'" in out
+    status, out = run("officer", "passwd", "ghost", "--password-stdin", stdin="whatever 12345\n")
+    assert status == 1 and "there is no officer 'ghost'" in out
 
 
 def test_a_message_of_only_spaces_is_refused(client):

@@ -44,8 +44,14 @@ def test_openapi_document_is_valid_and_answers_match_it(client):
         ("GET", "/api/forecasts", None),
         ("GET", "/api/alerts", None),
         ("GET", "/api/health", None),
+        ("GET", "/api/feeds", None),
+        ("GET", "/api/stations/KRASIAO-REL", None),
+        ("GET", "/api/stations/TC-MOUTH-TIDE/series?hours=6", None),
         ("GET", "/api/me", None),
         ("GET", "/api/audit", None),
+        ("GET", "/api/reports", None),
+        ("GET", "/api/quota", None),
+        ("GET", "/api/loudspeakers", None),
         ("POST", "/api/stations/LP-W04/maintenance", {"on": True, "note": "cleaning"}),
     ]
     for method, url, body in calls:

@@ -88,9 +88,23 @@ def test_two_ingest_processes_on_a_shared_subscription_store_each_reading_once(t
             w.terminate()  # SIGTERM: the worker stores what it has, logs its counters, exits 0
         codes = [w.wait(10) for w in workers]
     rows, distinct = count_rows(db)
-    stored_by = [int(re.search(rb"event=ingest_stop .*?stored=(\d+)", log.read_bytes()).group(1)) for log in logs]
-    print(f"published {published}, stored {rows} (worker 1 {stored_by[0]}, worker 2 {stored_by[1]}), "
-          f"duplicates {rows - distinct}")
+    counters = [stop_counters(log) for log in logs]
+    received = [c["telemetry_received"] for c in counters]
+    print(f"published {published}, stored {rows}; worker 1 received {received[0]} stored {counters[0]['stored']} "
+          f"duplicates {counters[0]['duplicates']}; worker 2 received {received[1]} stored {counters[1]['stored']} "
+          f"duplicates {counters[1]['duplicates']}")
     assert codes == [0, 0]
-    assert rows == distinct == n and sum(stored_by) == n
-    assert min(stored_by) > n // 4, "the shared subscription should split the load"
+    assert rows == distinct == n
+    # Each message went to exactly one worker: what they received adds up to what was published
+    # (a message delivered to both would make the sum exceed it and show up as a duplicate).
+    assert sum(received) == published, f"received {received} for {published} published"
+    assert [c["duplicates"] for c in counters] == [0, 0]
+    assert sum(c["stored"] for c in counters) == n
+    assert min(received) > n // 4, "the shared subscription should split the load"
+
+
+def stop_counters(log: Path) -> dict[str, int]:
+    """The counters a worker logs when it stops (``event=ingest_stop key=value ...``)."""
+    line = re.search(rb"event=ingest_stop (.*)", log.read_bytes())
+    assert line is not None, f"{log.name} has no ingest_stop line: {log.read_text()[-2000:]}"
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)\b", line.group(1).decode())}

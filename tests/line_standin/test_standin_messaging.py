@@ -69,7 +69,7 @@ def test_missing_authorization_header_gets_401(standin, raw):
 
 
 def test_unknown_endpoint_gets_404_like_line(standin, raw):
-    status, headers, body = raw(standin, "GET", "/v2/bot/richmenu/list")
+    status, headers, body = raw(standin, "GET", "/v2/bot/insight/followers")
     assert (status, body) == (404, {"message": "Not found"})
     assert "x-line-request-id" in headers
 

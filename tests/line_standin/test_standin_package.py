@@ -57,6 +57,8 @@ def test_public_surface_is_pinned():
         "RecordedRequest",
         "WebhookResult",
         "follow_event",
+        "location_message_event",
+        "media_message_event",
         "messaging_spec",
         "new_reply_token",
         "new_user_id",

@@ -43,6 +43,9 @@ def _site(path: Path, tmp: Path, broker_url: str, standin: LineStandIn, token: s
     s.line.api_base_url = standin.base_url
     s.line.channel_access_token = SecretStr(token)
     s.line.channel_secret = SecretStr(token + "-secret")
+    for feed in s.feeds:
+        if feed.folder is not None:
+            feed.folder = tmp / s.site.id / "inbox"  # not the repository's var/
     return s
 
 

@@ -40,6 +40,9 @@ def test_two_zone_workers_never_alert_the_same_zone(mosquitto, tmp_path, monkeyp
             s.line.api_base_url = line.base_url
             s.line.channel_access_token = SecretStr("tok-partition")
             s.line.channel_secret = SecretStr("partition-secret")
+            for feed in s.feeds:
+                if feed.folder is not None:
+                    feed.folder = tmp_path / "inbox"  # not the repository's var/
             workers.append(s)
         owned = [{z.id for z in s.zones} for s in workers]
         assert owned[0].isdisjoint(owned[1]) and len(owned[0] | owned[1]) == 6

@@ -385,6 +385,8 @@ class InfluxStandIn:
         self.violations: list[str] = []
         self.queries: list[str] = []
         self.write_bodies: list[str] = []
+        # bodies answered 204: what InfluxDB took, as (bucket, precision, text)
+        self.accepted_writes: list[tuple[str, str, str]] = []
         self._fail_status: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -393,6 +395,22 @@ class InfluxStandIn:
     def url(self) -> str:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def accepted_points(self, measurement: str) -> list[tuple[tuple[tuple[str, str], ...], int]]:
+        """Every point of ``measurement`` in the write bodies answered 204, as (tags, time ns), repeats kept.
+
+        A point written twice appears twice here, though InfluxDB (and :attr:`points`) keeps one.
+        """
+        with self._lock:
+            writes = list(self.accepted_writes)
+        out = []
+        for _, precision, text in writes:
+            for line in text.split("\n"):
+                if line.strip() and not line.startswith("#"):
+                    name, tags, _, ts_ns = parse_line(line, precision)
+                    if name == measurement:
+                        out.append((tags, ts_ns))
+        return out
 
     def fail_with(self, status: int | None) -> None:
         """Answer every API request with ``status`` (e.g. 503) until called with None."""
@@ -539,6 +557,7 @@ class InfluxStandIn:
             for measurement, tags, fields, ts_ns in parsed:
                 for field, value in fields.items():
                     self.points[(bucket, measurement, tags, field, ts_ns)] = value
+            self.accepted_writes.append((bucket, precision, text))
         self.requests.append(("post", "/api/v2/write", 204))
         self._reply(h, 204)
 
@@ -562,12 +581,28 @@ class InfluxStandIn:
     def _delete(self, h: BaseHTTPRequestHandler, params: dict, body: bytes) -> None:
         req = json.loads(body)
         start, stop = _parse_time(req["start"]), _parse_time(req["stop"])
-        m = re.fullmatch(r'\s*_measurement\s*=\s*"([^"]+)"\s*', req.get("predicate", ""))
-        measurement = m.group(1) if m else None
+        # InfluxDB's delete predicate: key="value" terms joined by AND (no OR, no parentheses).
+        wanted: dict[str, str] = {}
+        predicate = req.get("predicate", "").strip()
+        for term in (re.split(r"\s+AND\s+", predicate) if predicate else []):
+            m = re.fullmatch(r'\s*([A-Za-z_][\w]*)\s*=\s*"([^"]*)"\s*', term)
+            if m is None:
+                self.violations.append(f"delete predicate term {term!r} is not key=\"value\"")
+                self._error(h, 400, "invalid", f"invalid predicate {predicate!r}")
+                return
+            wanted[m.group(1)] = m.group(2)
         bucket = params.get("bucket")
+
+        def matches(key: tuple) -> bool:
+            tags = dict(key[2])
+            for name, value in wanted.items():
+                have = key[1] if name == "_measurement" else tags.get(name)
+                if have != value:
+                    return False
+            return True
+
         with self._lock:
-            for key in [k for k in self.points if k[0] == bucket and start <= k[4] <= stop
-                        and (measurement is None or k[1] == measurement)]:
+            for key in [k for k in self.points if k[0] == bucket and start <= k[4] <= stop and matches(k)]:
                 del self.points[key]
         self.requests.append(("post", "/api/v2/delete", 204))
         self._reply(h, 204)

@@ -21,12 +21,18 @@ def level(ts_s, value, seq=None, boot=None, flag=QcFlag.PASS):
     return Reading(W1, ts_s, seq=seq, boot=boot, water_level_m=value, qc_flag=flag)
 
 
-def test_open_store_creates_the_folder_relative_to_the_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    s = open_store(load_settings(store={"url": "sqlite:///var/sub/fw.db"}))
+def test_a_relative_store_path_lives_in_the_data_dir_whatever_the_working_directory(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("FLOODWATCH_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings(store={"url": "sqlite:///var/sub/fw.db"})
+    assert settings.store.url == f"sqlite:///{tmp_path}/data/var/sub/fw.db"
+    s = open_store(settings)
     try:
-        assert (tmp_path / "var" / "sub" / "fw.db").is_file()
-        mode = sqlite3.connect(tmp_path / "var" / "sub" / "fw.db").execute("PRAGMA journal_mode").fetchone()[0]
+        assert (tmp_path / "data" / "var" / "sub" / "fw.db").is_file()
+        assert not (elsewhere / "var").exists()
+        mode = sqlite3.connect(tmp_path / "data" / "var" / "sub" / "fw.db").execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
     finally:
         s.close()

@@ -344,6 +344,7 @@ def fit(
     input_names=None,
     input_tide: TideFit | None = None,
     network_window_s: float = NETWORK_WINDOW_S,
+    stale_allowance_s: float | None = None,
 ) -> ForecastModel:
     """Fit tide and residual models of all stations on data up to the origin.
 
@@ -386,6 +387,10 @@ def fit(
         Stations that read inputs are fitted on ``(origin - max(window_s, network_window_s),
         origin]`` with proportionally more rows: their models weigh several gauges, and a
         month holds too few flood waves to tell them apart (:data:`NETWORK_WINDOW_S`).
+    stale_allowance_s : float, optional
+        How long a gauge may have been silent with its leads still modelled, seconds (at most a
+        day). By default the stalest station of this call decides; fits that :func:`combine`
+        joins must share it (their lead anchors must match), so the forecast job passes a day.
 
     Returns
     -------
@@ -409,6 +414,8 @@ def fit(
     # Leads count from each station's last observation; a stale gauge needs longer
     # ones (up to a day of staleness is modelled, beyond that the last anchor holds).
     stale_s = float(np.max(origin_s - t_s[window][last[has]], initial=0.0))
+    if stale_allowance_s is not None:
+        stale_s = float(stale_allowance_s)
     max_lead_s = horizon_s + min(stale_s, 86_400.0)
     linked = np.zeros(level_m.shape[0], dtype=bool) if inputs is None else (inputs.links >= 0).any(axis=1)
     groups = [(np.nonzero(~linked)[0], window_s, max_rows)]
@@ -759,6 +766,12 @@ def combine(parts: Sequence[ForecastModel], rows: Sequence[np.ndarray]) -> Forec
             tide = replace(retime_tide(p.tide, np.full(p.n_stations, ref - p.tide.ref_s)), ref_s=ref)
             p = replace(p, tide=tide)
         aligned.append(p)
+    for p in aligned[1:]:
+        if not np.array_equal(p.residual.lead_steps, aligned[0].residual.lead_steps):
+            raise ForecastError(
+                "combine needs parts fitted for the same leads; fit them with the same horizon_s and "
+                "stale_allowance_s"
+            )
     with_inputs = next((p for p in aligned if p.input_tide is not None), aligned[0])
     merged = aligned[0] if len(aligned) == 1 else _concat(aligned)
     merged = replace(merged, **{name: getattr(with_inputs, name) for name in (

@@ -287,7 +287,8 @@ class ForecastEngine:
             parts.append(models.fit(
                 t_s, levels, rain, origin_s=end_s, horizon_s=cfg.horizon_h * 3600.0,
                 window_s=cfg.history_days * 86_400.0, network_window_s=cfg.network_history_days * 86_400.0,
-                **extra,
+                # The same leads in every part (a gauge silent up to a day), so the parts combine.
+                stale_allowance_s=86_400.0, **extra,
             ))
             order.append(np.arange(rows.size)[np.isin(rows, group)])
         return parts[0] if len(parts) == 1 else models.combine(parts, order)

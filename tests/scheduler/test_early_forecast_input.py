@@ -42,6 +42,7 @@ def test_early_forecast_includes_the_departing_reading(make_settings):
         db.close()
 
     assert job.early_runs == 1
-    np.testing.assert_allclose(scheduled.forecast.median_m[row], before.forecast.median_m[row])
+    # The same to within a micrometre (a moved model sums the harmonics in single precision).
+    np.testing.assert_allclose(scheduled.forecast.median_m[row], before.forecast.median_m[row], rtol=0, atol=1e-6)
     # The early forecast starts from the flash, not from the tide it interrupted.
     assert early.forecast.median_m[row, 0] > before.forecast.median_m[row, 0] + 0.3

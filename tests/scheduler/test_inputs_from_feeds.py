@@ -51,13 +51,14 @@ def test_the_job_uses_fresh_feeds_and_names_the_late_the_missing_and_the_short(m
         level = station.levels.watch_m - 1.0 + 0.3 * np.cos(2 * np.pi * t_s / M2_PERIOD_S + k)
         if station.id == W01:
             level = level + 0.8 * np.interp(t_s - SUPHAN_LAG_S, t_s, wave)
-        own += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level))]
+        own += [Reading(station.id, float(t), seq=i, water_level_m=float(v))
+                for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
     db.write_batch(own)
     thaiwater = FeedWriter(settings, db, "thaiwater")
     stopped = t_s <= NOW_S - 30 * 3600.0  # Sam Chuk's feed has served nothing for 30 hours
-    values = [FeedValue("TC-SUPHAN", float(t), "water_level_m", float(v)) for t, v in zip(t_s, suphan)]
+    values = [FeedValue("TC-SUPHAN", float(t), "water_level_m", float(v)) for t, v in zip(t_s, suphan, strict=True)]
     values += [FeedValue("TC-SAMCHUK", float(t), "water_level_m", 5.0 + float(v))
-               for t, v in zip(t_s[stopped], np.interp(t_s - 3 * 3600.0, t_s, wave)[stopped])]
+               for t, v in zip(t_s[stopped], np.interp(t_s - 3 * 3600.0, t_s, wave)[stopped], strict=True)]
     # KRASIAO-REL: the dam's feed has never delivered.
     outcome = thaiwater.write_values(values, now_s=NOW_S)
     assert len(outcome.stored) == len(values), (outcome.rejected[:3], outcome.qc_failed[:3])

@@ -652,6 +652,17 @@ def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]
                     problems.append((("stations", i, key), f"station {station_id!r} names {key} station {other!r}, "
                                      "which is not a station in the registry; add it under [[stations]] (external = "
                                      f"true for another agency's){did_you_mean(str(other), station_ids)}"))
+                else:
+                    # An observed gauge read as a prediction has no future values (the forecast would
+                    # lose it past the origin); a prediction read as a gauge would be read as late.
+                    series = stations[first_station[other]].get("series") or "observed"
+                    if key == "predicted" and series != "predicted":
+                        problems.append((("stations", i, key), f"station {station_id!r} names {other!r} in predicted, "
+                                         f"but {other!r} is an observed series; list it under upstream, or set "
+                                         f"series = \"predicted\" on {other!r} if its feed brings future values"))
+                    elif key == "upstream" and series == "predicted":
+                        problems.append((("stations", i, key), f"station {station_id!r} names {other!r} in upstream, "
+                                         f"but {other!r} is a predicted series; list it under predicted"))
     # External stations raise no resident alert: a zone needs one of its own.
     with_station = {s.get("zone") for s in stations if not s.get("external")}
     for i, zone in enumerate(zones):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -22,6 +23,8 @@ def site(tmp_path, monkeypatch):
         text = text.replace('folder = "var/feeds/inbox"', f'folder = "{tmp_path}/inbox"')
         path = tmp_path / "site.toml"
         path.write_text(text)
+        # The site's map is named relative to its file: it goes beside the copy.
+        shutil.copy(DEFAULT_CONFIG_FILE.with_name("lamphaya.geojson"), tmp_path)
         monkeypatch.setenv("FLOODWATCH_CONFIG", str(path))
 
     return write

@@ -83,7 +83,9 @@ def snapshot(system: Any, now_s: float) -> DemoStatus:
         sim_time_s=now_s,
         readings_stored=int(metrics.total("floodwatch_readings_ingested_total")),
         # "online" from the node itself, "reporting" from the offline check once a silent one sends again.
-        stations_online=sum(1 for sid, s in statuses.items() if sid in own and s.status in ("online", "reporting")),
+        # Our own nodes only: external stations have no node to be online (their feed's health is shown).
+        stations_online=sum(1 for sid, s in statuses.items()
+                            if sid in own and s.status in ("online", "reporting")),
         stations_total=len(own),
         alerts_raised=int(metrics.total("floodwatch_alerts_raised_total")),
         line_delivered=int(metrics.total("floodwatch_line_recipients_delivered_total")),

@@ -259,6 +259,22 @@ class ForecastSettings(_Section):
         default=0.8, description="forecast chance of reaching a level that raises an alert"
     )
     lead_h: float = Field(default=3.0, description="how far ahead a forecast may raise an alert")
+    refit_every_h: float = Field(
+        default=24.0, gt=0,
+        description="hours between full fits of every station's model; each forecast in between moves the "
+        "fitted model to the newest readings (a reading outside the band refits its own station at once)",
+    )
+    model_path: str | None = Field(
+        default=None,
+        description="file the fitted model is kept in, so a restart forecasts at once instead of fitting first; "
+        "default beside the SQLite store (<db>.forecast-model.npz), else var/forecast-model.npz; '' keeps it in "
+        "memory only",
+    )
+    network_history_days: float = Field(
+        default=60.0, gt=0,
+        description="history a station that reads upstream gauges or predicted series is fitted on (its model "
+        "weighs several inputs: a month holds too few flood waves to tell them apart)",
+    )
 
 
 class AlertSettings(_Section):
@@ -806,6 +822,17 @@ def registry_problems(zones: list[dict[str, Any]], stations: list[dict[str, Any]
                     problems.append((("stations", i, key), f"station {station_id!r} names {key} station {other!r}, "
                                      "which is not a station in the registry; add it under [[stations]] (external = "
                                      f"true for another agency's){did_you_mean(str(other), station_ids)}"))
+                else:
+                    # An observed gauge read as a prediction has no future values (the forecast would
+                    # lose it past the origin); a prediction read as a gauge would be read as late.
+                    series = stations[first_station[other]].get("series") or "observed"
+                    if key == "predicted" and series != "predicted":
+                        problems.append((("stations", i, key), f"station {station_id!r} names {other!r} in predicted, "
+                                         f"but {other!r} is an observed series; list it under upstream, or set "
+                                         f"series = \"predicted\" on {other!r} if its feed brings future values"))
+                    elif key == "upstream" and series == "predicted":
+                        problems.append((("stations", i, key), f"station {station_id!r} names {other!r} in upstream, "
+                                         f"but {other!r} is a predicted series; list it under predicted"))
     # External stations raise no resident alert: a zone needs one of its own.
     with_station = {s.get("zone") for s in stations if not s.get("external")}
     for i, zone in enumerate(zones):

@@ -49,8 +49,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from floodwatch.models._arrays import nan_quantiles
+from floodwatch.models._network import (
+    CHANGE_WINDOW_H,
+    MAX_LAG_H,
+    Inputs,
+    Lags,
+    NetworkColumns,
+    search_lags,
+)
 
 ANCHOR_LEADS_H = (0.5, 1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0)
 """Leads the direct models are fitted at; others are interpolated."""
@@ -67,6 +76,11 @@ _HOLDOUT_FRACTION = 1.0 / 3.0
 MAX_ROWS = 720
 """Default rows per fit after thinning: neighbouring 10-minute rows say almost the same."""
 _RIDGE = 1e-3  # on standardised features, per training row
+_NETWORK_RIDGE = 1e-2
+"""Ridge on the input columns at a lead of ``_NETWORK_RIDGE_LEAD_H`` (standardised, per training
+row), growing with the square of the lead: several upstream gauges of one river move together,
+and a month of rows cannot tell their weights apart, the less so the further ahead."""
+_NETWORK_RIDGE_LEAD_H = 6.0
 _MIN_LEADS_SPANNED = 3
 """The ARX serves a lead only if its training and holdout rows each span this many leads."""
 _EXTRAPOLATION = 3.0
@@ -82,31 +96,175 @@ _TARGETS_PER_COEFFICIENT = 4
 """Independent training targets per ARX coefficient below which the damped model is offered."""
 QUANTILES = np.array([0.05, 0.5, 0.95])
 """Error quantiles kept per lead: lower band, median, upper band."""
+_Z95 = 1.6448536269514722  # standard normal 95 % quantile
+
+
+CHOICE_PERSISTENCE, CHOICE_DAMPED, CHOICE_ARX, CHOICE_ARX_RAIN, CHOICE_NETWORK, CHOICE_NETWORK_RAIN = range(6)
+"""What serves a lead: carrying the residual forward, damped persistence, the ARX without and
+with rain, and the ARX with the station's inputs (upstream gauges, predicted series), without
+and with rain."""
 
 
 @dataclass(frozen=True)
 class ResidualFit:
-    """Residual model of S stations at A anchor leads (anchor 0 is lead 0).
+    """Fitted residual model of S stations at A anchor leads (anchor 0 is lead 0).
+
+    Everything a forecast from a later origin needs besides the newest data: the
+    coefficients of the model chosen at each lead (on the raw features, so no
+    scales are needed), the bounds of its change and its out-of-sample errors;
+    for stations with inputs the same again per *variant*: variant 0 uses every
+    input, variant ``k`` every input but link ``k - 1`` (so one late feed costs
+    only that feed), and without any the station's own model serves.
 
     Attributes
     ----------
-    lead_steps : ndarray, (A,)
+    lead_steps : ndarray of int, (A,)
         Anchor leads in grid steps, starting with 0.
-    change_m : ndarray, (S, A)
-        Predicted residual change from the last observation, metres (0 at lead 0).
+    block_steps : int
+        Block length of the window sums behind the features (a forecast reads them the same way).
+    coef : ndarray, (S, A, P)
+        The station's own model (no inputs) per lead, on the raw features; 0 where carried forward.
     error_q_m : ndarray, (S, A, 3)
-        Out-of-sample error quantiles (5 %, 50 %, 95 %) per lead, metres; NaN if unknown.
-    uses_arx : ndarray of bool, (S, A)
-        Whether the ARX (True) or carrying the residual forward (False) serves each lead.
-    uses_rain : ndarray of bool, (S, A)
-        Whether the ARX serving each lead uses the station's rain input.
+        Its out-of-sample error quantiles (5 %, 50 %, 95 %), metres; NaN if unknown.
+    choice : ndarray of int8, (S, A)
+        ``CHOICE_*`` serving each lead.
+    low_m, high_m : ndarray, (S, A)
+        The change stays within these (a multiple of the largest training fall and rise).
+    net_row : ndarray of int, (S,)
+        Row of each station in the ``net_*`` and link arrays; -1 without inputs.
+    net_coef : ndarray, (N, A, V, P + C)
+        Per variant, the chosen model's coefficients (own features then input columns).
+    net_error_q_m : ndarray, (N, A, V, 3)
+    net_choice : ndarray of int8, (N, A, V)
+    links : ndarray of int, (N, K)
+        Input series each station reads (rows of the inputs); -1 pads.
+    lag_steps, best_lag_steps, status : ndarray of int, (N, K)
+        The lag search's travel time, where its correlation peaked, and ``_network.STATUS_*``.
+    correlation : ndarray, (N, K)
     """
 
     lead_steps: np.ndarray
+    block_steps: int
+    coef: np.ndarray
+    error_q_m: np.ndarray
+    choice: np.ndarray
+    low_m: np.ndarray
+    high_m: np.ndarray
+    net_row: np.ndarray
+    net_coef: np.ndarray
+    net_error_q_m: np.ndarray
+    net_choice: np.ndarray
+    links: np.ndarray
+    lag_steps: np.ndarray
+    best_lag_steps: np.ndarray
+    status: np.ndarray
+    correlation: np.ndarray
+
+    @property
+    def n_own(self) -> int:
+        """Own features per station (P)."""
+        return self.coef.shape[-1]
+
+    def take(self, rows: np.ndarray) -> ResidualFit:
+        """The fit of a subset (or a repetition) of stations, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        old = self.net_row[rows]
+        keep = old >= 0
+        net_row = np.full(rows.size, -1, dtype=np.int64)
+        net_row[keep] = np.arange(int(keep.sum()))
+        src = old[keep]
+        return ResidualFit(
+            lead_steps=self.lead_steps, block_steps=self.block_steps,
+            coef=self.coef[rows], error_q_m=self.error_q_m[rows], choice=self.choice[rows],
+            low_m=self.low_m[rows], high_m=self.high_m[rows], net_row=net_row,
+            net_coef=self.net_coef[src], net_error_q_m=self.net_error_q_m[src], net_choice=self.net_choice[src],
+            links=self.links[src], lag_steps=self.lag_steps[src], best_lag_steps=self.best_lag_steps[src],
+            status=self.status[src], correlation=self.correlation[src],
+        )
+
+    @staticmethod
+    def concat(parts: list[ResidualFit]) -> ResidualFit:
+        """Join fits of consecutive station blocks; the input arrays are padded to the widest."""
+        first = parts[0]
+        n_links = max(p.links.shape[1] for p in parts)
+        n_var = max(p.net_coef.shape[2] for p in parts)
+        width = max(p.net_coef.shape[3] for p in parts)
+        n_cols_own = first.n_own
+
+        def pad(arr: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
+            out = np.full(shape, fill, dtype=arr.dtype)
+            out[tuple(slice(0, n) for n in arr.shape)] = arr
+            return out
+
+        net_rows, offset = [], 0
+        coefs, errs, choices, links, lags, best, status, corr = ([] for _ in range(8))
+        for p in parts:
+            n = p.links.shape[0]
+            net_rows.append(np.where(p.net_row >= 0, p.net_row + offset, -1))
+            offset += n
+            a = p.lead_steps.size
+            # Input columns sit after the own ones; a block with fewer links pads with zero columns
+            # placed per spread group exactly as the widest block lays them out.
+            coef = np.zeros((n, a, n_var, width))
+            coef[..., :n_cols_own] = pad(p.net_coef[..., :n_cols_own], (n, a, n_var, n_cols_own), 0.0)
+            k_here = p.links.shape[1]
+            if k_here:
+                groups = (p.net_coef.shape[3] - n_cols_own) // k_here
+                for g in range(groups):  # a few spreads, not stations
+                    src = p.net_coef[..., n_cols_own + g * k_here : n_cols_own + (g + 1) * k_here]
+                    first = n_cols_own + g * n_links
+                    coef[:, :, : p.net_coef.shape[2], first : first + k_here] = src
+            # Variants beyond this block's (links it does not have) repeat variant 0.
+            coef[:, :, p.net_coef.shape[2] :] = coef[:, :, :1]
+            coefs.append(coef)
+            err = pad(p.net_error_q_m, (n, a, n_var, 3), np.nan)
+            err[:, :, p.net_error_q_m.shape[2] :] = err[:, :, :1]
+            errs.append(err)
+            ch = pad(p.net_choice, (n, a, n_var), 0)
+            ch[:, :, p.net_choice.shape[2] :] = ch[:, :, :1]
+            choices.append(ch)
+            links.append(pad(p.links, (n, n_links), -1))
+            lags.append(pad(p.lag_steps, (n, n_links), 0))
+            best.append(pad(p.best_lag_steps, (n, n_links), 0))
+            status.append(pad(p.status, (n, n_links), 5))
+            corr.append(pad(p.correlation, (n, n_links), np.nan))
+        return ResidualFit(
+            lead_steps=first.lead_steps, block_steps=first.block_steps,
+            coef=np.concatenate([p.coef for p in parts]),
+            error_q_m=np.concatenate([p.error_q_m for p in parts]),
+            choice=np.concatenate([p.choice for p in parts]),
+            low_m=np.concatenate([p.low_m for p in parts]),
+            high_m=np.concatenate([p.high_m for p in parts]),
+            net_row=np.concatenate(net_rows),
+            net_coef=np.concatenate(coefs), net_error_q_m=np.concatenate(errs), net_choice=np.concatenate(choices),
+            links=np.concatenate(links), lag_steps=np.concatenate(lags), best_lag_steps=np.concatenate(best),
+            status=np.concatenate(status), correlation=np.concatenate(corr),
+        )
+
+
+@dataclass(frozen=True)
+class ResidualState:
+    """The residual model applied at one origin: what :func:`models.predict` interpolates.
+
+    Attributes
+    ----------
+    change_m : ndarray, (S, A)
+        Predicted residual change from the last observation, metres (0 at lead 0).
+    error_q_m : ndarray, (S, A, 3)
+        Out-of-sample error quantiles of the model serving each lead; NaN if unknown.
+    choice : ndarray of int8, (S, A)
+        ``CHOICE_*`` serving each lead.
+    variant : ndarray of int8, (S, A)
+        Inputs variant serving each lead: 0 all inputs, ``k`` all but link ``k - 1``, -1 none.
+    available : ndarray of bool, (S, K, A)
+        Whether each link's routed change was known at the origin for each lead.
+    """
+
     change_m: np.ndarray
     error_q_m: np.ndarray
-    uses_arx: np.ndarray
-    uses_rain: np.ndarray
+    choice: np.ndarray
+    variant: np.ndarray
+    available: np.ndarray
 
 
 def anchor_steps(dt_s: float, max_lead_s: float) -> np.ndarray:
@@ -175,11 +333,11 @@ class _ByPhase:
     that pulls the whole array through the cache each time.
     """
 
-    def __init__(self, arr: np.ndarray, stride: int):
+    def __init__(self, arr: np.ndarray, stride: int, dtype=None):
         n_stations, self.width = arr.shape
         self.stride = stride
         n_cols = -(-self.width // stride)
-        padded = np.full((n_stations, n_cols * stride), np.nan, dtype=arr.dtype)
+        padded = np.full((n_stations, n_cols * stride), np.nan, dtype=dtype or arr.dtype)
         padded[:, : self.width] = arr
         self.data = np.ascontiguousarray(padded.reshape(n_stations, n_cols, stride).transpose(0, 2, 1))
 
@@ -229,11 +387,20 @@ class _Series:
         dt_s: float,
         max_rows: int,
         max_lead: int,
+        *,
+        origin_only: bool = False,
+        block: int | None = None,
     ):
         n_stations, n_times = residual_m.shape
         self.steps = lambda hours: max(round(hours * 3600.0 / dt_s), 1)
         self.dt_s = dt_s
-        self.block, self.stride = _row_spacing(n_times, dt_s, max_rows)
+        if block is None:
+            self.block, self.stride = _row_spacing(n_times, dt_s, max_rows)
+        else:
+            # A forecast from a stored fit reads its features with the fit's blocks, so the
+            # window sums (whose oldest block may count in part) are the ones it was fitted on.
+            self.block, self.stride = block, block
+        self.origin_only = origin_only
         block = self.block
         n_blocks = -(-n_times // block)
         width = n_blocks * block
@@ -242,10 +409,14 @@ class _Series:
         last = np.where(self.any_obs, n_times - 1 - np.argmax(observed[:, ::-1], axis=1), 0)
         first = np.argmax(observed, axis=1)
         shift = np.where(self.any_obs, width - 1 - last, width - n_times)
+        self.shift = shift
+        self.width = width
         self.residual = _shift_right(residual_m, shift, width)
         self.tide = _shift_right(tide_m, shift, width + max_lead + 1)
         self.first = first + shift
         self.split_index = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int) + shift
+        # Cross-fitting: the model fitted on the last two thirds also forecasts the first third.
+        self.first_third_end = first + ((last - first) * _HOLDOUT_FRACTION).astype(int) + shift
         observed = np.isfinite(self.residual)
 
         # Forward fill (causal): the last observed value at or before each grid time.
@@ -270,14 +441,22 @@ class _Series:
             self.rain_csum = _cumsum0(np.where(np.isfinite(rain), rain, 0.0).reshape(as_blocks).sum(axis=2))
         k = self.stride // block
         self.row_blocks = np.arange(n_blocks - 1, -1, -k)[::-1]
+        if origin_only:
+            self.row_blocks = self.row_blocks[-1:]
         self.row_index = (self.row_blocks + 1) * block - 1
         self.n_rows = self.row_blocks.size
         self._cycle_sums: dict[int, _ByPhase] = {}
         self._filled_by_phase: _ByPhase | None = None
         self._cycle_at: dict[tuple[int, int], np.ndarray] = {}
-        # Read at the rows at many offsets (one per lead and cycle): regrouped by phase once.
-        self.tide = _ByPhase(self.tide, self.stride)
-        self.residual_by_phase = _ByPhase(self.residual, self.stride)
+        if origin_only:
+            # One row: plain reads are cheaper than regrouping the arrays.
+            self.residual_by_phase = self.residual
+        else:
+            # Read at the rows at many offsets (one per lead and cycle): regrouped by phase once.
+            # Single precision: the training rows are single precision anyway, and three copies of
+            # a month of 10-minute data for 512 stations are a third of a block's memory.
+            self.tide = _ByPhase(self.tide, self.stride, np.float32)
+            self.residual_by_phase = _ByPhase(self.residual, self.stride, np.float32)
         self._tide_now = self.at_rows(self.tide, 0)
 
     def at_rows(self, arr: np.ndarray | _ByPhase, offset: int) -> np.ndarray:
@@ -347,14 +526,19 @@ class _Series:
     def cycle_mean_at(self, period: int, offset: int) -> np.ndarray:
         """Mean of the filled residual at t, t - P, t - 2P, ... (``_ANALOG_CYCLES`` points) at
         t = row + offset, (S, R)."""
-        if period not in self._cycle_sums:
-            if self._filled_by_phase is None:
-                self._filled_by_phase = _ByPhase(self.filled0, self.stride)
-            self._cycle_sums[period] = self._filled_by_phase.shifted_sum(period, _ANALOG_CYCLES)
         key = (period, offset)
         if key in self._cycle_at:  # leads share offsets (the last full cycle before t)
             return self._cycle_at[key]
-        total = self.at_rows(self._cycle_sums[period], offset)
+        if self.origin_only:
+            # The same sum as the regrouped one, read point by point (0 before the first
+            # observation and outside the array, as there).
+            total = sum(np.nan_to_num(self.at_rows(self.filled0, offset - k * period)) for k in range(_ANALOG_CYCLES))
+        else:
+            if period not in self._cycle_sums:
+                if self._filled_by_phase is None:
+                    self._filled_by_phase = _ByPhase(self.filled0, self.stride, np.float32)
+                self._cycle_sums[period] = self._filled_by_phase.shifted_sum(period, _ANALOG_CYCLES)
+            total = self.at_rows(self._cycle_sums[period], offset)
         idx = self.row_index + offset
 
         def points(first: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -375,7 +559,8 @@ class _Series:
             total[:, :lim] /= points(self.first, idx[:lim])
             if late.size:
                 total[late] = late_total / points(self.first[late], idx)
-        self._cycle_at[key] = total
+        if offset % period == 0:  # only the whole-cycle offsets are shared by several leads
+            self._cycle_at[key] = total
         return total
 
     def extra(self, h: int, tidal: np.ndarray) -> list[np.ndarray]:
@@ -392,6 +577,69 @@ class _Series:
         return cols
 
 
+@dataclass(frozen=True)
+class NetworkData:
+    """The inputs as the residual model reads them.
+
+    Attributes
+    ----------
+    inputs : Inputs
+        Series and this block's links.
+    filled : ndarray, (U, T_in)
+        Input series (observed tidal ones minus their tide), carried forward over short gaps
+        and averaged over the last hour (what the routed changes read).
+    window_start : int
+        Column in ``filled`` of the stations' window's first sample.
+    unsmoothed : ndarray, (U, T_in)
+        The same before the hourly mean (what the lag search reads: an hour's trailing mean
+        lags the gauge by half an hour, and the travel time reported is the gauge's).
+    """
+
+    inputs: Inputs
+    filled: np.ndarray
+    window_start: int
+    unsmoothed: np.ndarray | None = None
+
+
+def _own_features(series: _Series, tidal: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """Lead-independent features at the series' rows: the columns (S, R) each, the residual
+    at the rows, and where the level column sits."""
+    base_cols = series.base()  # (S, R) each; the last row is the origin
+    r_now = series.at_rows(series.residual_by_phase, 0)
+    # Tidal gauges: the residual itself, its distance from the level the tide was fitted
+    # around, for the damped model only (a surge has gone a couple of days on). A river's
+    # "mean level" over a month is no anchor to relax to, so it gets zeros.
+    level_col = len(base_cols) - len(_RAIN_WINDOWS_H)
+    base_cols.insert(level_col, np.where(tidal[:, None], np.nan_to_num(r_now), 0.0))
+    return base_cols, r_now, level_col
+
+
+def _network_for(series: _Series, network: NetworkData | None, lags: Lags | None) -> NetworkColumns | None:
+    if network is None or lags is None:
+        return None
+    row_pos = network.window_start + series.row_index[None, :] - series.shift[:, None]
+    return NetworkColumns(network.inputs, network.filled, lags, row_pos, row_pos[:, -1], series.dt_s)
+
+
+def history_needed_steps(leads: np.ndarray, dt_s: float) -> int:
+    """Grid steps of history the features at an origin look back over (plus a day's margin for
+    a stale gauge): the 7-day mean, and the analog cycles behind the longest lead."""
+    steps = lambda hours: max(round(hours * 3600.0 / dt_s), 1)  # noqa: E731
+    back = steps(max(_MEAN_WINDOWS_H)) + steps(1.0)
+    for period_h in _ANALOG_PERIODS_H:
+        period = steps(period_h)
+        first_k = max(int(np.ceil(int(leads[-1]) / period)), 1)
+        back = max(back, (first_k + _ANALOG_CYCLES) * period)
+    # Whole hours, so a window of this length needs no padding to whole blocks.
+    hour = steps(1.0)
+    return -(-(back + steps(24.0)) // hour) * hour
+
+
+def max_lag_steps(dt_s: float, n_times: int) -> int:
+    """Longest travel time searched: ``MAX_LAG_H``, or a third of the window if that is shorter."""
+    return int(min(round(MAX_LAG_H * 3600.0 / dt_s), n_times // 3))
+
+
 def fit_residual(
     residual_m: np.ndarray,
     rain_mm: np.ndarray | None,
@@ -401,8 +649,9 @@ def fit_residual(
     tide_m: np.ndarray | None = None,
     tidal: np.ndarray | None = None,
     max_rows: int = MAX_ROWS,
-) -> ResidualFit:
-    """Fit the direct ARX models and their out-of-sample errors; predict from the last observation.
+    network: NetworkData | None = None,
+) -> tuple[ResidualFit, ResidualState]:
+    """Fit the direct ARX models and their out-of-sample errors; apply them at the last observation.
 
     Parameters
     ----------
@@ -422,10 +671,15 @@ def fit_residual(
     max_rows : int
         Rows per fit: the window is thinned to at most this many (cost is
         proportional; fewer rows fit noisier coefficients).
+    network : NetworkData, optional
+        Upstream and predicted series the stations may read (their routed changes).
 
     Returns
     -------
     ResidualFit
+        The coefficients, bounds and errors a later origin needs.
+    ResidualState
+        The model applied at the window's last observation.
     """
     n_stations, n_times = residual_m.shape
     leads = anchor_steps(dt_s, max_lead_s)
@@ -438,13 +692,7 @@ def fit_residual(
     series = _Series(residual_m, rain_mm, tide_m, dt_s, max_rows, int(leads[-1]))
     n_rows = series.n_rows
 
-    base_cols = series.base()  # (S, R) each; the last row is the origin
-    r_now = series.at_rows(series.residual_by_phase, 0)
-    # Tidal gauges: the residual itself, its distance from the level the tide was fitted
-    # around, for the damped model only (a surge has gone a couple of days on). A river's
-    # "mean level" over a month is no anchor to relax to, so it gets zeros.
-    level_col = len(base_cols) - len(_RAIN_WINDOWS_H)
-    base_cols.insert(level_col, np.where(tidal[:, None], np.nan_to_num(r_now), 0.0))
+    base_cols, r_now, level_col = _own_features(series, tidal)
     row_ok = np.isfinite(r_now)
     origin_ok = series.any_obs.copy()
     for col in base_cols:
@@ -453,24 +701,47 @@ def fit_residual(
     r_now = np.where(row_ok, r_now, 0.0)
     n_ok = np.maximum(row_ok.sum(axis=1), 1)
     n_base = len(base_cols)
-    n_feat = n_base + _N_EXTRA
+    n_own = n_base + _N_EXTRA
+
+    # Time split per station: holdout = rows in the last third of its observed span.
+    row_fine = series.row_index  # (R,) grid index of each row (aligned grid)
+    split = series.split_index  # (S,)
+    pre = row_ok & (row_fine[None, :] < split[:, None])  # every lead's training rows lie in here
+
+    # Inputs: travel times from the training rows only (the holdout must not have chosen them).
+    lags = None
+    if network is not None and (network.inputs.links >= 0).any():
+        w = series.steps(CHANGE_WINDOW_H)
+        change = series.at_rows(series.filled0, 0) - series.at_rows(series.filled0, -w)
+        usable = pre & (row_fine[None, :] - w >= series.first[:, None])
+        row_pos = network.window_start + row_fine[None, :] - series.shift[:, None]
+        lags = search_lags(
+            np.where(usable, change, np.nan), row_pos, series.stride, network.inputs,
+            network.filled if network.unsmoothed is None else network.unsmoothed, dt_s, w,
+            max_lag_steps(dt_s, n_times),
+        )
+    net = _network_for(series, network, lags)
+    n_links = 0 if net is None else network.inputs.n_links
+    n_net = 0 if net is None else net.n_columns
+    n_feat = n_own + n_net
+    # Stations with a usable input get the network candidates (the others need no extra solves).
+    net_sub = np.zeros(0, dtype=np.int64) if net is None else np.nonzero(net.used.any(axis=1))[0]
+    linked = np.zeros(0, dtype=np.int64) if net is None else np.nonzero((network.inputs.links >= 0).any(axis=1))[0]
+
     # Feature-major rows (S, features + target, R): each feature is one contiguous (S, R)
     # block, so writing it and the products over rows run at memory speed. Standardised so
     # one ridge fits all features and units; single precision for the row algebra:
     # standardised, ridge-conditioned features lose nothing that matters at millimetres.
     # The target is the last column, so one product gives a Gram matrix and its right-hand side.
     x = np.empty((n_stations, n_feat + 1, n_rows), dtype=np.float32)
-    x0_origin = np.empty((n_stations, n_base))
+    scales = np.ones((n_stations, n_anchor, n_feat))
+    x_raw = np.zeros((n_stations, n_anchor, n_feat))  # the features at the origin, raw units
     for k, col in enumerate(base_cols):
-        scale = _put_scaled(x, k, col, row_ok, n_ok)
-        x0_origin[:, k] = np.where(origin_ok, col[:, -1], 0.0) / scale
+        scales[:, :, k] = _put_scaled(x, k, col, row_ok, n_ok)[:, None]
+        x_raw[:, :, k] = np.where(origin_ok, col[:, -1], 0.0)[:, None]
     del base_cols
     xb = x[:, :n_base]
 
-    # Time split per station: holdout = rows in the last third of its observed span.
-    row_fine = series.row_index  # (R,) grid index of each row (aligned grid)
-    split = series.split_index  # (S,)
-    pre = row_ok & (row_fine[None, :] < split[:, None])  # every lead's training rows lie in here
     # Rows before k0 are before every station's split, rows from k1 after it.
     n_before = np.searchsorted(row_fine, split)
     k0, k1 = int(n_before.min(initial=0)), int(n_before.max(initial=0))
@@ -480,11 +751,17 @@ def fit_residual(
     gram_rows = _gram(xb, xb)
     gram_pre = _gram(xb[..., :k0], xb[..., :k0]) + _gram(xb[..., k0:k1], xb[..., k0:k1] * pre[:, None, k0:k1])
 
-    change = np.zeros((n_stations, n_anchor))
-    uses_arx = np.zeros((n_stations, n_anchor), dtype=bool)
-    uses_rain = np.zeros((n_stations, n_anchor), dtype=bool)
+    coef = np.zeros((n_stations, n_anchor, n_own))
+    choice = np.zeros((n_stations, n_anchor), dtype=np.int8)
+    low_m = np.zeros((n_stations, n_anchor))
+    high_m = np.zeros((n_stations, n_anchor))
+    n_var = n_links + 1 if n_net else 0
+    net_coef = np.zeros((linked.size, n_anchor, n_var, n_feat))
+    net_choice = np.zeros((linked.size, n_anchor, n_var), dtype=np.int8)
+    net_errq = np.full((linked.size, n_anchor, n_var, QUANTILES.size), np.nan)
     rain_cols = np.arange(n_base - len(_RAIN_WINDOWS_H), n_base)  # base() puts rain last
-    without_rain = np.ones(n_feat, dtype=bool)
+    without_rain = np.zeros(n_feat, dtype=bool)
+    without_rain[:n_own] = True
     without_rain[rain_cols] = False
     # Damped persistence: the change from the distances to the 24-hour and 7-day means alone,
     # two coefficients where the ARX has a dozen. Far ahead (a day and more) a month holds
@@ -492,20 +769,45 @@ def fit_residual(
     damped = np.zeros(n_feat, dtype=bool)
     damped[_DAMPED_COLUMNS + [level_col]] = True
     without_rain[level_col] = False
-    with_rain = np.ones(n_feat, dtype=bool)
-    with_rain[level_col] = False
-    column_sets = np.stack([damped, without_rain, with_rain])  # (3, P)
+    with_rain = without_rain.copy()
+    with_rain[rain_cols] = True
+    own_sets = np.stack([damped, without_rain, with_rain])  # (3, P)
+    # Inputs: every variant (all inputs; all but one) on top of the ARX without and with rain.
+    net_sets = []
+    if n_net:
+        groups = net.n_groups
+        for v in range(n_var):
+            cols = np.ones(n_net, dtype=bool)
+            if v > 0:
+                cols[[v - 1 + g * n_links for g in range(groups)]] = False
+            for base_set in (without_rain, with_rain):
+                mask = base_set.copy()
+                mask[n_own:] = cols
+                net_sets.append(mask)
+    net_sets = np.stack(net_sets) if net_sets else np.zeros((0, n_feat), dtype=bool)
+    column_ridge = np.ones(n_feat)
+    column_ridge[n_own:] = _NETWORK_RIDGE / _RIDGE
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
     error_q[:, 0, :] = np.where(series.any_obs[:, None], 0.0, np.nan)
+    if linked.size:
+        net_errq[:, 0] = error_q[linked, None, 0]
 
     # A loop over ~9 anchor leads, never over stations.
     for a in range(1, n_anchor):
         h = int(leads[a])
-        x_origin = np.zeros((n_stations, n_feat))
-        x_origin[:, :n_base] = x0_origin
         for e, col in enumerate(series.extra(h, tidal)):
-            scale = _put_scaled(x, n_base + e, col, row_ok, n_ok)
-            x_origin[:, n_base + e] = np.where(origin_ok, col[:, -1], 0.0) / scale
+            scales[:, a, n_base + e] = _put_scaled(x, n_base + e, col, row_ok, n_ok)
+            x_raw[:, a, n_base + e] = np.where(origin_ok, col[:, -1], 0.0)
+        if n_net:
+            routed = net.columns(h)  # (S, C, R), NaN where unknown
+            for c in range(n_net):
+                col = routed[:, c]
+                # A training row missing an input counts it as no change (a few rows; the
+                # holdout scores the result); at a forecast origin a missing input is never
+                # guessed: that variant is not used.
+                scales[:, a, n_own + c] = _put_scaled(x, n_own + c, np.nan_to_num(col), row_ok, n_ok)
+                x_raw[:, a, n_own + c] = col[:, -1]
+            del routed
 
         target = series.at_rows(series.residual_by_phase, h)
         ok = row_ok & np.isfinite(target)
@@ -520,18 +822,19 @@ def fit_residual(
         span_ok = (_span_steps(train, row_fine, series.stride) >= _MIN_LEADS_SPANNED * h) & (
             _span_steps(hold, row_fine, series.stride) >= _MIN_LEADS_SPANNED * h
         )
-        can_fit = (n_train >= 3 * n_feat) & (n_hold >= n_feat) & origin_ok & span_ok
+        can_fit = (n_train >= 3 * n_own) & (n_hold >= n_own) & origin_ok & span_ok
         # Damped persistence is offered only where the training rows hold too few independent
         # targets (stretches one lead long) for the ARX's coefficients: at short leads it would
         # only add a candidate for the holdout to pick by luck.
-        few_targets = _span_steps(train, row_fine, series.stride) < _TARGETS_PER_COEFFICIENT * n_feat * h
+        few_targets = _span_steps(train, row_fine, series.stride) < _TARGETS_PER_COEFFICIENT * n_own * h
         can_damp = (
             (n_train >= 3 * _N_DAMPED_MIN_ROWS) & (n_hold >= _N_DAMPED_MIN_ROWS) & origin_ok & span_ok & few_targets
         )
 
-        # Three candidates per station and lead, chosen on the holdout: carry the residual
-        # forward, the ARX without rain, the ARX with rain (a distant or unrepresentative rain
-        # gauge can make a forecast worse; the holdout says whether it does here).
+        # Candidates per station and lead, chosen on the holdout: carry the residual forward,
+        # damped persistence, the ARX without rain, the ARX with rain (a distant or
+        # unrepresentative rain gauge can make a forecast worse; the holdout says whether it
+        # does here), and with inputs the ARX reading them.
         lead_cols = x[:, n_base:]  # lead-specific features and the target
         # Each row enters one product: before every split, around the splits, after them.
         cross_pre = _gram(x[:, :n_feat, :k0], lead_cols[..., :k0])
@@ -544,10 +847,12 @@ def fit_residual(
         # off row_ok, so they can be taken out as one slice).
         past_end = int(np.count_nonzero(row_fine + h >= series.residual.shape[1]))
         gram_all, rhs_all = _normal_equations(x, gram_rows, cross_rows, row_ok, ok, tail=past_end)
-        betas = _ridge_solve(
-            np.stack([gram_train, gram_all]), np.stack([rhs_train, rhs_all]),
-            np.stack([n_train, ok.sum(axis=1)]), column_sets,
-        )  # (2 fits, 3 column sets, S, P)
+        grams, rhss = np.stack([gram_train, gram_all]), np.stack([rhs_train, rhs_all])
+        counts = np.stack([n_train, ok.sum(axis=1)])
+        betas = _ridge_solve(grams, rhss, counts, own_sets)  # (2 fits, 3 sets, S, P)
+        # The routed changes' ridge grows with the lead: far ahead a month holds few independent
+        # targets, and several gauges of one river say nearly the same thing.
+        column_ridge[n_own:] = max(_NETWORK_RIDGE * (h * dt_s / 3600.0 / _NETWORK_RIDGE_LEAD_H) ** 2, _RIDGE) / _RIDGE
         n_hold_safe = np.maximum(n_hold, 1)
         # Holdout rows all lie at or after the earliest station's split: score only that slice.
         lo = int(np.argmax(hold.any(axis=0))) if hold.any() else n_rows
@@ -559,6 +864,7 @@ def fit_residual(
         trained = np.where(train, x[:, n_feat], 0.0)
         low = (_EXTRAPOLATION * trained.min(axis=1))[:, None]
         high = (_EXTRAPOLATION * trained.max(axis=1))[:, None]
+        low_m[:, a], high_m[:, a] = low[:, 0], high[:, 0]
         mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
         fitted_by_candidate = [np.zeros_like(d_h)]
         for beta_train in betas[0]:
@@ -566,38 +872,296 @@ def fit_residual(
             fitted_by_candidate.append(fitted)
             mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_damp, can_fit, can_fit & has_rain])
-        pick = np.argmin(np.where(allowed, np.stack(mse), np.inf), axis=0)  # ties keep the simpler
-        chosen = [pick[:, None] == c + 1 for c in range(column_sets.shape[0])]
-        beta_all = np.select(chosen, list(betas[1]), 0.0)
-        change[:, a] = np.clip(np.einsum("sp,sp->s", x_origin, beta_all), low[:, 0], high[:, 0])
-        uses_arx[:, a] = pick > 0
-        uses_rain[:, a] = pick == column_sets.shape[0]
-        # The winner's holdout errors; carrying forward has no parameters, so all its rows count.
-        fitted = np.choose(pick[:, None], fitted_by_candidate)
-        errors = np.where(ok, x[:, n_feat], np.float32(np.nan))
-        errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
-        errors[(pick > 0)[:, None] & ~hold] = np.nan
-        q, count = nan_quantiles(errors, QUANTILES)
-        # A fitted model's errors come from the holdout third alone; if that stretch was
-        # calmer than the whole window (where carrying forward's spread is known without a
-        # holdout), the next days need not be as calm: widen by the ratio, never narrow.
-        # (Spreads as root mean squares: two sums, where quantiles would cost two sorts.)
+        mse = np.stack(mse)
+        pick = np.argmin(np.where(allowed, mse, np.inf), axis=0)  # ties keep the simpler
+        chosen = [pick[:, None] == c + 1 for c in range(own_sets.shape[0])]
+        coef[:, a] = np.select(chosen, list(betas[1][..., :n_own]), 0.0) / scales[:, a, :n_own]
+        choice[:, a] = pick
+        # The band from out-of-sample errors over two thirds of the window, not one: the holdout
+        # (the last third, forecast by the model fitted before it) and the first third, forecast
+        # by the same candidate fitted on the last two thirds. A calm last third then cannot
+        # promise a calm month, and twice the errors make steadier quantiles (cross-fitting).
         squared = np.square(x[:, n_feat], dtype=np.float64)  # zero off the usable rows
         n_ok_lead = ok.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.sqrt(
-                (squared.sum(axis=1) / n_ok_lead) / (np.where(hold, squared, 0.0).sum(axis=1) / n_hold)
-            )
-        ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0), ratio, 1.0)[:, None]
-        q = q[:, 1:2] + (q - q[:, 1:2]) * ratio
-        error_q[:, a, :] = np.where(count[:, None] >= 2, q, np.nan)
-    return ResidualFit(
+        first_end = series.first_third_end
+        rev_hold = ok & ((row_fine + h)[None, :] < first_end[:, None])
+        first_rows = ok & (row_fine[None, :] < first_end[:, None])
+        kr = int(np.searchsorted(row_fine, int(first_end.max(initial=0))))
+        xf = x[..., :kr] * first_rows[:, None, :kr]
+        g_first = _gram(xf[:, :n_feat], xf)
+        del xf
+        rev_gram, rev_rhs = gram_all - g_first[..., :n_feat], rhs_all - g_first[..., n_feat]
+        rev_n = n_ok_lead - first_rows.sum(axis=1)
+        rev_trained = np.where(ok & ~first_rows, x[:, n_feat], 0.0)
+        rev_low = (_EXTRAPOLATION * rev_trained.min(axis=1))[:, None]
+        rev_high = (_EXTRAPOLATION * rev_trained.max(axis=1))[:, None]
+        del rev_trained
+        x_r, d_r, hold_r = x[:, :n_feat, :kr], x[:, n_feat, :kr], rev_hold[:, :kr]
+        rev_fit = (rev_n >= 3 * n_own) & (rev_hold.sum(axis=1) >= n_own)
+
+        def rev_errors(beta: np.ndarray, rows: np.ndarray | slice, use: np.ndarray, x_r=x_r, d_r=d_r,
+                       hold_r=hold_r, rev_low=rev_low, rev_high=rev_high) -> np.ndarray:
+            """Errors over the first third of the candidates ``beta`` (fitted on the rest), NaN elsewhere."""
+            fitted = np.clip(np.matmul(beta.astype(np.float32)[:, None, :], x_r[rows])[:, 0, :],
+                             rev_low[rows], rev_high[rows])
+            return np.where(hold_r[rows] & use[:, None], d_r[rows] - fitted, np.nan)
+
+        rev_betas = _ridge_solve(rev_gram[None], rev_rhs[None], rev_n[None], own_sets)[0]  # (3, S, P)
+        rev = rev_errors(np.select(chosen, list(rev_betas), 0.0), slice(None), (pick > 0) & rev_fit)
+        error_q[:, a, :] = _winner_errors(
+            pick, fitted_by_candidate, x[:, n_feat], d_h, ok, hold, hold_h, lo, squared, n_ok_lead, n_hold, rev,
+            h, series.stride,
+        )
+
+        if net_sub.size:
+            # The stations with inputs: the same candidates plus the ARX with inputs, per variant.
+            sub = net_sub
+            in_linked = np.searchsorted(linked, sub)
+            nbetas = _ridge_solve(grams[:, sub], rhss[:, sub], counts[:, sub], net_sets, column_ridge)
+            rain_better = has_rain[sub] & (mse[3, sub] < mse[2, sub])
+            low_s, high_s = low[sub], high[sub]
+            can_net = can_fit[sub] & (n_train[sub] >= 3 * n_feat) & (n_hold[sub] >= n_feat)
+            x_hs, d_hs = x_h[sub], d_h[sub]
+            own_fitted = [f[sub] for f in fitted_by_candidate]
+            rev_nbetas = _ridge_solve(rev_gram[None, sub], rev_rhs[None, sub], rev_n[None, sub], net_sets,
+                                      column_ridge)[0]
+            for v in range(n_var):
+                pair = nbetas[:, 2 * v : 2 * v + 2]  # (2 fits, without / with rain, N, P)
+                beta_train = np.where(rain_better[:, None], pair[0, 1], pair[0, 0])
+                beta_all = np.where(rain_better[:, None], pair[1, 1], pair[1, 0])
+                fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_hs)[:, 0, :], low_s, high_s)
+                mse_v = (np.where(hold_h[sub], d_hs - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe[sub]
+                allowed_v = np.concatenate([allowed[:, sub], can_net[None]])
+                pick_v = np.argmin(np.where(allowed_v, np.concatenate([mse[:, sub], mse_v[None]]), np.inf), axis=0)
+                use_net = pick_v == 4
+                own_coef = np.select([pick_v[:, None] == c + 1 for c in range(3)], list(betas[1][:, sub]), 0.0)
+                beta = np.where(use_net[:, None], beta_all, own_coef)
+                net_coef[in_linked, a, v] = beta / scales[sub, a]
+                net_choice[in_linked, a, v] = np.where(use_net, np.where(rain_better, 5, 4), pick_v)
+                rev_beta = np.select(
+                    [pick_v[:, None] == c + 1 for c in range(3)] + [use_net[:, None]],
+                    list(rev_betas[:, sub]) + [np.where(rain_better[:, None], rev_nbetas[2 * v + 1],
+                                                        rev_nbetas[2 * v])], 0.0,
+                )
+                net_errq[in_linked, a, v] = _winner_errors(
+                    pick_v, own_fitted + [fitted], x[sub, n_feat], d_hs, ok[sub], hold[sub], hold_h[sub], lo,
+                    squared[sub], n_ok_lead[sub], n_hold[sub], rev_errors(rev_beta, sub, (pick_v > 0) & rev_fit[sub]),
+                    h, series.stride,
+                )
+        # Linked stations whose inputs are all unusable keep their own model as every variant.
+        plain = np.setdiff1d(linked, net_sub)
+        if plain.size and n_var:
+            rows = np.searchsorted(linked, plain)
+            net_coef[rows, a, :, :n_own] = coef[plain, a][:, None, :]
+            net_choice[rows, a] = choice[plain, a][:, None]
+            net_errq[rows, a] = error_q[plain, a][:, None, :]
+
+    net_row = np.full(n_stations, -1, dtype=np.int64)
+    net_row[linked] = np.arange(linked.size)
+    empty = np.zeros((0, 0), dtype=np.int64)
+    fit = ResidualFit(
         lead_steps=leads,
-        change_m=change,
+        block_steps=series.block,
+        coef=coef,
         error_q_m=error_q,
-        uses_arx=uses_arx,
-        uses_rain=uses_rain,
+        choice=choice,
+        low_m=low_m,
+        high_m=high_m,
+        net_row=net_row,
+        net_coef=net_coef,
+        net_error_q_m=net_errq,
+        net_choice=net_choice,
+        links=network.inputs.links[linked] if lags is not None else empty,
+        lag_steps=lags.lag_steps[linked] if lags is not None else empty,
+        best_lag_steps=lags.best_lag_steps[linked] if lags is not None else empty,
+        status=lags.status[linked] if lags is not None else empty.astype(np.int8),
+        correlation=lags.correlation[linked] if lags is not None else empty.astype(float),
     )
+    return fit, apply_at_origin(fit, x_raw, origin_ok)
+
+
+def _winner_errors(
+    pick: np.ndarray,
+    fitted_by_candidate: list[np.ndarray],
+    target: np.ndarray,
+    d_h: np.ndarray,
+    ok: np.ndarray,
+    hold: np.ndarray,
+    hold_h: np.ndarray,
+    lo: int,
+    squared: np.ndarray,
+    n_ok_lead: np.ndarray,
+    n_hold: np.ndarray,
+    rev: np.ndarray | None = None,
+    lead_steps: int = 1,
+    stride: int = 1,
+) -> np.ndarray:
+    """Error quantiles (S, 3) of each station's chosen candidate at one lead.
+
+    A fitted model's errors come from the holdout rows and, cross-fitted, from the first
+    third (``rev``: errors there, NaN elsewhere, (S, R') for the first R' rows); carrying
+    forward has no parameters, so all its rows count. If those stretches were calmer than
+    the whole window (where carrying forward's spread is known without a holdout), the next
+    days need not be as calm: the band is widened by the ratio of the spreads, never
+    narrowed. (Spreads as root mean squares: two sums, where quantiles would cost two sorts.)
+    """
+    fitted = np.choose(pick[:, None], fitted_by_candidate)
+    errors = np.where(ok, target, np.float32(np.nan))
+    errors[:, lo:] = np.where(hold_h, d_h - fitted, errors[:, lo:])
+    scored = hold.copy()
+    if rev is not None and rev.shape[1]:
+        width = rev.shape[1]
+        crossed = np.isfinite(rev)
+        errors[:, :width] = np.where(crossed, rev, errors[:, :width])
+        scored[:, :width] |= crossed
+    errors[(pick > 0)[:, None] & ~scored] = np.nan
+    q, count = nan_quantiles(errors, QUANTILES)
+    n_scored = scored.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sqrt((squared.sum(axis=1) / n_ok_lead) / (np.where(scored, squared, 0.0).sum(axis=1) / n_scored))
+    ratio = np.where(np.isfinite(ratio) & (ratio > 1.0) & (pick > 0), ratio, 1.0)
+    # Few independent errors make quantiles that promise too much: rows closer than a lead share
+    # most of their target, so a month of hourly rows holds a few hundred independent errors an
+    # hour ahead and about ten two days ahead, and the 5-95 % of ten errors holds a new one
+    # 74 % of the time, not 90 %. The band is widened like a prediction interval from an
+    # estimated spread: by sqrt(1 + 1/n) t(0.95, n - 1) / z(0.95), n the independent errors.
+    n_errors = np.where(pick > 0, n_scored, count) * stride / max(lead_steps, stride)
+    ratio = ratio * finite_sample_factor(n_errors)
+    q = q[:, 1:2] + (q - q[:, 1:2]) * ratio[:, None]
+    return np.where(count[:, None] >= 2, q, np.nan)
+
+
+def finite_sample_factor(n_independent: np.ndarray) -> np.ndarray:
+    """How much wider a 5-95 % band from ``n`` independent errors must be to hold 90 % of new
+    ones: ``sqrt(1 + 1/n) t(0.95, n - 1) / z(0.95)`` (1.17 for 10, 1.04 for 40, 1.01 for 100);
+    at most 2 (for fewer than about 4 errors the band is a guess either way)."""
+    n = np.maximum(np.asarray(n_independent, dtype=float), 2.0)
+    factor = np.sqrt(1.0 + 1.0 / n) * student_t.ppf(0.95, n - 1.0) / _Z95
+    return np.minimum(np.where(np.isfinite(factor), factor, 2.0), 2.0)
+
+
+def apply_at_origin(fit: ResidualFit, x_raw: np.ndarray, origin_ok: np.ndarray) -> ResidualState:
+    """The fitted models applied to the features at an origin.
+
+    Parameters
+    ----------
+    fit : ResidualFit
+    x_raw : ndarray, (S, A, P + C)
+        Features at the origin in raw units: the own ones, then the routed input changes
+        (NaN where an input is not known there).
+    origin_ok : ndarray of bool, (S,)
+        Stations whose own features are all known at the origin; the others carry the
+        residual forward (band from the one-step spread).
+
+    Returns
+    -------
+    ResidualState
+    """
+    n_stations, n_anchor = fit.choice.shape
+    n_own = fit.n_own
+    x_own = np.nan_to_num(x_raw[..., :n_own])
+    change = np.clip(np.einsum("sap,sap->sa", fit.coef, x_own), fit.low_m, fit.high_m)
+    error_q = fit.error_q_m.copy()
+    choice = fit.choice.copy()
+    variant = np.full((n_stations, n_anchor), -1, dtype=np.int8)
+    n_links = fit.links.shape[1]
+    available = np.ones((n_stations, n_links, n_anchor), dtype=bool)
+    rows = np.nonzero(fit.net_row >= 0)[0]
+    if rows.size and n_links:
+        net = fit.net_row[rows]
+        n_net = x_raw.shape[-1] - n_own
+        groups = n_net // n_links if n_links else 0
+        routed = x_raw[rows, :, n_own:].reshape(rows.size, n_anchor, groups, n_links)
+        used = fit.status[net] == 0  # _network.STATUS_USED
+        # A link is available at a lead when every routed change it feeds is known there.
+        known = np.isfinite(routed).all(axis=2) | ~used[:, None, :]  # (N, A, K)
+        available[rows] = known.transpose(0, 2, 1)
+        missing = ~known
+        n_missing = missing.sum(axis=2)
+        var = np.where(n_missing == 0, 0, np.where(n_missing == 1, 1 + np.argmax(missing, axis=2), -1))
+        var = np.minimum(var, fit.net_coef.shape[2] - 1)
+        serve = var >= 0
+        v = np.maximum(var, 0)
+        c = np.take_along_axis(fit.net_coef[net], v[:, :, None, None], axis=2)[:, :, 0]  # (N, A, P + C)
+        x_all = np.nan_to_num(x_raw[rows, :, : c.shape[-1]])
+        net_change = np.clip(np.einsum("nap,nap->na", c, x_all), fit.low_m[rows], fit.high_m[rows])
+        net_q = np.take_along_axis(fit.net_error_q_m[net], v[:, :, None, None], axis=2)[:, :, 0]
+        net_choice = np.take_along_axis(fit.net_choice[net], v[:, :, None], axis=2)[:, :, 0]
+        change[rows] = np.where(serve, net_change, change[rows])
+        error_q[rows] = np.where(serve[..., None], net_q, error_q[rows])
+        choice[rows] = np.where(serve, net_choice, choice[rows])
+        variant[rows] = np.where(serve, var, -1)
+    change[:, 0] = 0.0
+    # Own features unknown at this origin (a gauge back after a long outage): carry forward.
+    bad = ~origin_ok
+    change[bad] = 0.0
+    error_q[bad, 1:] = np.where(choice[bad, 1:, None] == CHOICE_PERSISTENCE, error_q[bad, 1:], np.nan)
+    choice[bad] = CHOICE_PERSISTENCE
+    variant[bad] = -1
+    return ResidualState(change_m=change, error_q_m=error_q, choice=choice, variant=variant, available=available)
+
+
+def origin_features(
+    residual_m: np.ndarray,
+    rain_mm: np.ndarray | None,
+    tide_m: np.ndarray,
+    tidal: np.ndarray,
+    fit: ResidualFit,
+    dt_s: float,
+    network: NetworkData | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features a fitted model reads, at each station's last observation in a recent window.
+
+    Parameters
+    ----------
+    residual_m : ndarray, (S, T)
+        Level minus the stored tide over the recent window, metres; NaN where missing.
+    rain_mm : ndarray, (S, T) or None
+    tide_m : ndarray, (S, T + L)
+        The stored tide over the window, continued to the longest lead.
+    tidal : ndarray of bool, (S,)
+    fit : ResidualFit
+    dt_s : float
+    network : NetworkData, optional
+
+    Returns
+    -------
+    x_raw : ndarray, (S, A, P + C)
+    origin_ok : ndarray of bool, (S,)
+    """
+    leads = fit.lead_steps
+    series = _Series(residual_m, rain_mm, tide_m, dt_s, MAX_ROWS, int(leads[-1]), origin_only=True,
+                     block=fit.block_steps)
+    base_cols, _, _ = _own_features(series, tidal)
+    origin_ok = series.any_obs.copy()
+    for col in base_cols:
+        origin_ok &= np.isfinite(col[:, -1])
+    n_stations = residual_m.shape[0]
+    lags = None
+    if network is not None and fit.links.shape[1]:
+        rows = np.nonzero(fit.net_row >= 0)[0]
+        n_links = fit.links.shape[1]
+
+        def spread(arr: np.ndarray, fill) -> np.ndarray:
+            out = np.full((n_stations, n_links), fill, dtype=arr.dtype)
+            out[rows] = arr[fit.net_row[rows]]
+            return out
+
+        lags = Lags(spread(fit.lag_steps, 0), spread(fit.correlation, np.nan), spread(fit.best_lag_steps, 0),
+                    spread(fit.status, 5))
+    net = _network_for(series, network, lags)
+    n_net = 0 if net is None else net.n_columns
+    n_own = len(base_cols) + _N_EXTRA
+    x_raw = np.zeros((n_stations, leads.size, n_own + n_net))
+    for k, col in enumerate(base_cols):
+        x_raw[:, :, k] = np.where(origin_ok, col[:, -1], 0.0)[:, None]
+    for a in range(1, leads.size):
+        h = int(leads[a])
+        for e, col in enumerate(series.extra(h, tidal)):
+            x_raw[:, a, len(base_cols) + e] = np.where(origin_ok, col[:, -1], 0.0)
+        if n_net:
+            x_raw[:, a, n_own:] = net.columns(h)[:, :, -1]
+    return x_raw, origin_ok
 
 
 def _span_steps(rows: np.ndarray, row_index: np.ndarray, stride: int) -> np.ndarray:
@@ -688,7 +1252,13 @@ def _row_index(pick: np.ndarray, n_rows: int) -> np.ndarray:
     return index
 
 
-def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, column_sets: np.ndarray) -> np.ndarray:
+def _ridge_solve(
+    gram: np.ndarray,
+    rhs: np.ndarray,
+    n_rows: np.ndarray,
+    column_sets: np.ndarray,
+    column_ridge: np.ndarray | None = None
+) -> np.ndarray:
     """Ridge solutions for every fit and column subset; left-out columns get coefficient 0.
 
     Parameters
@@ -698,6 +1268,8 @@ def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, column_s
     n_rows : ndarray, (F, S)
         Rows behind each Gram (the ridge grows with them).
     column_sets : ndarray of bool, (C, P)
+    column_ridge : ndarray, (P,), optional
+        Multiplier of the ridge per column (1 by default).
 
     Returns
     -------
@@ -709,7 +1281,7 @@ def _ridge_solve(gram: np.ndarray, rhs: np.ndarray, n_rows: np.ndarray, column_s
         cols = np.nonzero(keep)[0]
         a = gram[:, :, cols[:, None], cols]
         diag = np.arange(cols.size)
-        a[..., diag, diag] += ridge
+        a[..., diag, diag] += ridge if column_ridge is None else ridge * column_ridge[cols]
         # One LAPACK call over the whole batch of small systems.
         out[:, c, :, cols] = np.moveaxis(np.linalg.solve(a, rhs[..., cols][..., None])[..., 0], -1, 0)
     return out

@@ -1,15 +1,27 @@
-"""Read history from the store, forecast every level station in one call, publish the result.
+"""Fit every station's model daily, move it to the newest data every cycle, publish the forecast.
 
-The forecast is heavy numpy/Python work (seconds for thousands of stations).
-In a thread it competes for the interpreter lock with ingest and the alert
-path, so ``floodwatch serve`` runs it in a separate process
-(``ForecastJob(..., isolated=True)``): that process opens the store itself,
-reads the history, forecasts and hands back only the result, which is then
-published from this process as before.
+Fit once, predict often: a full fit (a month of history per station, every
+candidate model scored on a holdout) runs once a day (``forecast.refit_every_h``)
+and whenever the fitted model no longer matches the registry; every cycle in
+between reads only the last ten days or so and moves the fitted model to the
+newest data (:func:`models.update`), which takes a fraction of a second for
+thousands of stations. A reading outside the latest band refits its own
+station at once (the others keep theirs) before the early forecast.
+
+Where the fitted model lives: in the process that forecasts (``floodwatch
+serve`` runs it in a separate process, ``ForecastJob(..., isolated=True)``:
+the forecast is heavy numpy work that would otherwise hold the interpreter
+lock while ingest and alerts wait), and in a file
+(``forecast.model_path``, by default beside the SQLite store) written after
+every fit, so a restart forecasts at once from yesterday's fit instead of
+fitting first. The file holds plain arrays (``numpy.savez``, no pickles) and a
+signature of what it was fitted for (stations, their links, grid, horizon);
+a file that does not match is ignored and the model refitted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
@@ -19,7 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +40,8 @@ import numpy as np
 from floodwatch import models
 from floodwatch import metrics
 from floodwatch.clock import Clock
-from floodwatch.settings import Settings
+from floodwatch.errors import ForecastError
+from floodwatch.settings import Settings, StationConfig
 from floodwatch.vocabulary import QcFlag, Reading, StationId
 from floodwatch.store.base import Store
 
@@ -35,6 +49,30 @@ log = logging.getLogger(__name__)
 
 metrics.describe("floodwatch_forecasts_made_total", "counter", "forecast runs completed (all stations at once)")
 metrics.describe("floodwatch_forecast_seconds", "gauge", "wall time of the last forecast run")
+metrics.describe("floodwatch_forecast_fits_total", "counter", "full fits of every station's forecast model")
+metrics.describe("floodwatch_forecast_fit_seconds", "gauge", "wall time of the last full fit")
+
+INPUT_HISTORY_MARGIN_H = 120.0 + 72.0
+"""Inputs are read this much further back than the stations' fit window: a routed change reaches
+back one travel time (searched up to 120 h) and one lead."""
+
+
+def input_field(station: StationConfig) -> str:
+    """The stored field a station's readings are read from, by its kind."""
+    return {"rain": "rain_mm", "discharge": "discharge_m3_s"}.get(station.kind, "water_level_m")
+
+
+def model_file(settings: Settings) -> Path | None:
+    """Where the fitted model is kept: ``forecast.model_path``; by default beside the SQLite store
+    (``<db>.forecast-model.npz``), else ``var/forecast-model.npz``; None for ``""`` (memory only)."""
+    path = settings.forecast.model_path
+    if path == "":
+        return None
+    if path:
+        return Path(path)
+    if settings.store.url.startswith("sqlite:///"):
+        return Path(settings.store.url[len("sqlite:///"):] + ".forecast-model.npz")
+    return Path("var/forecast-model.npz")
 
 
 @dataclass(frozen=True)
@@ -44,9 +82,282 @@ class IssuedForecast:
     issued_s: float
     station_ids: tuple[StationId, ...]
     forecast: models.Forecast
+    # When each station's model was fitted (UTC epoch s), None if not known.
+    fitted_s: np.ndarray | None = None
 
     def row(self, station_id: StationId) -> int:
         return self.station_ids.index(station_id)
+
+
+@dataclass(frozen=True)
+class _Links:
+    """Each level station's inputs, resolved once from the registry."""
+
+    upstream_ids: tuple[StationId, ...]
+    upstream_fields: tuple[str, ...]
+    upstream_of: list[list[int]]
+    predicted_ids: tuple[StationId, ...]
+    predicted_fields: tuple[str, ...]
+    predicted_of: list[list[int]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.upstream_ids + self.predicted_ids
+
+    @property
+    def linked(self) -> np.ndarray:
+        return np.array([bool(u or p) for u, p in zip(self.upstream_of, self.predicted_of, strict=True)], dtype=bool)
+
+    @staticmethod
+    def of(settings: Settings, stations: Sequence[StationConfig]) -> _Links:
+        up_ids: list[StationId] = []
+        pr_ids: list[StationId] = []
+        up_of, pr_of = [], []
+        for station in stations:  # the registry, not maths
+            rows = []
+            for other in station.upstream:
+                if other not in up_ids:
+                    up_ids.append(other)
+                rows.append(up_ids.index(other))
+            up_of.append(rows)
+            rows = []
+            for other in station.predicted:
+                if other not in pr_ids:
+                    pr_ids.append(other)
+                rows.append(pr_ids.index(other))
+            pr_of.append(rows)
+        return _Links(
+            upstream_ids=tuple(up_ids),
+            upstream_fields=tuple(input_field(settings.station(s)) for s in up_ids),
+            upstream_of=up_of,
+            predicted_ids=tuple(pr_ids),
+            predicted_fields=tuple(input_field(settings.station(s)) for s in pr_ids),
+            predicted_of=pr_of,
+        )
+
+    def signature(self) -> list:
+        return [list(self.upstream_ids), self.upstream_of, list(self.predicted_ids), self.predicted_of]
+
+
+@dataclass
+class EngineResult:
+    """What one forecast run produced (plain data: it crosses the process boundary)."""
+
+    origin_s: float
+    forecast: models.Forecast
+    fitted_s: np.ndarray
+    fitted: bool = False
+    refitted: tuple[StationId, ...] = ()
+    loaded: bool = False
+    fit_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class ForecastEngine:
+    """The shell around ``models.fit`` / ``update`` / ``predict`` for one site's level stations.
+
+    Reads the store, decides when to fit (daily, when the registry changed, for a station
+    whose readings left the band), keeps the fitted model in memory and in a file, and says
+    in the log which configured inputs a station's forecast could not read.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        station_ids: tuple[StationId, ...],
+        thresholds_m: np.ndarray,
+        rain_of: Sequence[StationId | None],
+        floor_m: np.ndarray | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._ids = tuple(station_ids)
+        self._thresholds_m = thresholds_m
+        self._rain_of = list(rain_of)
+        self._floor_m = floor_m
+        self._links = _Links.of(settings, [settings.station(s) for s in self._ids])
+        self._model: models.ForecastModel | None = None
+        self._path = model_file(settings)
+        self._said: dict[StationId, str] = {}
+        self.fits = 0
+        self.refits = 0
+        self.loads = 0
+
+    # -- what the model was fitted for; a file fitted for something else is not used
+    def _signature(self) -> str:
+        cfg = self._settings.forecast
+        return json.dumps({
+            "stations": list(self._ids), "rain": self._rain_of, "links": self._links.signature(),
+            "step_s": cfg.step_s, "horizon_h": cfg.horizon_h, "history_days": cfg.history_days,
+            "network_history_days": cfg.network_history_days,
+        })
+
+    def _load(self) -> models.ForecastModel | None:
+        if self._path is None or not self._path.is_file():
+            return None
+        try:
+            with np.load(self._path, allow_pickle=False) as data:
+                if str(data["__signature__"]) != self._signature():
+                    log.info("forecast model file %s was fitted for another registry or settings; fitting again",
+                             self._path)
+                    return None
+                model = models.model_from_arrays(data)
+        except (OSError, ValueError, KeyError, ForecastError) as exc:
+            log.warning("forecast model file %s unreadable (%s); fitting again", self._path, exc)
+            return None
+        return model
+
+    def _save(self, model: models.ForecastModel) -> None:
+        if self._path is None:
+            return
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_name(self._path.name + ".tmp.npz")
+            np.savez(tmp, __signature__=np.asarray(self._signature()), **models.model_to_arrays(model))
+            os.replace(tmp, self._path)  # a restart never reads half a file
+        except OSError as exc:
+            log.warning("could not keep the forecast model in %s (%s); a restart will fit again", self._path, exc)
+
+    # -- reading the store
+    def _grid(self, start_s: float, end_s: float) -> tuple[np.ndarray, float]:
+        step_s = self._settings.forecast.step_s
+        return start_s + step_s * np.arange(int(round((end_s - start_s) / step_s))), step_s
+
+    def _read(self, ids: Sequence[StationId], fields: Sequence[str], start_s: float, end_s: float) -> np.ndarray:
+        step_s = self._settings.forecast.step_s
+        n = int(round((end_s - start_s) / step_s))
+        out = np.full((len(ids), n), np.nan)
+        for name in sorted(set(fields)):  # a few fields, not stations
+            rows = [i for i, f in enumerate(fields) if f == name]
+            window = self._store.read_window(tuple(ids[i] for i in rows), name, start_s, end_s, step_s)
+            out[rows] = window.values[:, :n]
+        return out
+
+    def _levels(self, rows: np.ndarray, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+        ids = [self._ids[i] for i in rows]
+        levels = self._read(ids, ["water_level_m"] * len(ids), start_s, end_s)
+        rain_mm = np.full_like(levels, np.nan)
+        rain_ids = sorted({self._rain_of[i] for i in rows if self._rain_of[i] is not None})
+        if rain_ids:
+            rain = self._read(rain_ids, ["rain_mm"] * len(rain_ids), start_s, end_s)
+            index = {sid: k for k, sid in enumerate(rain_ids)}
+            for j, i in enumerate(rows):
+                if self._rain_of[i] is not None:
+                    # No reading in a bin while the gauge reported around it means no rain fell.
+                    rain_mm[j] = rain[index[self._rain_of[i]]]
+        return levels, rain_mm
+
+    def _inputs(self, rows: np.ndarray, start_s: float, end_s: float) -> dict[str, Any]:
+        """Upstream and predicted series over the grid (predicted ones a horizon further) and the
+        links of ``rows``, as :func:`models.fit` and :func:`models.update` take them."""
+        links = self._links
+        if not (links.upstream_ids or links.predicted_ids):
+            return {}
+        horizon_s = self._settings.forecast.horizon_h * 3600.0
+        out: dict[str, Any] = {"input_names": links.names}
+        out["upstream_m"] = (self._read(links.upstream_ids, links.upstream_fields, start_s, end_s)
+                             if links.upstream_ids else None)
+        out["upstream_of"] = [links.upstream_of[i] for i in rows] if links.upstream_ids else None
+        out["predicted_m"] = (self._read(links.predicted_ids, links.predicted_fields, start_s, end_s + horizon_s)
+                              if links.predicted_ids else None)
+        out["predicted_of"] = [links.predicted_of[i] for i in rows] if links.predicted_ids else None
+        return out
+
+    # -- fitting
+    def _fit_rows(self, rows: np.ndarray, end_s: float, input_tide=None) -> models.ForecastModel:
+        """Fit the stations ``rows`` on data up to ``end_s``: those without inputs on
+        ``history_days``, those with on ``network_history_days`` (their inputs further back)."""
+        cfg = self._settings.forecast
+        linked = self._links.linked[rows]
+        parts, order = [], []
+        for group, with_inputs in ((rows[~linked], False), (rows[linked], True)):
+            if group.size == 0:
+                continue
+            days = max(cfg.history_days, cfg.network_history_days) if with_inputs else cfg.history_days
+            back_s = days * 86_400.0 + (INPUT_HISTORY_MARGIN_H * 3600.0 if with_inputs else 0.0)
+            # At least what a forecast reads at the origin, so the fit starts from the state an update would.
+            back_s = max(back_s, models.history_needed_s(cfg.step_s, cfg.horizon_h * 3600.0))
+            start_s = end_s - back_s
+            t_s, _ = self._grid(start_s, end_s)
+            levels, rain = self._levels(group, start_s, end_s)
+            extra = self._inputs(group, start_s, end_s) if with_inputs else {}
+            if extra and input_tide is not None:
+                extra["input_tide"] = input_tide
+            parts.append(models.fit(
+                t_s, levels, rain, origin_s=end_s, horizon_s=cfg.horizon_h * 3600.0,
+                window_s=cfg.history_days * 86_400.0, network_window_s=cfg.network_history_days * 86_400.0,
+                # The same leads in every part (a gauge silent up to a day), so the parts combine.
+                stale_allowance_s=86_400.0, **extra,
+            ))
+            order.append(np.arange(rows.size)[np.isin(rows, group)])
+        return parts[0] if len(parts) == 1 else models.combine(parts, order)
+
+    def run(self, now_s: float, include_current_step: bool = False,
+            refit: Sequence[StationId] = ()) -> EngineResult:
+        """Forecast every station at the last complete step before ``now_s`` (with
+        ``include_current_step``, the half-filled one ``now_s`` lies in: an early forecast must see
+        the reading that asked for it), fitting first where due."""
+        cfg = self._settings.forecast
+        step_s = cfg.step_s
+        # The grid ends at the last complete step so the newest bin is not half-filled; an early
+        # forecast takes the half-filled one too, or it would not see the departing reading.
+        end_s = (math.floor(now_s / step_s) + (1 if include_current_step else 0)) * step_s
+        result_fitted = False
+        loaded = False
+        refitted: tuple[StationId, ...] = ()
+        fit_seconds = 0.0
+        if self._model is None:
+            self._model = self._load()
+            loaded = self._model is not None
+            self.loads += int(loaded)
+        all_rows = np.arange(len(self._ids))
+        due = self._model is None or end_s - float(np.nanmin(self._model.fitted_s)) >= cfg.refit_every_h * 3600.0
+        started = time.perf_counter()
+        if due:
+            self._model = self._fit_rows(all_rows, end_s)
+            result_fitted = True
+            self.fits += 1
+        elif refit:
+            rows = np.array(sorted({self._ids.index(s) for s in refit if s in self._ids}), dtype=np.int64)
+            if rows.size:
+                part = self._fit_rows(rows, end_s, input_tide=self._model.input_tide)
+                others = np.setdiff1d(all_rows, rows)
+                self._model = models.combine(
+                    [models.take_stations(self._model, others), part] if others.size else [part],
+                    [others, rows] if others.size else [rows],
+                )
+                refitted = tuple(self._ids[i] for i in rows)
+                self.refits += rows.size
+        if result_fitted or refitted:
+            fit_seconds = time.perf_counter() - started
+            self._save(self._model)
+        # Every cycle (and after a refit of some stations): the fitted model moved to the newest data.
+        if not result_fitted:
+            start_s = end_s - models.history_needed_s(cfg.step_s, cfg.horizon_h * 3600.0)
+            t_s, _ = self._grid(start_s, end_s)
+            levels, rain = self._levels(all_rows, start_s, end_s)
+            self._model = models.update(self._model, t_s, levels, rain, origin_s=end_s,
+                                        **{k: v for k, v in self._inputs(all_rows, start_s, end_s).items()
+                                           if k != "input_names"})
+        forecast = models.predict(self._model, thresholds_m=self._thresholds_m, floor_m=self._floor_m,
+                                  horizon_s=cfg.horizon_h * 3600.0, step_s=step_s)
+        return EngineResult(
+            origin_s=end_s, forecast=forecast, fitted_s=self._model.fitted_s.copy(), fitted=result_fitted,
+            refitted=refitted, loaded=loaded, fit_seconds=fit_seconds, warnings=self._warnings(),
+        )
+
+    def _warnings(self) -> list[str]:
+        """Each station's inputs it could not read, once per change (not every cycle)."""
+        out = []
+        for sid, text in zip(self._ids, self._model.inputs_used, strict=True):
+            if not text or ("not used" not in text and "late" not in text):
+                self._said.pop(sid, None)
+                continue
+            if self._said.get(sid) != text:
+                self._said[sid] = text
+                out.append(f"station={sid} inputs: {text}")
+        return out
 
 
 def departs_from_forecast(
@@ -87,43 +398,16 @@ def forecast_from_store(
     floor_m: np.ndarray | None = None,
     include_current_step: bool = False,
 ) -> tuple[float, models.Forecast]:
-    """Read the history window ending at the last complete step before ``now_s`` and forecast it.
-
-    With ``include_current_step`` the window also holds the step ``now_s`` lies in, half
-    filled: an early forecast must see the reading that asked for it.
-    Returns (origin_s, forecast); ``thresholds_m`` is (S, 3) watch/warning/evacuate, m.
-    """
-    cfg = settings.forecast
-    step_s = cfg.step_s
-    # The grid ends at the last complete step so the newest bin is not half-filled; an early
-    # forecast takes the half-filled one too, or it would not see the departing reading.
-    end_s = (math.floor(now_s / step_s) + (1 if include_current_step else 0)) * step_s
-    start_s = end_s - cfg.history_days * 86_400.0
-    levels = store.read_window(station_ids, "water_level_m", start_s, end_s, step_s)
-    rain_ids = sorted({r for r in rain_of if r is not None})
-    rain_mm = np.full_like(levels.values, np.nan)
-    if rain_ids:
-        rain = store.read_window(tuple(rain_ids), "rain_mm", start_s, end_s, step_s)
-        index = {sid: i for i, sid in enumerate(rain.station_ids)}
-        for row, rain_id in enumerate(rain_of):
-            if rain_id is not None:
-                # No reading in a bin while the gauge reported around it means no rain fell.
-                rain_mm[row] = rain.values[index[rain_id]]
-    forecast = models.forecast_stations(
-        levels.t_s,
-        levels.values,
-        rain_mm,
-        thresholds_m=thresholds_m,
-        floor_m=floor_m,
-        horizon_s=cfg.horizon_h * 3600.0,
-        step_s=step_s,
-        origin_s=end_s,
-    )
-    return end_s, forecast
+    """Fit on the history window ending at the last complete step before ``now_s`` and forecast
+    (a one-off: no fitted model is kept or read). Returns (end of the window, forecast)."""
+    no_file = settings.model_copy(update={"forecast": settings.forecast.model_copy(update={"model_path": ""})})
+    engine = ForecastEngine(store, no_file, station_ids, thresholds_m, rain_of, floor_m)
+    result = engine.run(now_s, include_current_step)
+    return result.origin_s, result.forecast
 
 
-# The forecast process's own store connection, opened on its first run.
-_process_store: Any = None
+# The forecast process's own store connection and fitted model, made on its first run.
+_process_engine: ForecastEngine | None = None
 
 
 # The forecast process's CPU priority: batch work that must give way to ingest and alerts
@@ -139,14 +423,23 @@ def _lower_priority() -> None:
         pass
 
 
-def _forecast_in_process(settings: Settings, *args: Any) -> tuple[float, models.Forecast]:
-    """:func:`forecast_from_store` in the forecast process, on that process's own store connection."""
-    global _process_store
-    if _process_store is None:
+def _forecast_in_process(
+    settings: Settings,
+    station_ids: tuple[StationId, ...],
+    thresholds_m: np.ndarray,
+    rain_of: Sequence[StationId | None],
+    floor_m: np.ndarray | None,
+    now_s: float,
+    early: bool,
+    refit: tuple[StationId, ...],
+) -> EngineResult:
+    """:meth:`ForecastEngine.run` in the forecast process, which keeps the fitted model between runs."""
+    global _process_engine
+    if _process_engine is None:
         from floodwatch.store import open_store
 
-        _process_store = open_store(settings)
-    return forecast_from_store(_process_store, settings, *args)
+        _process_engine = ForecastEngine(open_store(settings), settings, station_ids, thresholds_m, rain_of, floor_m)
+    return _process_engine.run(now_s, early, refit)
 
 
 class ForecastJob:
@@ -154,7 +447,10 @@ class ForecastJob:
 
     With ``isolated=True`` the reading and forecasting run in a child process
     (started on the first run, kept for the next ones) that opens the store
-    named by ``settings.store.url`` itself; ``store`` is then not read here.
+    named by ``settings.store.url`` itself and keeps the fitted model; ``store``
+    is then not read here. ``fits``, ``refits`` and ``loads`` count full fits,
+    stations refitted after a departing reading, and fitted models read from
+    the model file.
     """
 
     def __init__(
@@ -182,6 +478,11 @@ class ForecastJob:
         self._floor_m = np.array([np.nan if s.dry_level_m is None else s.dry_level_m for s in stations], dtype=float)
         self.runs = 0
         self.early_runs = 0
+        self.fits = 0
+        self.refits = 0
+        self.loads = 0
+        self._departed: set[StationId] = set()
+        self._engine: ForecastEngine | None = None
         self._wake = threading.Event()
         self._closing = False
         self._early_worker: threading.Thread | None = None
@@ -204,8 +505,11 @@ class ForecastJob:
             if r.water_level_m is None or r.qc_flag == QcFlag.FAIL:
                 continue
             if departs_from_forecast(issued, r.station_id, r.ts_s, r.water_level_m):
-                log.info("reading departs from forecast station=%s ts=%d level_m=%.3f: forecasting now",
+                log.info("reading departs from forecast station=%s ts=%d level_m=%.3f: "
+                         "refitting it and forecasting now",
                          r.station_id, int(r.ts_s), r.water_level_m)
+                # Its model has just been shown wrong: the early run refits it (the others keep theirs).
+                self._departed.add(r.station_id)
                 self._request_early_run()
                 return True
         return False
@@ -237,18 +541,26 @@ class ForecastJob:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _compute(self, now_s: float, early: bool = False) -> tuple[float, models.Forecast]:
-        args = (self._station_ids, self._thresholds_m, self._rain_of, now_s, self._floor_m, early)
+    def _compute(self, now_s: float, early: bool = False) -> EngineResult:
+        refit = tuple(sorted(self._departed)) if early else ()
+        self._departed.difference_update(refit)
         if not self._isolated:
-            return forecast_from_store(self._store, self._settings, *args)
+            if self._engine is None:
+                self._engine = ForecastEngine(self._store, self._settings, self._station_ids, self._thresholds_m,
+                                              self._rain_of, self._floor_m)
+            return self._engine.run(now_s, early, refit)
         if self._pool is None:
             # spawn, not fork: this process has MQTT, SQLite and HTTP threads a fork would copy mid-flight.
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_lower_priority)
         try:
-            return self._pool.submit(_forecast_in_process, self._settings, *args).result()
+            return self._pool.submit(
+                _forecast_in_process, self._settings, self._station_ids, self._thresholds_m, self._rain_of,
+                self._floor_m, now_s, early, refit,
+            ).result()
         except BrokenProcessPool:
-            # The forecast process died (out of memory, killed): start a fresh one next run.
+            # The forecast process died (out of memory, killed): start a fresh one next run (it
+            # reads the model file, so it need not fit first).
             self._pool = None
             raise
 
@@ -270,16 +582,34 @@ class ForecastJob:
     def _run(self, early: bool = False) -> IssuedForecast:
         now_s = self._clock.now_s()
         started = time.perf_counter()  # wall time of the run, not simulated time
-        end_s, forecast = self._compute(now_s, early)
-        issued = IssuedForecast(issued_s=now_s, station_ids=self._station_ids, forecast=forecast)
+        result = self._compute(now_s, early)
+        forecast = result.forecast
+        issued = IssuedForecast(issued_s=now_s, station_ids=self._station_ids, forecast=forecast,
+                                fitted_s=result.fitted_s)
         self._latest = issued
         self.runs += 1
+        self.fits += int(result.fitted)
+        self.refits += len(result.refitted)
+        self.loads += int(result.loaded)
         metrics.inc("floodwatch_forecasts_made_total")
         metrics.set_gauge("floodwatch_forecast_seconds", time.perf_counter() - started)
+        if result.loaded:
+            log.info("forecast model read from its file stations=%d fitted=%s", len(self._station_ids),
+                     int(np.nanmin(result.fitted_s)))
+        if result.fitted:
+            metrics.inc("floodwatch_forecast_fits_total")
+            metrics.set_gauge("floodwatch_forecast_fit_seconds", result.fit_seconds)
+            log.info("forecast fitted stations=%d origin=%s seconds=%.3f", len(self._station_ids),
+                     int(result.origin_s), result.fit_seconds)
+        if result.refitted:
+            log.info("forecast refitted stations=%s origin=%s seconds=%.3f", ",".join(result.refitted),
+                     int(result.origin_s), result.fit_seconds)
+        for warning in result.warnings:
+            log.warning("forecast %s", warning)
         log.info(
             "forecast issued stations=%d origin=%s models=%s seconds=%.3f",
             len(self._station_ids),
-            int(end_s),
+            int(result.origin_s),
             ",".join(sorted(set(forecast.model_name))),
             time.perf_counter() - started,
         )

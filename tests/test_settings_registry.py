@@ -50,6 +50,10 @@ def test_a_station_may_name_an_external_upstream_gauge(tmp_path):
 @pytest.mark.parametrize(("links", "message"), [
     ('upstream = ["TC-NOWHERE"]', "upstream station 'TC-NOWHERE', which is not a station"),
     ('predicted = ["LP-W03"]', "lists itself in predicted"),
+    # An observed gauge is not a prediction, and a tide table is not a gauge.
+    ('predicted = ["TC-SUPHAN"]', "names 'TC-SUPHAN' in predicted, but 'TC-SUPHAN' is an observed series; list it"
+                                  " under upstream"),
+    ('upstream = ["TC-MOUTH-TIDE"]', "'TC-MOUTH-TIDE' is a predicted series; list it under predicted"),
 ])
 def test_a_link_to_an_unknown_station_or_to_itself_is_refused(tmp_path, links, message):
     path = _site_with(tmp_path, "")

@@ -15,7 +15,9 @@ def grid(days: float, dt_s: float = 1800.0) -> np.ndarray:
     return T0_S + dt_s * np.arange(n)
 
 
-def tide(t_s: np.ndarray, constituents: dict[str, tuple[float, float]], ref_s: float, mean_m: float = 0.0) -> np.ndarray:
+def tide(
+    t_s: np.ndarray, constituents: dict[str, tuple[float, float]], ref_s: float, mean_m: float = 0.0
+) -> np.ndarray:
     """Sum of A cos(w (t - ref) - g) for {name: (A_m, g_deg)}: the fitted model's own form."""
     t_h = (np.asarray(t_s) - ref_s) / 3600.0
     out = np.full(t_h.shape, mean_m, dtype=float)

@@ -221,17 +221,28 @@ def test_public_api_is_pinned():
     assert sorted(models.__all__) == [
         "Forecast",
         "ForecastModel",
+        "OriginForecasts",
+        "RollingForecasts",
         "TideFit",
+        "bin_like_store",
+        "combine",
         "exceedance_probability",
         "first_crossing_time",
         "fit",
         "fit_tide",
+        "forecast_origins",
         "forecast_stations",
+        "history_needed_s",
+        "model_from_arrays",
+        "model_to_arrays",
         "predict",
         "predict_tide",
         "rise_rate_cm_per_h",
+        "rolling_forecasts",
         "rolling_origin_backtest",
+        "take_stations",
         "unseen_trend_m_per_h",
+        "update",
     ]
     for name in models.__all__:
         assert getattr(models, name) is not None

@@ -18,7 +18,8 @@ def _seed(settings, now_s: float) -> None:
     readings = []
     for station in settings.level_stations:
         level = station.levels.watch_m - 1.0 + 0.3 * np.sin(2 * np.pi * t_s / (12.42 * 3600))
-        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
+        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v))
+                     for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
     db.write_batch(readings)
     db.close()
 

@@ -22,7 +22,8 @@ def test_early_forecast_includes_the_departing_reading(make_settings):
     readings = []
     for station in settings.level_stations:
         level = station.levels.watch_m - 1.0 + 0.3 * np.sin(2 * np.pi * t_s / (12.42 * 3600))
-        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
+        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v))
+                     for i, (t, v) in enumerate(zip(t_s, level, strict=True))]
     db.write_batch(readings)
     job = ForecastJob(settings, db, FixedClock(now_s))
     try:
@@ -42,6 +43,7 @@ def test_early_forecast_includes_the_departing_reading(make_settings):
         db.close()
 
     assert job.early_runs == 1
-    np.testing.assert_allclose(scheduled.forecast.median_m[row], before.forecast.median_m[row])
+    # The same to within a micrometre (a moved model sums the harmonics in single precision).
+    np.testing.assert_allclose(scheduled.forecast.median_m[row], before.forecast.median_m[row], rtol=0, atol=1e-6)
     # The early forecast starts from the flash, not from the tide it interrupted.
     assert early.forecast.median_m[row, 0] > before.forecast.median_m[row, 0] + 0.3

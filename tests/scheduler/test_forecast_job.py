@@ -28,7 +28,8 @@ def test_forecast_follows_the_tide_for_every_station(make_settings):
     for station in settings.level_stations:
         means[station.id] = station.levels.watch_m - 1.0  # peaks 0.25 m below watch
         levels = _tide_m(t_s, means[station.id])
-        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, levels, strict=True))]
+        readings += [Reading(station.id, float(t), seq=i, water_level_m=float(v))
+                     for i, (t, v) in enumerate(zip(t_s, levels, strict=True))]
     db.write_batch(readings)
     issued_seen = []
     job = ForecastJob(settings, db, FixedClock(now_s), on_forecast=issued_seen.append)
@@ -62,7 +63,8 @@ def test_street_forecast_never_goes_below_the_dry_street(make_settings):
     level = np.full(t_s.shape, street.dry_level_m)
     level[-12:] = np.linspace(1.60, 1.42, 12)
     db = store.open_store(settings)
-    db.write_batch([Reading(street.id, float(t), seq=i, water_level_m=float(v)) for i, (t, v) in enumerate(zip(t_s, level, strict=True))])
+    db.write_batch([Reading(street.id, float(t), seq=i, water_level_m=float(v))
+                    for i, (t, v) in enumerate(zip(t_s, level, strict=True))])
     issued = ForecastJob(settings, db, FixedClock(now_s)).run_once()
     db.close()
     row = issued.station_ids.index(street.id)

@@ -184,7 +184,8 @@ def export_router(ctx: PageContext) -> APIRouter:
         bad = [z for z in zones if z not in zone_ids]
         if bad:
             raise HTTPException(404, f"zone {bad[0]!r} is not in {settings.config_file}")
-        chosen = list(dict.fromkeys(stations + [s.id for s in settings.stations if s.zone in zones]))
+        # A zone is its own gauges; another agency's station is exported when named.
+        chosen = list(dict.fromkeys(stations + [s.id for s in settings.own_stations if s.zone in zones]))
         return chosen or [s.id for s in settings.stations]
 
     @router.get(

@@ -119,7 +119,9 @@ def zone_discovery(settings: Settings, zone: ZoneConfig) -> tuple[str, str]:
 def discovery_messages(settings: Settings) -> list[tuple[str, str]]:
     """Every discovery message of the site: (topic, JSON), to publish retained."""
     out: list[tuple[str, str]] = []
-    for station in settings.stations:
+    # Our own gauges: other agencies' stations (a dam's release, an upstream gauge) carry no level of
+    # danger of ours, and the page shows them with their feed's health.
+    for station in settings.own_stations:
         out += station_discovery(settings, station)
     out += [zone_discovery(settings, zone) for zone in settings.zones]
     return out

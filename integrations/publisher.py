@@ -88,9 +88,11 @@ class StatePublisher:
         self.alerts = alerts
         self.forecasts = forecasts
         self.store = store
-        self._stations = {s.id: s for s in settings.stations}
+        # Our own gauges only, as in discovery (integrations/homeassistant.py).
+        self._stations = {s.id: s for s in settings.own_stations}
         self._latest: dict[str, Latest] = {}
-        self._rain: dict[str, deque[tuple[float, float]]] = {s.id: deque() for s in settings.rain_stations}
+        self._rain: dict[str, deque[tuple[float, float]]] = {s.id: deque() for s in settings.rain_stations
+                                                              if not s.external}
         self._online: dict[str, bool] = {}
         self._issued: Any = None
         self._published: dict[str, tuple[dict[str, Any], float]] = {}  # topic -> (payload, when)

@@ -43,7 +43,10 @@ def settings():
 
 def test_every_discovery_message_is_valid_for_home_assistant(settings):
     messages = discovery_messages(settings)
-    assert len(messages) == 6 * len(settings.level_stations) + 2 * len(settings.rain_stations) + len(settings.zones)
+    own = settings.own_stations
+    n_level = sum(1 for s in own if s.kind == "water_level")
+    n_rain = sum(1 for s in own if s.kind == "rain")
+    assert len(messages) == 6 * n_level + 2 * n_rain + len(settings.zones)
     unique_ids = set()
     for topic, text in messages:
         assert TOPIC.match(topic), topic

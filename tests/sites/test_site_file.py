@@ -91,7 +91,7 @@ BAD_INPUTS = {
     "duplicate station": (('id = "NA-W02"', 'id = "NA-W01"'), 'id = "NA-W01"', 2,
                           "station id 'NA-W01' is used twice (also stations[0]); give each gauge its own id"),
     "zone with no station": (('zone = "moo-3"\nlat', 'zone = "moo-2"\nlat'), 'id = "moo-3"', 1,
-                             "zone 'moo-3' has no station, so residents who pick it would never be warned"),
+                             "zone 'moo-3' has no station of its own, so residents who pick it would never be warned"),
     "levels out of order": (("watch_m = 1.50\nwarning_m = 1.80", "watch_m = 1.95\nwarning_m = 1.80"),
                             "[stations.levels]", 1, "warning levels must rise: watch 1.95 < warning 1.8"),
     "unknown key (typo)": (("mount_height_m = 4.00", "mount_heigth_m = 4.00"), "mount_heigth_m", 1,

@@ -43,8 +43,14 @@ from floodwatch.alerts.verification import (
     reached_within,
     verify_warnings,
 )
-from floodwatch.cli.backtest import read_series, read_series_in_file_order
-from floodwatch.models import OriginForecasts, bin_like_store, forecast_origins
+from floodwatch.cli.backtest import _named_csv, read_input, read_series, read_series_in_file_order
+from floodwatch.models import (
+    OriginForecasts,
+    bin_like_store,
+    forecast_origins,
+    rise_rate_cm_per_h,
+    rolling_forecasts,
+)
 
 from floodwatch.errors import FloodwatchError
 from floodwatch.settings import Settings, load_settings
@@ -108,6 +114,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", metavar="NAME",
                    help="warning profile to replay with (built-in: balanced, early, cautious, tidal, "
                    "observed_only; or one under [alerts.profiles])")
+    p.add_argument("--upstream", action="append", default=[], metavar="NAME=CSV", type=_named_csv,
+                   help="an upstream gauge the forecast may read ('time' and 'water_level_m' or 'discharge_m3_s'; "
+                   "only its changes are used); repeatable. With inputs the forecaster fits daily and moves the "
+                   "fit every run, as the live job does for a station with links")
+    p.add_argument("--predicted", action="append", default=[], metavar="NAME=CSV", type=_named_csv,
+                   help="a predicted series (tide table, announced dam release) known ahead of each forecast; "
+                   "repeatable")
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the scores here")
     p.add_argument("--alerts-csv", type=Path, metavar="WARNINGS.csv",
                    help="write every warning issued: time,level_m,kind (ISO-8601 UTC; observed/forecast/rise)")
@@ -215,7 +228,7 @@ def level_coverage_notes(record: Record, levels_m: list[float], events: dict[flo
     """Say plainly for which levels there is nothing to detect, and why."""
     notes = []
     top, bottom = float(np.max(record.level_m)), float(np.min(record.level_m))
-    for name, level in zip(LEVEL_NAMES, levels_m, strict=True):
+    for name, level in zip(LEVEL_NAMES, levels_m, strict=False):  # 1 to 3 levels
         if top < level:
             notes.append(f"{name} {level:g} m: the record never reaches it (highest {top:g} m): no events, "
                          "so POD and lead are undefined; warnings for it are still scored")
@@ -241,8 +254,16 @@ class Prepared:
 
 
 def prepare(record: Record, rain: tuple[np.ndarray, np.ndarray] | None, settings: Settings, levels_m: list[float],
-            *, horizon_s: float, window_s: float, floor_m: float | None, progress: bool) -> Prepared:
-    """Bin the record as the store would, and forecast at every run of the job's schedule."""
+            *, horizon_s: float, window_s: float, floor_m: float | None, progress: bool,
+            upstream: list[tuple[str, Path]] | None = None,
+            predicted: list[tuple[str, Path]] | None = None) -> Prepared:
+    """Bin the record as the store would, and forecast at every run of the job's schedule.
+
+    With upstream gauges or predicted series the forecasts are the network-aware
+    forecaster's, fitted once a day and moved on every run as the live job does
+    (``models.rolling_forecasts``); without, the single-station forecast the job
+    makes for a gauge with no links (``models.forecast_origins``).
+    """
     cfg = settings.forecast
     step_s, history_s = cfg.step_s, cfg.history_days * 86400.0
     grid_start, grid_end = store_grid(float(record.t_s[0]), float(record.t_s[-1]), step_s, history_s)
@@ -259,13 +280,80 @@ def prepare(record: Record, rain: tuple[np.ndarray, np.ndarray] | None, settings
             "history for this replay (FLOODWATCH_FORECAST__HISTORY_DAYS)")
     thresholds = np.array(list(levels_m) + [np.nan] * (3 - len(levels_m)))
     started = time.monotonic()
-    fc = forecast_origins(
-        grid_t, grid_level, grid_rain, origins_s=origins, thresholds_m=thresholds, horizon_s=horizon_s,
-        step_s=step_s, window_s=history_s, floor_m=floor_m, job_horizon_s=cfg.horizon_h * 3600.0,
-        progress=progress_bar("forecasts", "origins") if progress else None,
-    )
+    if upstream or predicted:
+        fc = _network_forecasts(grid_t, grid_level, grid_rain, origins, thresholds, upstream or [], predicted or [],
+                                horizon_s=horizon_s, step_s=step_s, floor_m=floor_m, progress=progress,
+                                window_s=history_s, network_window_s=cfg.network_history_days * 86400.0)
+    else:
+        fc = forecast_origins(
+            grid_t, grid_level, grid_rain, origins_s=origins, thresholds_m=thresholds, horizon_s=horizon_s,
+            step_s=step_s, window_s=history_s, floor_m=floor_m, job_horizon_s=cfg.horizon_h * 3600.0,
+            progress=progress_bar("forecasts", "origins") if progress else None,
+        )
     return Prepared(grid_t, grid_level, fc, float(origins[0]), float(origins[0]) + window_s,
                     time.monotonic() - started)
+
+
+def _network_forecasts(grid_t: np.ndarray, grid_level: np.ndarray, grid_rain: np.ndarray | None,
+                       origins: np.ndarray, thresholds: np.ndarray, upstream: list[tuple[str, Path]],
+                       predicted: list[tuple[str, Path]], *, horizon_s: float, step_s: float,
+                       floor_m: float | None, progress: bool, window_s: float,
+                       network_window_s: float) -> OriginForecasts:
+    """The forecasts with inputs, on the job's schedule, as :class:`OriginForecasts`.
+
+    The job issued at ``origins`` reads bins up to the last complete one, whose start is
+    ``origin_s - step_s``: that bin is the rolling forecaster's origin, and the job's lead
+    ``k`` steps after ``origin_s`` is the rolling lead ``k + 1``.
+    """
+    start_s, step = float(grid_t[0]), step_s
+    end_s = float(grid_t[-1]) + step
+    up_rows = []
+    for name, path in upstream:
+        t, v = read_input(path)
+        _, binned = bin_like_store(t, v, start_s, end_s, step)
+        if not np.isfinite(binned).any():
+            raise VerifyInputError(f"--upstream {name}={path}: no reading falls within the level record's span")
+        up_rows.append(binned)
+    pr_rows = []
+    for name, path in predicted:
+        t, v = read_input(path)
+        _, binned = bin_like_store(t, v, start_s, max(end_s, float(np.nanmax(t)) + step), step)
+        if not np.isfinite(binned[: grid_t.size]).any():
+            raise VerifyInputError(f"--predicted {name}={path}: no value falls within the level record's span")
+        pr_rows.append(binned)
+    predicted_m = None
+    if pr_rows:
+        predicted_m = np.full((len(pr_rows), max(r.size for r in pr_rows)), np.nan)
+        for k, row in enumerate(pr_rows):
+            predicted_m[k, : row.size] = row
+    ends_s = np.floor(origins / step) * step
+    last_bin = np.round((ends_s - step - start_s) / step).astype(np.int64)
+    n_leads = int(round(horizon_s / step))
+    rolled = rolling_forecasts(
+        grid_t, grid_level, grid_rain, origin_index=last_bin, horizon_s=(n_leads + 1) * step, step_s=step,
+        window_s=window_s, network_window_s=network_window_s,
+        thresholds_m=thresholds, upstream_m=np.stack(up_rows) if up_rows else None, predicted_m=predicted_m,
+        input_names=[n for n, _ in upstream] + [n for n, _ in predicted],
+        progress=progress_bar("forecasts", "origins") if progress else None,
+    )
+    median = rolled.median_m[:, 1:]
+    lower, upper = rolled.lower_m[:, 1:], rolled.upper_m[:, 1:]
+    if floor_m is not None:
+        median, lower, upper = (np.maximum(a, floor_m) for a in (median, lower, upper))
+    # The fast-rise rule's slope: the last hour of each window, as predict() gives it to the job.
+    hour = max(int(round(3600.0 / step)), 2)
+    cols = last_bin[:, None] + np.arange(-(hour - 1), 1)[None, :]
+    recent = np.where(cols >= 0, grid_level[np.clip(cols, 0, None)], np.nan)
+    rate = np.full(origins.size, np.nan)
+    for lo in range(0, origins.size, 4096):
+        rate[lo: lo + 4096] = rise_rate_cm_per_h(step * np.arange(hour, dtype=float), recent[lo: lo + 4096])
+    return OriginForecasts(
+        issued_s=origins, origin_s=ends_s, lead_s=step * np.arange(1, n_leads + 1, dtype=float),
+        median_m=median.astype(np.float32), lower_m=lower.astype(np.float32), upper_m=upper.astype(np.float32),
+        exceed_prob=rolled.exceed_prob[:, :, 1:].astype(np.float32), rise_rate_cm_per_h=rate.astype(np.float32),
+        model_name=tuple(f"{m} [{u}]" if u else m for m, u in zip(rolled.model_name, rolled.inputs_used,
+                                                                    strict=True)),
+    )
 
 
 def score_rules(record: Record, prepared: Prepared, levels_m: list[float], cfg: RuleConfig,
@@ -301,6 +389,9 @@ def run(args: argparse.Namespace) -> int:
             raise VerifyInputError(f"--window-h must be positive hours, got {args.window_h:g}")
         sweep = parse_sweep(args.sweep)
         if args.scenario is not None:
+            if args.upstream or args.predicted:
+                raise VerifyInputError("--upstream and --predicted go with --csv; a scenario's stations take "
+                                       "their links from the site file")
             from floodwatch.cli._verify_scenario import run_scenario_command
 
             return run_scenario_command(args, settings, sweep)
@@ -393,7 +484,7 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
               "some bins empty, as they would in production; a site with such gauges may set "
               "forecast.step_s and forecast.interval_s to the gauges' interval", file=sys.stderr)
     prepared = prepare(record, rain, settings, levels_m, horizon_s=horizon_s, window_s=window_s,
-                       floor_m=floor_m, progress=show)
+                       floor_m=floor_m, progress=show, upstream=args.upstream, predicted=args.predicted)
     fw, fw_scores = score_rules(record, prepared, levels_m, site_cfg, station_cfg, window_s=window_s, progress=show)
     obs, obs_scores = score_rules(record, prepared, levels_m, site_cfg, station_cfg, window_s=window_s,
                                   forecasts=False)
@@ -420,6 +511,8 @@ def run_csv(args: argparse.Namespace, settings: Settings, sweep: dict[str, list[
     result = {
         "csv": str(args.csv),
         "rain_csv": None if args.rain_csv is None else str(args.rain_csv),
+        "upstream_csv": {name: str(path) for name, path in args.upstream},
+        "predicted_csv": {name: str(path) for name, path in args.predicted},
         "station": args.station,
         "profile": profile_name,
         "levels_m": levels_m,

@@ -106,7 +106,7 @@ def test_single_and_batch_readings_are_stored_like_mqtt(running, tokens):
     (json.dumps({"ts": time.time() + 7200, "seq": 1, "distance_m": 3.0}), 422, "future_ts"),
     (json.dumps({"ts": time.time(), "seq": 1, "rain_tips": 3}), 422, "wrong_sensor"),
     (json.dumps({"seq": 1, "distance_m": 3.0}), 422, "missing_ts"),
-])
+], ids=["bad_json", "not_utf8", "future_ts", "wrong_sensor", "missing_ts"])
 def test_refused_payloads_answer_the_quarantine_reason_and_are_quarantined(running, tokens, body, status, reason):
     url, db, service, _ = running
     r = post(url, "LP-W02", body, tokens["LP-W02"])

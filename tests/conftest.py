@@ -57,3 +57,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return settings
 
     return make
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    """One Playwright driver per test process: a second sync_playwright() while one is running
+    fails ("Sync API inside the asyncio loop"), whichever order the tests run in."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p

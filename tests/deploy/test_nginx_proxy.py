@@ -27,7 +27,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from floodwatch.cli.broker import free_port, wait_for_port
 from floodwatch.gauge_page.screenshots import CHROMIUM, CHROMIUM_ARGS
@@ -133,7 +133,8 @@ def tools() -> None:
                     "libnss3-tools)")
 
 
-def test_the_documented_nginx_site_serves_officers_live_updates_and_line(tools, mosquitto, tmp_path, monkeypatch):
+def test_the_documented_nginx_site_serves_officers_live_updates_and_line(tools, mosquitto, tmp_path, monkeypatch,
+                                                                      playwright):
     ca, cert, key = make_certificates(tmp_path / "tls")
     page_port, https_port, http_port = free_port(), free_port(), free_port()
     env = dict(os.environ)
@@ -197,57 +198,56 @@ def test_the_documented_nginx_site_serves_officers_live_updates_and_line(tools, 
             assert redirect.status == 301 and redirect.getheader("Location") == f"https://{HOST}/"
 
             home = browser_home_trusting(ca, tmp_path / "home")
-            with sync_playwright() as p:
-                browser = p.chromium.launch(
-                    executable_path=CHROMIUM, env={**os.environ, "HOME": str(home)},
-                    args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {HOST} 127.0.0.1"])
-                try:
-                    context = browser.new_context(viewport={"width": 1280, "height": 900})  # HTTPS errors not ignored
-                    page = context.new_page()
-                    page.set_default_timeout(20_000)
-                    url = f"https://{HOST}:{https_port}"
-                    page.goto(url + "/")
-                    expect(page.locator("#site-name")).to_have_text("เทศบาลตำบลลำพญา")
-                    expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))  # the event stream is open
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, env={**os.environ, "HOME": str(home)},
+                args=[*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {HOST} 127.0.0.1"])
+            try:
+                context = browser.new_context(viewport={"width": 1280, "height": 900})  # HTTPS errors not ignored
+                page = context.new_page()
+                page.set_default_timeout(20_000)
+                url = f"https://{HOST}:{https_port}"
+                page.goto(url + "/")
+                expect(page.locator("#site-name")).to_have_text("เทศบาลตำบลลำพญา")
+                expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))  # the event stream is open
 
-                    page.click("#login-open")
-                    page.fill("#login-user", "somchai")
-                    page.fill("#login-password", PASSWORD)
-                    page.click("#login-submit")
-                    expect(page.locator("#officer-name")).to_have_text("สมชาย ใจดี")
-                    session = [c for c in context.cookies() if c["name"] == "fw_session"]
-                    assert session and session[0]["secure"] and session[0]["httpOnly"]
+                page.click("#login-open")
+                page.fill("#login-user", "somchai")
+                page.fill("#login-password", PASSWORD)
+                page.click("#login-submit")
+                expect(page.locator("#officer-name")).to_have_text("สมชาย ใจดี")
+                session = [c for c in context.cookies() if c["name"] == "fw_session"]
+                assert session and session[0]["secure"] and session[0]["httpOnly"]
 
-                    # A resident adds the LINE account and picks Moo 4: signed webhooks through the proxy.
-                    resident = new_user_id()
-                    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the stand-in posts like LINE, trusting our CA
-                    webhook = f"https://localhost:{https_port}/line/webhook"
-                    for event in (follow_event(resident), postback_event(resident, "action=add&zone=moo-4")):
-                        assert line.send_webhook(webhook, SECRET, [event]).status == 200
-                    assert line.send_webhook(webhook, SECRET, [follow_event(new_user_id())],
-                                             signature="forged").status in (400, 401, 403)
+                # A resident adds the LINE account and picks Moo 4: signed webhooks through the proxy.
+                resident = new_user_id()
+                monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the stand-in posts like LINE, trusting our CA
+                webhook = f"https://localhost:{https_port}/line/webhook"
+                for event in (follow_event(resident), postback_event(resident, "action=add&zone=moo-4")):
+                    assert line.send_webhook(webhook, SECRET, [event]).status == 200
+                assert line.send_webhook(webhook, SECRET, [follow_event(new_user_id())],
+                                         signature="forged").status in (400, 401, 403)
 
-                    # The canal by the school rises past evacuate; the readings arrive live on the open page.
-                    page.evaluate("window.__sameDocument = true")
-                    node = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="node-LP-W03")
-                    node.connect("127.0.0.1", mosquitto.port)
-                    node.loop_start()
-                    now_s = time.time()
-                    levels = [round(1.40 + 0.025 * i, 3) for i in range(23)]  # to 1.95 m; evacuate is 1.90
-                    for i, level in enumerate(levels):
-                        body = {"ts": now_s - (len(levels) - 1 - i) * 600, "seq": i + 1, "water_level_m": level}
-                        node.publish("floodwatch/LP-W03/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
-                    node.loop_stop()
-                    node.disconnect()
-                    expect(page.locator('#station-rows tr[data-station="LP-W03"] .level')).to_have_text("1.95")
-                    assert page.evaluate("window.__sameDocument") is True, "the update came without a reload"
+                # The canal by the school rises past evacuate; the readings arrive live on the open page.
+                page.evaluate("window.__sameDocument = true")
+                node = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="node-LP-W03")
+                node.connect("127.0.0.1", mosquitto.port)
+                node.loop_start()
+                now_s = time.time()
+                levels = [round(1.40 + 0.025 * i, 3) for i in range(23)]  # to 1.95 m; evacuate is 1.90
+                for i, level in enumerate(levels):
+                    body = {"ts": now_s - (len(levels) - 1 - i) * 600, "seq": i + 1, "water_level_m": level}
+                    node.publish("floodwatch/LP-W03/telemetry", json.dumps(body), qos=1).wait_for_publish(5)
+                node.loop_stop()
+                node.disconnect()
+                expect(page.locator('#station-rows tr[data-station="LP-W03"] .level')).to_have_text("1.95")
+                assert page.evaluate("window.__sameDocument") is True, "the update came without a reload"
 
-                    ack = page.locator("#alert-rows button.ack").first
-                    expect(ack).to_be_visible()
-                    ack.click()
-                    expect(page.locator("#alert-rows")).to_contain_text("รับทราบแล้ว: somchai")
-                finally:
-                    browser.close()
+                ack = page.locator("#alert-rows button.ack").first
+                expect(ack).to_be_visible()
+                ack.click()
+                expect(page.locator("#alert-rows")).to_contain_text("รับทราบแล้ว: somchai")
+            finally:
+                browser.close()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and resident not in {d.user_id for d in line.delivered_messages()}:
                 time.sleep(0.2)

@@ -84,7 +84,7 @@ def test_canal_flood_warns_each_resident_of_its_zone_exactly_once(mosquitto, mak
                 got = [m["user_id"] for m in standin.delivered_messages()]
                 return all(got.count(u) >= 2 for u in residents[FLOODED_ZONE])
 
-            _wait_for(everyone_heard_twice, 90, "two messages to reach each of moo-4's residents")
+            _wait_for(everyone_heard_twice, 180, "two messages to reach each of moo-4's residents")
             # Run on for longer than the cooldown (and past several forecasts) to catch repeats.
             watch_sim_s = 1.5 * settings.alerts.cooldown_s
             time.sleep(watch_sim_s / ACCELERATION)

@@ -101,7 +101,7 @@ def test_cli_serves_until_interrupted():
         with urllib.request.urlopen(base_url + "/_standin/received", timeout=5) as response:
             assert json.load(response)["requests"][0]["path"] == "/v2/bot/info"
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -212,8 +212,8 @@ class ResidualFit:
                 groups = (p.net_coef.shape[3] - n_cols_own) // k_here
                 for g in range(groups):  # a few spreads, not stations
                     src = p.net_coef[..., n_cols_own + g * k_here : n_cols_own + (g + 1) * k_here]
-                    first = n_cols_own + g * n_links
-                    coef[:, :, : p.net_coef.shape[2], first : first + k_here] = src
+                    col0 = n_cols_own + g * n_links  # not `first`: that is the first part, read below
+                    coef[:, :, : p.net_coef.shape[2], col0 : col0 + k_here] = src
             # Variants beyond this block's (links it does not have) repeat variant 0.
             coef[:, :, p.net_coef.shape[2] :] = coef[:, :, :1]
             coefs.append(coef)

@@ -36,7 +36,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from scipy.special import erfc
@@ -71,6 +71,9 @@ from floodwatch.models._residual import (
 )
 from floodwatch.models._tide import TideFit, fit_tide, leave_block_out_residual, predict_tide, retime_tide
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 DEFAULT_WINDOW_S = 30 * 86_400.0
 """Fit window: the last 30 days before the origin."""
 
@@ -95,6 +98,8 @@ UNSEEN_TREND_MAX_H = 6.0
 
 _Z95 = 1.6448536269514722  # standard normal 95 % quantile
 T = TypeVar("T")
+# The per-block dataclasses _concat joins (ForecastModel and the dataclasses it holds).
+D = TypeVar("D", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -417,7 +422,7 @@ def fit(
     if stale_allowance_s is not None:
         stale_s = float(stale_allowance_s)
     max_lead_s = horizon_s + min(stale_s, 86_400.0)
-    linked = np.zeros(level_m.shape[0], dtype=bool) if inputs is None else (inputs.links >= 0).any(axis=1)
+    linked = np.zeros(level_m.shape[0], dtype=bool) if inputs is None else np.any(inputs.links >= 0, axis=1)
     groups = [(np.nonzero(~linked)[0], window_s, max_rows)]
     if linked.any():
         # Stations with inputs: a longer window, rows as dense as the others'.
@@ -430,7 +435,8 @@ def fit(
     network, input_tide, input_tidal, input_last_s = _prepare_inputs(
         inputs, t_s, input_window, origin_s, dt_s, input_tide
     )
-    parts, order = [], []
+    parts: list[ForecastModel] = []
+    orders: list[np.ndarray] = []
     for stations, span_s, rows_max in groups:
         if stations.size == 0:
             continue
@@ -449,9 +455,9 @@ def fit(
             return _fit_block(t_w, level_m[sel, win], part, origin_s, dt_s, max_lead_s, rows_max, net, state)
 
         parts += _over_blocks(stations.size, fit_rows)
-        order.append(stations)
+        orders.append(stations)
     model = parts[0] if len(parts) == 1 else _concat(parts)
-    order = np.concatenate(order)
+    order = np.concatenate(orders)
     if not np.array_equal(order, np.arange(order.size)):
         model = take_stations(model, np.argsort(order))
     model = replace(
@@ -537,12 +543,10 @@ def _over_blocks(n_stations: int, work: Callable[[int], T]) -> list[T]:
         return list(pool.map(work, starts))
 
 
-def _concat(parts: list) -> object:
+def _concat(parts: Sequence[D]) -> D:
     """Join per-block dataclasses along the station axis; shared fields are taken from the first."""
     first = parts[0]
-    if isinstance(first, ResidualFit):
-        return ResidualFit.concat(parts)
-    values = {}
+    values: dict[str, object] = {}
     for field in fields(first):
         items = [getattr(p, field.name) for p in parts]
         if field.name in _SHARED_FIELDS or items[0] is None:
@@ -555,6 +559,8 @@ def _concat(parts: list) -> object:
                 out[:, : item.shape[1]] = item
                 padded.append(out)
             values[field.name] = np.concatenate(padded, axis=0)
+        elif isinstance(items[0], ResidualFit):
+            values[field.name] = ResidualFit.concat(items)
         elif is_dataclass(items[0]):
             values[field.name] = _concat(items)
         elif field.name in ("model_name", "inputs_used"):
@@ -579,7 +585,7 @@ def _fit_block(
     max_lead_s: float,
     max_rows: int,
     network: NetworkData | None = None,
-    state: tuple | None = None,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray | None, NetworkData | None] | None = None,
 ) -> ForecastModel:
     """Fit one block of stations on its window; ``state`` is (t, levels, rain, network) of the
     last days before the origin, where the state is read (the fit's own window by default)."""
@@ -612,15 +618,6 @@ def _fit_block(
         np.copyto(steps, 0.0, where=~stepped)
         step_sigma = np.sqrt(np.einsum("st,st->s", steps, steps) / np.where(n_steps > 0, n_steps, np.nan))
         _, seen = _trend_and_seen(t_w, residual, RATE_WINDOW_S)
-    fitted = ForecastModel(
-        dt_s=dt_s, tide=tide, uses_tide=uses_tide, residual=res,
-        fitted_s=np.full(n_stations, origin_s), step_sigma_m=step_sigma, seen_m_per_h=seen,
-        input_tide=None, input_tidal=np.zeros(0, dtype=bool), input_predicted=np.zeros(0, dtype=bool),
-        input_names=(), origin_s=origin_s, state=None,
-        last_obs_s=np.zeros(n_stations), last_level_m=np.zeros(n_stations), last_residual_m=np.zeros(n_stations),
-        unseen_trend_m_per_h=np.zeros(n_stations), rise_rate_cm_per_h=np.zeros(n_stations),
-        model_name=(), inputs_used=(), input_last_s=np.zeros(0),
-    )
     # The forecast starts from the same state :func:`update` would compute at this origin from
     # the same data: one path for every forecast, whether the fit is a minute or a day old.
     if state is None:
@@ -628,7 +625,20 @@ def _fit_block(
         cut = max(t_w.size - need, 0)
         net = None if network is None else replace(network, window_start=network.window_start + cut)
         state = (t_w[cut:], y[:, cut:], None if rain is None else rain[:, cut:], net)
-    return _state_at(fitted, *state, origin_s)
+    t_recent, y_recent, rain_recent, net_recent = state
+    y_recent, residual_recent, origin_state = _origin_state(
+        dt_s, tide, uses_tide, res, t_recent, y_recent, rain_recent, net_recent
+    )
+    fitted = ForecastModel(
+        dt_s=dt_s, tide=tide, uses_tide=uses_tide, residual=res,
+        fitted_s=np.full(n_stations, origin_s), step_sigma_m=step_sigma, seen_m_per_h=seen,
+        input_tide=None, input_tidal=np.zeros(0, dtype=bool), input_predicted=np.zeros(0, dtype=bool),
+        input_names=(), origin_s=origin_s, state=origin_state,
+        last_obs_s=np.zeros(n_stations), last_level_m=np.zeros(n_stations), last_residual_m=np.zeros(n_stations),
+        unseen_trend_m_per_h=np.zeros(n_stations), rise_rate_cm_per_h=np.zeros(n_stations),
+        model_name=(), inputs_used=(), input_last_s=np.zeros(0),
+    )
+    return _with_origin(fitted, t_recent, y_recent, residual_recent, origin_state, origin_s)
 
 
 def _state_at(
@@ -640,16 +650,33 @@ def _state_at(
     origin_s: float,
 ) -> ForecastModel:
     """A fitted block's state at the end of a recent window (``history_needed_steps`` long)."""
+    y, residual, state = _origin_state(model.dt_s, model.tide, model.uses_tide, model.residual, t_w, y, rain, network)
+    return _with_origin(model, t_w, y, residual, state, origin_s)
+
+
+def _origin_state(
+    dt_s: float,
+    tide: TideFit,
+    uses_tide: np.ndarray,
+    fit: ResidualFit,
+    t_w: np.ndarray,
+    y: np.ndarray,
+    rain: np.ndarray | None,
+    network: NetworkData | None,
+) -> tuple[np.ndarray, np.ndarray, ResidualState]:
+    """The residual model applied at the end of a recent window, from the fitted parts alone (a
+    fresh fit has no state yet). Returns the levels as floats (S, T), their residual from the
+    tide (S, T), metres, and the state."""
     y = np.asarray(y, dtype=float)
     rain = None if rain is None else np.asarray(rain, dtype=float)
-    leads = model.residual.lead_steps
-    t_ext = np.concatenate([t_w, t_w[-1] + model.dt_s * np.arange(1, int(leads[-1]) + 2)])
+    leads = fit.lead_steps
+    t_ext = np.concatenate([t_w, t_w[-1] + dt_s * np.arange(1, int(leads[-1]) + 2)])
     with np.errstate(all="ignore"):
-        tide_ext = predict_tide(model.tide, t_ext, harmonics=model.uses_tide, single=True)
+        tide_ext = predict_tide(tide, t_ext, harmonics=uses_tide, single=True)
         residual = y - tide_ext[:, : t_w.size]
-        x_raw, ok = origin_features(residual, rain, tide_ext, model.uses_tide, model.residual, model.dt_s, network)
-        state = apply_at_origin(model.residual, x_raw, ok)
-    return _with_origin(model, t_w, y, residual, state, origin_s)
+        x_raw, ok = origin_features(residual, rain, tide_ext, uses_tide, fit, dt_s, network)
+        state = apply_at_origin(fit, x_raw, ok)
+    return y, residual, state
 
 
 def _with_origin(
@@ -680,9 +707,9 @@ def _with_origin(
 
 def _model_names(state: ResidualState, uses_tide: np.ndarray, has: np.ndarray, fit: ResidualFit) -> tuple[str, ...]:
     choice = state.choice[:, 1:]
-    arx = (choice > CHOICE_PERSISTENCE).any(axis=1)
-    rain = ((choice == CHOICE_ARX_RAIN) | (choice == CHOICE_NETWORK_RAIN)).any(axis=1)
-    network = (choice >= CHOICE_NETWORK).any(axis=1)
+    arx = np.any(choice > CHOICE_PERSISTENCE, axis=1)
+    rain = np.any((choice == CHOICE_ARX_RAIN) | (choice == CHOICE_NETWORK_RAIN), axis=1)
+    network = np.any(choice >= CHOICE_NETWORK, axis=1)
     names = []
     for s in range(has.size):  # labels only, no maths
         if not has[s]:
@@ -886,7 +913,7 @@ def take_stations(model: ForecastModel, rows: np.ndarray) -> ForecastModel:
             return value
         if isinstance(value, ResidualFit):
             return value.take(rows)
-        if is_dataclass(value):
+        if is_dataclass(value) and not isinstance(value, type):
             return replace(value, **{f.name: pick(getattr(value, f.name), f.name) for f in fields(value)})
         if name in ("model_name", "inputs_used"):
             return tuple(value[i] for i in rows) if len(value) else value

@@ -212,7 +212,7 @@ class ResidualFit:
                 groups = (p.net_coef.shape[3] - n_cols_own) // k_here
                 for g in range(groups):  # a few spreads, not stations
                     src = p.net_coef[..., n_cols_own + g * k_here : n_cols_own + (g + 1) * k_here]
-                    col0 = n_cols_own + g * n_links
+                    col0 = n_cols_own + g * n_links  # not `first`: that is the first part, read below
                     coef[:, :, : p.net_coef.shape[2], col0 : col0 + k_here] = src
             # Variants beyond this block's (links it does not have) repeat variant 0.
             coef[:, :, p.net_coef.shape[2] :] = coef[:, :, :1]
@@ -412,7 +412,7 @@ class _Series:
         self.shift = shift
         self.width = width
         self.residual = _shift_right(residual_m, shift, width)
-        self.tide = _shift_right(tide_m, shift, width + max_lead + 1)
+        self.tide: np.ndarray | _ByPhase = _shift_right(tide_m, shift, width + max_lead + 1)
         self.first = first + shift
         self.split_index = first + ((last - first) * (1.0 - _HOLDOUT_FRACTION)).astype(int) + shift
         # Cross-fitting: the model fitted on the last two thirds also forecasts the first third.
@@ -448,6 +448,7 @@ class _Series:
         self._cycle_sums: dict[int, _ByPhase] = {}
         self._filled_by_phase: _ByPhase | None = None
         self._cycle_at: dict[tuple[int, int], np.ndarray] = {}
+        self.residual_by_phase: np.ndarray | _ByPhase
         if origin_only:
             # One row: plain reads are cheaper than regrouping the arrays.
             self.residual_by_phase = self.residual
@@ -721,12 +722,12 @@ def fit_residual(
             max_lag_steps(dt_s, n_times),
         )
     net = _network_for(series, network, lags)
-    n_links = 0 if net is None else network.inputs.n_links
+    n_links = 0 if net is None else net.inputs.n_links
     n_net = 0 if net is None else net.n_columns
     n_feat = n_own + n_net
     # Stations with a usable input get the network candidates (the others need no extra solves).
     net_sub = np.zeros(0, dtype=np.int64) if net is None else np.nonzero(net.used.any(axis=1))[0]
-    linked = np.zeros(0, dtype=np.int64) if net is None else np.nonzero((network.inputs.links >= 0).any(axis=1))[0]
+    linked = np.zeros(0, dtype=np.int64) if net is None else np.nonzero((net.inputs.links >= 0).any(axis=1))[0]
 
     # Feature-major rows (S, features + target, R): each feature is one contiguous (S, R)
     # block, so writing it and the products over rows run at memory speed. Standardised so
@@ -773,8 +774,8 @@ def fit_residual(
     with_rain[rain_cols] = True
     own_sets = np.stack([damped, without_rain, with_rain])  # (3, P)
     # Inputs: every variant (all inputs; all but one) on top of the ARX without and with rain.
-    net_sets = []
-    if n_net:
+    net_masks: list[np.ndarray] = []
+    if net is not None and n_net:
         groups = net.n_groups
         for v in range(n_var):
             cols = np.ones(n_net, dtype=bool)
@@ -783,8 +784,8 @@ def fit_residual(
             for base_set in (without_rain, with_rain):
                 mask = base_set.copy()
                 mask[n_own:] = cols
-                net_sets.append(mask)
-    net_sets = np.stack(net_sets) if net_sets else np.zeros((0, n_feat), dtype=bool)
+                net_masks.append(mask)
+    net_sets = np.stack(net_masks) if net_masks else np.zeros((0, n_feat), dtype=bool)
     column_ridge = np.ones(n_feat)
     column_ridge[n_own:] = _NETWORK_RIDGE / _RIDGE
     error_q = np.full((n_stations, n_anchor, QUANTILES.size), np.nan)
@@ -798,7 +799,7 @@ def fit_residual(
         for e, col in enumerate(series.extra(h, tidal)):
             scales[:, a, n_base + e] = _put_scaled(x, n_base + e, col, row_ok, n_ok)
             x_raw[:, a, n_base + e] = np.where(origin_ok, col[:, -1], 0.0)
-        if n_net:
+        if net is not None and n_net:
             routed = net.columns(h)  # (S, C, R), NaN where unknown
             for c in range(n_net):
                 col = routed[:, c]
@@ -865,14 +866,14 @@ def fit_residual(
         low = (_EXTRAPOLATION * trained.min(axis=1))[:, None]
         high = (_EXTRAPOLATION * trained.max(axis=1))[:, None]
         low_m[:, a], high_m[:, a] = low[:, 0], high[:, 0]
-        mse = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
+        mse_by_candidate = [(np.where(hold_h, d_h, 0.0) ** 2).sum(axis=1) / n_hold_safe]
         fitted_by_candidate = [np.zeros_like(d_h)]
         for beta_train in betas[0]:
             fitted = np.clip(np.matmul(beta_train.astype(np.float32)[:, None, :], x_h)[:, 0, :], low, high)
             fitted_by_candidate.append(fitted)
-            mse.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
+            mse_by_candidate.append((np.where(hold_h, d_h - fitted, 0.0) ** 2).sum(axis=1) / n_hold_safe)
         allowed = np.stack([np.ones(n_stations, dtype=bool), can_damp, can_fit, can_fit & has_rain])
-        mse = np.stack(mse)
+        mse = np.stack(mse_by_candidate)
         pick = np.argmin(np.where(allowed, mse, np.inf), axis=0)  # ties keep the simpler
         chosen = [pick[:, None] == c + 1 for c in range(own_sets.shape[0])]
         coef[:, a] = np.select(chosen, list(betas[1][..., :n_own]), 0.0) / scales[:, a, :n_own]
@@ -971,7 +972,7 @@ def fit_residual(
         net_coef=net_coef,
         net_error_q_m=net_errq,
         net_choice=net_choice,
-        links=network.inputs.links[linked] if lags is not None else empty,
+        links=network.inputs.links[linked] if lags is not None and network is not None else empty,
         lag_steps=lags.lag_steps[linked] if lags is not None else empty,
         best_lag_steps=lags.best_lag_steps[linked] if lags is not None else empty,
         status=lags.status[linked] if lags is not None else empty.astype(np.int8),
@@ -1159,7 +1160,7 @@ def origin_features(
         h = int(leads[a])
         for e, col in enumerate(series.extra(h, tidal)):
             x_raw[:, a, len(base_cols) + e] = np.where(origin_ok, col[:, -1], 0.0)
-        if n_net:
+        if net is not None and n_net:
             x_raw[:, a, n_own:] = net.columns(h)[:, :, -1]
     return x_raw, origin_ok
 

@@ -247,12 +247,12 @@ def rolling_forecasts(
         idx: np.ndarray, back: int
     ) -> tuple[np.ndarray | None, list | None, np.ndarray | None, list | None]:
         up = up_of = pr = pr_of = None
-        if n_up:
+        if upstream is not None and n_up:
             cols, inside = windows(idx, back)
             up = np.concatenate([take(upstream[k], cols, inside)[:, None] for k in range(n_up)], axis=1)
             up = up.reshape(idx.size * n_up, back)
             up_of = (np.arange(idx.size)[:, None] * n_up + np.arange(n_up)[None, :]).tolist()
-        if n_pr:
+        if predicted is not None and n_pr:
             cols, inside = windows(idx, back, future)
             pr_cols = np.clip(cols, 0, predicted.shape[1] - 1)
             pr_inside = (cols >= 0) & (cols < predicted.shape[1])
@@ -277,6 +277,7 @@ def rolling_forecasts(
         _record_lags(model, lag_h[f0 : f0 + fidx.size], lag_status[f0 : f0 + fidx.size], n_in, dt_s)
         # The forecast origins these fits serve, in batches of their own.
         served = np.nonzero((serving >= f0) & (serving < f0 + fidx.size))[0]
+        parts: list[tuple[np.ndarray, ForecastModel | None]]
         if refit_every_s is None:
             parts = [(served, model)]
         else:

@@ -86,7 +86,7 @@ def model_from_arrays(arrays) -> ForecastModel:
         raise ForecastError(f"forecast model file has format {version}, this floodwatch reads {FORMAT}; fit again")
 
     def build(cls: type, prefix: str):
-        values = {}
+        values: dict[str, typing.Any] = {}
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             key = f"{prefix}{f.name}"

@@ -43,7 +43,7 @@ from floodwatch.clock import Clock
 from floodwatch.errors import ForecastError
 from floodwatch.settings import Settings, StationConfig
 from floodwatch.vocabulary import QcFlag, Reading, StationId
-from floodwatch.store.base import Store
+from floodwatch.store.base import Field, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,17 @@ INPUT_HISTORY_MARGIN_H = 120.0 + 72.0
 back one travel time (searched up to 120 h) and one lead."""
 
 
-def input_field(station: StationConfig) -> str:
+def input_field(station: StationConfig) -> Field:
     """The stored field a station's readings are read from, by its kind."""
-    return {"rain": "rain_mm", "discharge": "discharge_m3_s"}.get(station.kind, "water_level_m")
+    by_kind: dict[str, Field] = {"rain": "rain_mm", "discharge": "discharge_m3_s"}
+    return by_kind.get(station.kind, "water_level_m")
+
+
+def _warning_levels_m(station: StationConfig) -> tuple[float, float, float]:
+    """A level station's watch, warning and evacuate levels, metres."""
+    # The settings refuse a water-level station without [stations.levels].
+    assert station.levels is not None, f"water-level station {station.id!r} has no warning levels"
+    return station.levels.as_tuple()
 
 
 def model_file(settings: Settings) -> Path | None:
@@ -94,10 +102,10 @@ class _Links:
     """Each level station's inputs, resolved once from the registry."""
 
     upstream_ids: tuple[StationId, ...]
-    upstream_fields: tuple[str, ...]
+    upstream_fields: tuple[Field, ...]
     upstream_of: list[list[int]]
     predicted_ids: tuple[StationId, ...]
-    predicted_fields: tuple[str, ...]
+    predicted_fields: tuple[Field, ...]
     predicted_of: list[list[int]]
 
     @property
@@ -214,7 +222,10 @@ class ForecastEngine:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._path.with_name(self._path.name + ".tmp.npz")
-            np.savez(tmp, __signature__=np.asarray(self._signature()), **models.model_to_arrays(model))
+            # Any: mypy matches a **dict of arrays against savez's allow_pickle keyword. The keys are
+            # field names; passing allow_pickle instead would store it as an array on older numpy.
+            arrays: dict[str, Any] = {"__signature__": np.asarray(self._signature()), **models.model_to_arrays(model)}
+            np.savez(tmp, **arrays)
             os.replace(tmp, self._path)  # a restart never reads half a file
         except OSError as exc:
             log.warning("could not keep the forecast model in %s (%s); a restart will fit again", self._path, exc)
@@ -224,7 +235,7 @@ class ForecastEngine:
         step_s = self._settings.forecast.step_s
         return start_s + step_s * np.arange(int(round((end_s - start_s) / step_s))), step_s
 
-    def _read(self, ids: Sequence[StationId], fields: Sequence[str], start_s: float, end_s: float) -> np.ndarray:
+    def _read(self, ids: Sequence[StationId], fields: Sequence[Field], start_s: float, end_s: float) -> np.ndarray:
         step_s = self._settings.forecast.step_s
         n = int(round((end_s - start_s) / step_s))
         out = np.full((len(ids), n), np.nan)
@@ -314,7 +325,7 @@ class ForecastEngine:
         all_rows = np.arange(len(self._ids))
         due = self._model is None or end_s - float(np.nanmin(self._model.fitted_s)) >= cfg.refit_every_h * 3600.0
         started = time.perf_counter()
-        if due:
+        if due or self._model is None:  # (due when there is no model; the check is for the type checker)
             self._model = self._fit_rows(all_rows, end_s)
             result_fitted = True
             self.fits += 1
@@ -344,13 +355,13 @@ class ForecastEngine:
                                   horizon_s=cfg.horizon_h * 3600.0, step_s=step_s)
         return EngineResult(
             origin_s=end_s, forecast=forecast, fitted_s=self._model.fitted_s.copy(), fitted=result_fitted,
-            refitted=refitted, loaded=loaded, fit_seconds=fit_seconds, warnings=self._warnings(),
+            refitted=refitted, loaded=loaded, fit_seconds=fit_seconds, warnings=self._warnings(self._model),
         )
 
-    def _warnings(self) -> list[str]:
+    def _warnings(self, model: models.ForecastModel) -> list[str]:
         """Each station's inputs it could not read, once per change (not every cycle)."""
         out = []
-        for sid, text in zip(self._ids, self._model.inputs_used, strict=True):
+        for sid, text in zip(self._ids, model.inputs_used, strict=True):
             if not text or ("not used" not in text and "late" not in text):
                 self._said.pop(sid, None)
                 continue
@@ -471,7 +482,7 @@ class ForecastJob:
         # A predicted series is already a forecast (a tide table): it is an input, not forecast itself.
         stations = [s for s in settings.level_stations if s.series != "predicted"]
         self._station_ids = tuple(s.id for s in stations)
-        self._thresholds_m = np.array([s.levels.as_tuple() for s in stations], dtype=float).reshape(-1, 3)
+        self._thresholds_m = np.array([_warning_levels_m(s) for s in stations], dtype=float).reshape(-1, 3)
         # Each level station reads the rain of the gauge named in its config.
         self._rain_of = [s.rain_station for s in stations]
         # A street gauge never reads below the dry street: forecasts are clipped there.

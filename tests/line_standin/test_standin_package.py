@@ -91,6 +91,9 @@ def test_cli_serves_until_interrupted():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: pytest-xdist's workers ignore SIGINT, and an ignored signal is
+        # inherited across exec (Python then installs no KeyboardInterrupt handler).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = process.stdout.readline()

@@ -62,6 +62,22 @@ class TestAlertBody(BaseModel):
     text: str = Field(default="", max_length=MAX_MESSAGE_CHARS)
 
 
+def session_of(ctx: PageContext, request: Request) -> Session | None:
+    """The officer's live session named by the request's cookie, or None."""
+    return ctx.state.session(request.cookies.get(SESSION_COOKIE))
+
+
+def require_officer(ctx: PageContext, request: Request) -> Session:
+    """Every officer action's gate: a live session and its CSRF token, or 401/403 and nothing happens."""
+    session = session_of(ctx, request)
+    if session is None:
+        raise HTTPException(401, "log in as an officer first (POST /api/login)")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header; reload the page and try again")
+    return session
+
+
 def officer_router(ctx: PageContext) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["officers"])
     # Binds a message preview to its confirmation; new per process, so a
@@ -79,17 +95,11 @@ def officer_router(ctx: PageContext) -> APIRouter:
     secure = ctx.settings.page.secure_cookies
 
     def current_session(request: Request) -> Session | None:
-        return ctx.state.session(request.cookies.get(SESSION_COOKIE))
+        return session_of(ctx, request)
 
     def officer(request: Request) -> Session:
         """Dependency for every action: a live session and its CSRF token, or nothing happens."""
-        session = current_session(request)
-        if session is None:
-            raise HTTPException(401, "log in as an officer first (POST /api/login)")
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header; reload the page and try again")
-        return session
+        return require_officer(ctx, request)
 
     def audit(session: Session, action: str, target: str, detail: dict[str, Any]) -> None:
         ctx.state.record(ts_s=ctx.clock.now_s(), username=session.username, action=action, target=target,

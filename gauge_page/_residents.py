@@ -10,7 +10,6 @@ changes are forwarded to the page's live events.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from floodwatch.gauge_page._context import PageContext
 from floodwatch.gauge_page._hub import to_jsonable
-from floodwatch.gauge_page._officer import CSRF_HEADER, SESSION_COOKIE
+from floodwatch.gauge_page._officer import require_officer, session_of
 from floodwatch.gauge_page._state import Session
 
 log = logging.getLogger(__name__)
@@ -78,17 +77,8 @@ def residents_router(ctx: PageContext) -> APIRouter:
     if alerts is not None and hasattr(alerts, "add_listener"):
         alerts.add_listener(lambda kind, data: ctx.hub.publish(kind, data))
 
-    def session_of(request: Request) -> Session | None:
-        return ctx.state.session(request.cookies.get(SESSION_COOKIE))
-
     def officer(request: Request) -> Session:
-        session = session_of(request)
-        if session is None:
-            raise HTTPException(401, "log in as an officer first (POST /api/login)")
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-            raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header; reload the page and try again")
-        return session
+        return require_officer(ctx, request)
 
     def service(name: str) -> Any:
         if alerts is None or not hasattr(alerts, name):
@@ -98,7 +88,7 @@ def residents_router(ctx: PageContext) -> APIRouter:
     @router.get("/reports", response_model=ReportsOut, response_model_exclude_none=True,
                 summary="Residents' flood reports, newest first (officers only: without a log-in the list is empty)")
     def reports(request: Request, hours: float = Query(72.0, gt=0, le=24 * 14)) -> dict[str, Any]:
-        is_officer = session_of(request) is not None
+        is_officer = session_of(ctx, request) is not None
         if alerts is None or not hasattr(alerts, "reports") or not is_officer:
             return {"running": alerts is not None and hasattr(alerts, "reports"), "officer": is_officer,
                     "hours": hours, "reports": []}
@@ -109,7 +99,7 @@ def residents_router(ctx: PageContext) -> APIRouter:
                 responses={200: {"content": {"image/jpeg": {}}, "description": "the report's photo (EXIF removed)"}},
                 summary="A report's photo (officer)")
     def photo(report_id: str, request: Request) -> FileResponse:
-        if session_of(request) is None:
+        if session_of(ctx, request) is None:
             raise HTTPException(401, "log in as an officer to see residents' photos")
         if not _REPORT_ID.match(report_id):
             raise HTTPException(404, f"{report_id!r} is not a report id (R + 8 hex digits)")

@@ -32,6 +32,8 @@ class QcChecker:
         self._history = history
         # station -> (t_s (K,), values (K,)) in time order
         self._tails: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # station -> times in the tail whose reading failed the spike test when judged
+        self._spiked: dict[str, np.ndarray] = {}
 
     def seed(self, readings: Sequence[Reading]) -> None:
         """Remember stored readings (any order) as history; does not flag them."""
@@ -101,13 +103,18 @@ class QcChecker:
         # Right-align every station's series; NaN on the left is "no earlier reading".
         t_mat = np.full((len(sids), width), np.nan)
         v_mat = np.full((len(sids), width), np.nan)
+        spiked = np.zeros((len(sids), width), dtype=bool)
         for row, (t, v) in enumerate(zip(rows_t, rows_v, strict=True)):
             t_mat[row, width - t.size:] = t
             v_mat[row, width - v.size:] = v
+            before = self._spiked.get(sids[row])
+            if before is not None and before.size:
+                spiked[row, width - t.size:] = np.isin(t, before)
         limits = qc.stack_limits([self._limits[sid] for sid in sids])
         interval = np.array([self._interval_s[sid] for sid in sids])
         first_new = min(int(pos.min()) + width - t.size for pos, t in zip(new_pos, rows_t, strict=True))
-        flags, tests = qc.run_tests(v_mat, t_mat, now_s, limits, interval, last=width - first_new)
+        flags, tests = qc.run_tests(v_mat, t_mat, now_s, limits, interval, last=width - first_new,
+                                    failed_before=spiked)
         for row, sid in enumerate(sids):
             shift = width - rows_t[row].size
             cols = new_pos[row] + shift
@@ -116,6 +123,12 @@ class QcChecker:
                 flag = new_flags[k]
                 text = qc.describe(tests, (row, int(cols[k]))) if flag != qc.PASS else ""
                 out[i] = _with_flag(readings[i], _FLAGS[flag], text)
+            if "spike" in tests:
+                # Remembered for the next batches, whose spike test no longer judges these readings.
+                new_spikes = t_mat[row, cols][tests["spike"][row, cols] == qc.FAIL]
+                kept = self._spiked.get(sid, np.empty(0))
+                first_kept = self._tails[sid][0][0] if self._tails[sid][0].size else np.inf
+                self._spiked[sid] = np.concatenate([kept[kept >= first_kept], new_spikes])
 
     def _remember(self, sid: str, t: np.ndarray, v: np.ndarray, presorted: bool = False) -> None:
         if not presorted:

@@ -359,6 +359,7 @@ def run_tests(
     limits: QcLimits,
     default_dt_s: float | np.ndarray = 600.0,
     last: int | None = None,
+    failed_before: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """All tests for one station's series, or several stations' at once.
 
@@ -369,6 +370,10 @@ def run_tests(
     limits : one station's, or :func:`stack_limits` of S stations (same field).
     last : judge only the last ``last`` positions with the costly flat-line test (ingest's
         new readings); None judges all.
+    failed_before : bool, shape of ``values``, optional
+        History positions that failed the spike test when they were judged (in an earlier
+        batch, where the spike test no longer sees them as new): the rate of change of the
+        readings after them is judged against the last good reading, as within one batch.
 
     Returns
     -------
@@ -378,8 +383,11 @@ def run_tests(
     if limits.field == "water_level_m":
         tests["spike"] = spike(values, limits.spike_suspect, limits.spike_fail, last=last)
         # Judge the rate against the last reading that was not a failed spike.
+        excluded = tests["spike"] == FAIL
+        if failed_before is not None:
+            excluded = excluded | failed_before
         tests["rate_of_change"] = rate_of_change(
-            np.where(tests["spike"] == FAIL, np.nan, values), t_s, limits.rate_suspect_per_s, limits.rate_min_change
+            np.where(excluded, np.nan, values), t_s, limits.rate_suspect_per_s, limits.rate_min_change
         )
         tests["flat_line"] = flat_line(values, t_s, limits.flat_tolerance, limits.flat_suspect_s, limits.flat_fail_s,
                                        last=last)

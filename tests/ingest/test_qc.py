@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from floodwatch.ingest import QcChecker, qc
 
 from floodwatch.settings import load_settings
@@ -114,3 +115,26 @@ def test_rate_of_change_ignores_millimetre_noise_between_readings_seconds_apart(
     # A real jump still stands out.
     v[200] += 0.10
     assert qc.rate_of_change(v, t, 1.5 / 3600, min_change=0.02)[200] == qc.SUSPECT
+
+
+@pytest.mark.parametrize("series", ["spike", "step"])
+def test_flags_do_not_depend_on_how_the_readings_were_batched(series):
+    """Live nodes send one reading at a time; a catch-up sends many. The flags must be the same:
+    a spike that ended one batch must not make the next batch's first reading a 'rate of change'."""
+    sid = StationId("LP-W01")
+    t = T0 + 600.0 * np.arange(48)
+    if series == "spike":
+        v = 1.0 + 0.5 * np.sin(2 * np.pi * np.arange(48) / 74.5)
+        v[30] += 1.2  # a bird under the radar
+    else:
+        v = np.r_[np.full(24, 1.0), np.full(24, 1.8)]  # a sluice gate opened
+    readings = [Reading(sid, float(a), seq=i, water_level_m=float(b))
+                for i, (a, b) in enumerate(zip(t, v, strict=True))]
+    now = float(t[-1]) + 600.0
+    whole = [r.qc_flag for r in QcChecker(load_settings()).check(readings, now)]
+    one_by_one = QcChecker(load_settings())
+    assert [one_by_one.check([r], now)[0].qc_flag for r in readings] == whole
+    for split in range(1, 48):
+        checker = QcChecker(load_settings())
+        got = [r.qc_flag for r in checker.check(readings[:split], now) + checker.check(readings[split:], now)]
+        assert got == whole, f"split after reading {split - 1}"
